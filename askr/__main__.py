@@ -1,0 +1,3 @@
+from askr.cli import main
+
+main()

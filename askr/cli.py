@@ -1,0 +1,66 @@
+"""`askr` command line: thin; everything it does lives in config, master and front."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from askr import __version__
+from askr import config as config_mod
+from askr import log as log_setup
+from askr.config import ConfigError
+
+log = logging.getLogger("askr.master")
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="askr", description="A production application server for PHP apps.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve a PHP app (default: ./public, else the bundled example)")
+    serve.add_argument("--config", metavar="FILE", help="askr.toml to read")
+    serve.add_argument("--root", metavar="DIR", help="document root ([server] root)")
+    serve.add_argument("--listen", metavar="HOST:PORT", action="append",
+                       help="address to accept HTTP on ([server] listen); repeatable")
+    serve.add_argument("--workers", metavar="N|auto", help="number of PHP workers ([server] workers)")
+    serve.add_argument("--max-body-size", metavar="SIZE", help="largest request body, e.g. 64M")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.root:
+        out["server.root"] = args.root
+    if args.listen:
+        out["server.listen"] = args.listen
+    if args.workers:
+        out["server.workers"] = int(args.workers) if args.workers.isdigit() else args.workers
+    if args.max_body_size:
+        out["limits.max_body_size"] = args.max_body_size
+    return out
+
+
+def serve(args: argparse.Namespace) -> int:
+    from askr.master.arbiter import Arbiter
+
+    try:
+        cfg = config_mod.load(args.config, _overrides(args))
+        arbiter = Arbiter(cfg)
+        return asyncio.run(arbiter.run())
+    except ConfigError as e:
+        print(f"askr: config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    log_setup.setup()
+    if args.command == "version":
+        print(f"askr {__version__}")
+        sys.exit(0)
+    sys.exit(serve(args))

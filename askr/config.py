@@ -1,0 +1,299 @@
+"""askr.toml: the one home of every setting, its type, default and documentation.
+
+Each setting is declared once (in SETTINGS); validation, defaults, CLI overrides and docs all
+derive from that table. Problems raise ConfigError naming the file, the key and the fix; the CLI
+turns that into exit code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from askr.paths import EXAMPLE_ROOT
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)B?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_size(value: Any) -> int:
+    """512, "512K", "64M", "1G" -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError('expected a size such as 512K, 8M or 1G')
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def parse_listen(value: Any) -> Listen:
+    """ "127.0.0.1:8080", "[::1]:8080", ":8080" (all interfaces is never implied: use 0.0.0.0)."""
+    if not isinstance(value, str):
+        raise ValueError('expected "HOST:PORT", e.g. "127.0.0.1:8080"')
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError('expected "HOST:PORT", e.g. "127.0.0.1:8080"')
+    host = host.strip("[]") or "127.0.0.1"
+    num = int(port)
+    if not 0 <= num <= 65535:
+        raise ValueError("the port must be between 0 and 65535")
+    return Listen(host, num)
+
+
+def _listen_list(value: Any) -> tuple[Listen, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("give at least one address")
+    return tuple(parse_listen(v) for v in items)
+
+
+def _workers(value: Any) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError('expected a positive integer or "auto"')
+    return value
+
+
+def _int(minimum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}")
+        return value
+
+    return check
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError("expected a number of seconds > 0, e.g. 10 or 0.5")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _ini_table(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError('expected a table, e.g. ini = { memory_limit = "256M" }')
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, bool):
+            v = "1" if v else "0"
+        if not isinstance(v, str | int | float) or "\n" in str(v) or "=" in k:
+            raise ValueError(f"ini.{k}: expected a string or number")
+        out[k] = str(v)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    section: str
+    key: str
+    default: Any
+    parse: Callable[[Any], Any]
+    doc: str
+    path: bool = False  # a filesystem path: relative values are relative to the config file
+
+    @property
+    def name(self) -> str:
+        return f"[{self.section}] {self.key}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("server", "listen", "127.0.0.1:8080", _listen_list,
+            'Address(es) to accept HTTP on: "HOST:PORT" or a list of them.'),
+    Setting("server", "root", None, _str,
+            "Document root: static files are served from it and classic-mode scripts run from it. "
+            "Default: ./public if it exists, else the bundled example app.", path=True),
+    Setting("server", "workers", "auto", _workers,
+            'Number of PHP workers: a positive integer, or "auto" for one per CPU core.'),
+    Setting("server", "max_requests", 0, _int(0),
+            "Recycle a PHP worker after this many requests (0 = never)."),
+    Setting("server", "https", False, _bool,
+            "Tell PHP the request came over https (TLS terminated by a load balancer in front)."),
+    Setting("worker", "script", None, _str,
+            "Worker-mode script that boots the app once and loops in askr_handle_request().", path=True),
+    Setting("worker", "app_base", None, _str,
+            "The application's base directory (re-resolved on every reload).", path=True),
+    Setting("worker", "ini", {}, _ini_table,
+            'php.ini overrides for every PHP worker, e.g. { memory_limit = "256M" }.'),
+    Setting("limits", "max_body_size", "8M", parse_size,
+            "Largest request body accepted; larger ones get 413 without the rest being read."),
+    Setting("limits", "max_header_size", "16K", parse_size,
+            "Largest request head (request line and headers); larger gets 431."),
+    Setting("limits", "max_request_line", "8K", parse_size,
+            "Longest request line; longer gets 414."),
+    Setting("limits", "max_headers", 100, _int(1), "Most header fields in one request; more gets 431."),
+    Setting("limits", "header_timeout", 10, _seconds,
+            "Seconds a client has to send the whole request head; then 408 and close."),
+    Setting("limits", "body_timeout", 30, _seconds,
+            "Length in seconds of the window in which a request body must advance by "
+            "body_min_rate x body_timeout bytes; otherwise 408 and close (slow-body protection)."),
+    Setting("limits", "body_min_rate", "1K", parse_size,
+            "Minimum average request-body rate in bytes per second, checked per body_timeout window."),
+    Setting("limits", "keepalive_timeout", 15, _seconds,
+            "Seconds an idle keep-alive connection is kept open."),
+    Setting("limits", "max_queue", 1024, _int(0),
+            "Requests that may wait for a busy PHP worker pool; beyond that, 503 with Retry-After."),
+)
+_BY_SECTION: dict[str, dict[str, Setting]] = {}
+for _s in SETTINGS:
+    _BY_SECTION.setdefault(_s.section, {})[_s.key] = _s
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: tuple[Listen, ...]
+    root: str
+    workers: int
+    max_requests: int
+    https: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    script: str | None
+    app_base: str | None
+    ini: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_body_size: int
+    max_header_size: int
+    max_request_line: int
+    max_headers: int
+    header_timeout: float
+    body_timeout: float
+    body_min_rate: int
+    keepalive_timeout: float
+    max_queue: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    worker: WorkerConfig
+    limits: LimitsConfig
+    source: str = "<defaults>"
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read askr.toml (or nothing), apply CLI overrides ("section.key": value), validate."""
+    source = str(path) if path else "<command line>"
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found; check the --config path") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{source}: cannot read: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{source}: not valid TOML: {e}") from None
+        base_dir = p.resolve().parent
+
+    values: dict[str, dict[str, Any]] = {s: {} for s in _BY_SECTION}
+    for section, table in raw.items():
+        if section not in _BY_SECTION:
+            hint = _suggest(section, list(_BY_SECTION))
+            raise ConfigError(f"{source}: unknown section [{section}].{hint}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, value in table.items():
+            setting = _BY_SECTION[section].get(key)
+            if setting is None:
+                hint = _suggest(key, list(_BY_SECTION[section]))
+                raise ConfigError(f"{source}: unknown key [{section}] {key}.{hint}")
+            values[section][key] = (value, source, base_dir)
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".")
+        values[section][key] = (value, "command line", Path.cwd())
+
+    parsed: dict[str, dict[str, Any]] = {s: {} for s in _BY_SECTION}
+    for setting in SETTINGS:
+        value, origin, rel_base = values[setting.section].get(setting.key, (setting.default, None, None))
+        if value is None:
+            parsed[setting.section][setting.key] = None
+            continue
+        try:
+            result = setting.parse(value)
+        except ValueError as e:
+            where = origin or "default"
+            raise ConfigError(f"{where}: {setting.name} = {value!r}: {e}. {setting.doc}") from None
+        if setting.path and origin is not None:
+            result = str((rel_base / result).resolve()) if not os.path.isabs(result) else result
+        parsed[setting.section][setting.key] = result
+
+    server = parsed["server"]
+    if server["root"] is None:
+        server["root"] = str(Path("public").resolve()) if Path("public").is_dir() else str(EXAMPLE_ROOT)
+    if not Path(server["root"]).is_dir():
+        raise ConfigError(f"{source}: [server] root = {server['root']!r}: no such directory; "
+                          "point it at your app's public/ directory")
+    return Config(
+        server=ServerConfig(**server),
+        worker=WorkerConfig(**parsed["worker"]),
+        limits=LimitsConfig(**parsed["limits"]),
+        source=source,
+    )
+
+
+def dump(config: Config) -> str:
+    """The resolved config as JSON, handed from the master to its children."""
+    data = asdict(config)
+    return json.dumps(data)
+
+
+def restore(text: str) -> Config:
+    data = json.loads(text)
+    server = data["server"]
+    server["listen"] = tuple(Listen(**item) for item in server["listen"])
+    return Config(
+        server=ServerConfig(**server),
+        worker=WorkerConfig(**data["worker"]),
+        limits=LimitsConfig(**data["limits"]),
+        source=data["source"],
+    )

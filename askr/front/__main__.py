@@ -1,0 +1,3 @@
+from askr.front.server import main
+
+main()

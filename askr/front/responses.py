@@ -1,0 +1,65 @@
+"""Bits every HTTP response needs: status lines, a once-a-second Date header, error bodies."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+
+from askr import SERVER_SOFTWARE
+
+SERVER_HEADER = b"server: " + SERVER_SOFTWARE.encode() + b"\r\n"
+
+STATUS_LINES: dict[int, bytes] = {
+    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
+}
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = STATUS_LINES[status] = f"HTTP/1.1 {status} Unknown\r\n".encode()
+    return line
+
+
+class DateHeader:
+    """`date: ...\r\n`, formatted at most once a second (formatting costs more than a request parse)."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self._value
+
+
+DATE = DateHeader()
+
+
+def reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_response(status: int, close: bool, extra: bytes = b"", head_only: bool = False) -> bytes:
+    """A complete small text response for errors the front answers itself."""
+    body = f"{status} {reason(status)}\n".encode()
+    parts = [
+        status_line(status), DATE.get(), SERVER_HEADER,
+        b"content-type: text/plain; charset=utf-8\r\n",
+        b"content-length: ", str(len(body)).encode(), b"\r\n", extra,
+    ]
+    if close:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head_only:
+        parts.append(body)
+    return b"".join(parts)

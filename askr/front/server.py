@@ -1,0 +1,124 @@
+"""The front process: accepts HTTP on the master's listen sockets and PHP-worker channels on its
+channel socket, reports worker readiness to the master, and drains on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import signal
+import socket
+from dataclasses import dataclass, field
+
+import uvloop
+
+from askr import config as config_mod
+from askr import log as log_setup
+from askr.bridge.pool import WorkerPool
+from askr.config import Config
+from askr.front.http1 import Http1Connection
+from askr.front.router import Router
+
+log = logging.getLogger("askr.front")
+
+GRACEFUL_TIMEOUT = 30.0
+
+
+@dataclass
+class FrontContext:
+    config: Config
+    loop: asyncio.AbstractEventLoop
+    router: Router
+    pool: WorkerPool
+    root_bytes: bytes
+    connections: set = field(default_factory=set)
+    draining: bool = False
+
+
+class Front:
+    def __init__(self, config: Config, listen_fds: list[int], channel_fd: int, control_fd: int):
+        self.config = config
+        self.listen_fds = listen_fds
+        self.channel_fd = channel_fd
+        self.control = socket.socket(fileno=control_fd)
+        self.servers: list[asyncio.AbstractServer] = []
+        self.stopped = asyncio.Event()
+
+    def send_event(self, event: dict) -> None:
+        try:
+            self.control.sendall(json.dumps(event).encode() + b"\n")
+        except OSError:
+            pass  # the master is gone; we are about to be stopped anyway
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        pool = WorkerPool(cfg.limits.max_queue, self.send_event)
+        ctx = FrontContext(cfg, loop, Router(cfg.server.root), pool, cfg.server.root.encode())
+        self.ctx = ctx
+        channel_sock = socket.socket(fileno=self.channel_fd)
+        self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
+        for fd in self.listen_fds:
+            sock = socket.socket(fileno=fd)
+            self.servers.append(
+                await loop.create_server(lambda: Http1Connection(ctx), sock=sock, backlog=1024)
+            )
+        loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(self.drain()))
+        loop.add_signal_handler(signal.SIGINT, self.stopped.set)
+        loop.add_signal_handler(signal.SIGQUIT, self.stopped.set)
+        loop.create_task(self.read_control())
+        gc.freeze()  # everything allocated so far lives for the whole process
+        await self.stopped.wait()
+        for server in self.servers:
+            server.close()
+        pool.close_all()
+
+    async def read_control(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader, _ = await asyncio.open_connection(sock=self.control)
+        while line := await reader.readline():
+            msg = json.loads(line)
+            if msg.get("cmd") == "retire":
+                self.ctx.pool.retire(int(msg["worker_id"]))
+            elif msg.get("cmd") == "drain":
+                loop.create_task(self.drain())
+        self.stopped.set()  # master gone
+
+    async def drain(self) -> None:
+        """Stop accepting; finish in-flight requests; close idle keep-alives; then stop."""
+        ctx = self.ctx
+        if ctx.draining:
+            return
+        ctx.draining = True
+        log.info("draining: %d open connections", len(ctx.connections))
+        for server in self.servers[1:]:
+            server.close()
+        for conn in list(ctx.connections):
+            conn.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GRACEFUL_TIMEOUT
+        while ctx.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if ctx.connections:
+            log.warning("graceful timeout: closing %d connections still open", len(ctx.connections))
+        self.stopped.set()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="askr-front")
+    parser.add_argument("--config-json", required=True)
+    parser.add_argument("--listen-fds", required=True)
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    log_setup.setup()
+    with open(args.config_json) as f:
+        cfg = config_mod.restore(f.read())
+    front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd)
+    uvloop.run(front.run())
+
+
+if __name__ == "__main__":
+    main()

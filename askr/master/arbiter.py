@@ -1,0 +1,344 @@
+"""The master's one loop: it owns every child (front, zygote, PHP workers) and acts on events.
+
+Signal handlers, the zygote's reports and the front's events only enqueue; `run()` takes them one
+at a time, so process lifecycle has exactly one owner (as gunicorn's arbiter does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from askr import config as config_mod
+from askr.config import Config
+from askr.master import sockets
+from askr.master.zygote import Zygote, ZygoteError
+
+log = logging.getLogger("askr.master")
+
+PR_SET_CHILD_SUBREAPER = 36
+STOP_TIMEOUT = 40.0  # front drain (30 s) plus margin
+BACKOFF_START = 0.1
+BACKOFF_MAX = 10.0
+QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts as a failure
+
+
+@dataclass
+class WorkerSlot:
+    """One of the configured worker positions and the process currently filling it."""
+
+    worker_id: int
+    pid: int = 0
+    generation: int = 0
+    state: str = "starting"  # starting -> ready -> exited
+    started_at: float = 0.0
+    failures: int = 0  # consecutive quick deaths, for backoff
+    restarts: int = 0
+
+
+@dataclass
+class Children:
+    front: subprocess.Popen | None = None
+    zygote: Zygote | None = None
+    orphans: set[int] = field(default_factory=set)
+
+
+class Arbiter:
+    def __init__(self, config: Config):
+        self.config = config
+        self.events: asyncio.Queue[tuple] = asyncio.Queue()
+        self.children = Children()
+        self.slots = {i: WorkerSlot(i) for i in range(config.server.workers)}
+        self.generation = 1
+        self.stopping = False
+        self.announced_ready = False
+        self.runtime_dir = ""
+        self.channel_path = ""
+        self.listen_socks: list[socket.socket] = []
+        self.channel_sock: socket.socket | None = None
+        self.front_control: socket.socket | None = None
+        self.exit_code = 0
+
+    # -- setup -------------------------------------------------------------------------------
+    def _become_subreaper(self) -> None:
+        """Orphaned PHP workers (their zygote gone) are re-parented to us, so we can reap them."""
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            log.debug("prctl(PR_SET_CHILD_SUBREAPER) unavailable")
+
+    def bind(self) -> None:
+        """Bind every socket first: a port problem is reported before anything starts."""
+        self.listen_socks = [sockets.bind_tcp(address) for address in self.config.server.listen]
+        self.runtime_dir = tempfile.mkdtemp(prefix="askr-")
+        self.channel_path = os.path.join(self.runtime_dir, "front-0.sock")
+        self.channel_sock = sockets.bind_unix(self.channel_path, backlog=max(128, 4 * len(self.slots)))
+
+    def quota(self, worker_id: int) -> int:
+        """max_requests, spread ±15% across workers so they never all recycle at once."""
+        base = self.config.server.max_requests
+        n = len(self.slots)
+        if not base or n == 1:
+            return base
+        spread = 0.30 * base * worker_id / (n - 1) - 0.15 * base
+        return max(1, round(base + spread))
+
+    async def start_zygote(self) -> Zygote:
+        zygote = Zygote(self.config, self.generation, self._zygote_line)
+        await zygote.start()
+        log.info("PHP generation %d ready (zygote pid %d)", self.generation, zygote.pid)
+        return zygote
+
+    def start_front(self) -> subprocess.Popen:
+        config_path = os.path.join(self.runtime_dir, "config.json")
+        with open(config_path, "w") as f:
+            f.write(config_mod.dump(self.config))
+        ours, theirs = socket.socketpair()
+        fds = [s.fileno() for s in self.listen_socks]
+        assert self.channel_sock is not None
+        cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path,
+               "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(self.channel_sock.fileno()),
+               "--control-fd", str(theirs.fileno())]
+        proc = subprocess.Popen(cmd, pass_fds=[*fds, self.channel_sock.fileno(), theirs.fileno()],
+                                stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.front_control = ours
+        asyncio.get_running_loop().create_task(self._read_front(ours, proc.pid))
+        log.info("front started (pid %d)", proc.pid)
+        return proc
+
+    async def _read_front(self, sock: socket.socket, pid: int) -> None:
+        import json
+
+        reader, _ = await asyncio.open_connection(sock=sock)
+        while line := await reader.readline():
+            self.events.put_nowait(("front", json.loads(line)))
+
+    def send_front(self, message: dict) -> None:
+        import json
+
+        if self.front_control is not None:
+            with contextlib.suppress(OSError):
+                self.front_control.sendall(json.dumps(message).encode() + b"\n")
+
+    # -- event producers (enqueue only) -----------------------------------------------------
+    def _zygote_line(self, zygote: Zygote, fields: list[str]) -> None:
+        self.events.put_nowait(("zygote", zygote, fields))
+
+    def _signal(self, signum: int) -> None:
+        self.events.put_nowait(("signal", signum))
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._become_subreaper()
+        self.bind()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
+            loop.add_signal_handler(sig, self._signal, sig)
+        try:
+            try:
+                self.children.zygote = await self.start_zygote()
+            except ZygoteError as e:
+                log.error("cannot start PHP: %s", e)
+                return 1
+            self.children.front = self.start_front()
+            for slot in self.slots.values():
+                self.spawn(slot)
+            while True:
+                event = await self.events.get()
+                done = self.handle(event)
+                if done:
+                    break
+            await self.finish_stop()
+            return self.exit_code
+        finally:
+            self.cleanup()
+
+    def handle(self, event: tuple) -> bool:
+        """Act on one event; True when the master should finish stopping."""
+        kind = event[0]
+        if kind == "signal":
+            return self.handle_signal(event[1])
+        if kind == "zygote":
+            self.handle_zygote(event[1], event[2])
+        elif kind == "front":
+            self.handle_front(event[1])
+        elif kind == "respawn":
+            slot = self.slots[event[1]]
+            if not self.stopping and slot.state == "exited":
+                self.spawn(slot)
+        return self.stopping and self.children.front is None
+
+    def handle_signal(self, signum: int) -> bool:
+        if signum == signal.SIGCHLD:
+            self.reap()
+        elif signum == signal.SIGTERM:
+            if not self.stopping:
+                log.info("SIGTERM: draining in-flight requests, then exiting")
+                self.stopping = True
+                if self.children.front is not None:
+                    self.children.front.send_signal(signal.SIGTERM)
+        elif signum in (signal.SIGINT, signal.SIGQUIT):
+            log.info("%s: stopping now", signal.Signals(signum).name)
+            self.stopping = True
+            if self.children.front is not None:
+                self.children.front.send_signal(signal.SIGQUIT)
+        elif signum == signal.SIGHUP:
+            log.warning("SIGHUP: rolling reload is not available yet; ignoring")
+        return self.stopping and self.children.front is None
+
+    def spawn(self, slot: WorkerSlot) -> None:
+        zygote = self.children.zygote
+        if zygote is None or zygote.writer is None:
+            return
+        slot.state = "starting"
+        slot.pid = 0
+        slot.started_at = time.monotonic()
+        zygote.spawn(slot.worker_id, self.channel_path, self.quota(slot.worker_id))
+
+    def handle_zygote(self, zygote: Zygote, fields: list[str]) -> None:
+        if not fields:
+            return
+        what = fields[0]
+        if what == "spawned":
+            slot = self.slots[int(fields[1])]
+            slot.pid = int(fields[2])
+            slot.generation = zygote.generation
+        elif what == "exited":
+            worker_id, pid, code, sig = (int(x) for x in fields[1:5])
+            self.worker_exited(self.slots[worker_id], pid, code, sig)
+        elif what == "closed" and not self.stopping and zygote is self.children.zygote:
+            log.error("the PHP zygote (pid %d) exited unexpectedly; starting a new one", zygote.pid)
+            self.children.zygote = None
+            asyncio.get_running_loop().create_task(self._restart_zygote())
+
+    async def _restart_zygote(self) -> None:
+        delay = BACKOFF_START
+        while not self.stopping:
+            self.generation += 1
+            try:
+                self.children.zygote = await self.start_zygote()
+            except ZygoteError as e:
+                log.error("cannot restart PHP: %s; retrying in %.1f s", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            for slot in self.slots.values():
+                if slot.state == "exited":
+                    self.spawn(slot)
+            return
+
+    def worker_exited(self, slot: WorkerSlot, pid: int, code: int, sig: int) -> None:
+        if pid != slot.pid:
+            return  # a stale report about a process this slot no longer holds
+        lived = time.monotonic() - slot.started_at
+        slot.state = "exited"
+        if self.stopping:
+            return
+        how = f"killed by signal {sig}" if sig else f"exited with code {code}"
+        clean = not sig and code == 0
+        if clean:
+            log.info("php#%d (pid %d) %s; replacing it", slot.worker_id, pid, how)
+            slot.failures = 0
+        else:
+            log.error("php#%d (pid %d) %s; replacing it", slot.worker_id, pid, how)
+            slot.failures = slot.failures + 1 if lived < QUICK_DEATH else 0
+        slot.restarts += 1
+        delay = 0.0 if slot.failures == 0 else min(BACKOFF_START * 2 ** (slot.failures - 1), BACKOFF_MAX)
+        if delay:
+            log.warning("php#%d failed %d times in a row; next start in %.1f s", slot.worker_id,
+                        slot.failures, delay)
+        asyncio.get_running_loop().call_later(delay, self.events.put_nowait, ("respawn", slot.worker_id))
+
+    def handle_front(self, msg: dict) -> None:
+        if msg.get("event") == "worker_ready":
+            slot = self.slots.get(msg["worker_id"])
+            if slot is None or slot.pid != msg["pid"]:
+                return
+            slot.state = "ready"
+            slot.failures = 0
+            if not self.announced_ready and all(s.state == "ready" for s in self.slots.values()):
+                self.announced_ready = True
+                urls = ", ".join(f"http://{sockets.display_address(s)}" for s in self.listen_socks)
+                log.info("askr ready: %s (%d PHP workers, root %s)", urls, len(self.slots),
+                         self.config.server.root)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            front = self.children.front
+            if front is not None and pid == front.pid:
+                front.returncode = os.waitstatus_to_exitcode(status)
+                self.children.front = None
+                if not self.stopping:
+                    log.error("the front (pid %d) exited with %s; restarting it", pid, front.returncode)
+                    self.children.front = self.start_front()
+                continue
+            zygote = self.children.zygote
+            if zygote is not None and zygote.proc is not None and pid == zygote.proc.pid:
+                zygote.proc.returncode = os.waitstatus_to_exitcode(status)
+                continue
+            self.children.orphans.discard(pid)
+
+    # -- stopping ----------------------------------------------------------------------------
+    async def finish_stop(self) -> None:
+        """The front has exited (its channels closed, so idle workers exit): retire PHP."""
+        zygote = self.children.zygote
+        if zygote is not None:
+            zygote.close()
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and self._live_workers():
+            try:
+                event = await asyncio.wait_for(self.events.get(), 0.5)
+            except TimeoutError:
+                self.reap()
+                continue
+            if event[0] == "signal" and event[1] == signal.SIGCHLD:
+                self.reap()
+            elif event[0] == "zygote" and event[2][:1] == ["exited"]:
+                self.slots[int(event[2][1])].state = "exited"
+        for pid in self._live_workers():
+            log.warning("php worker pid %d did not exit; killing it", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.reap()
+        log.info("stopped")
+
+    def _live_workers(self) -> list[int]:
+        live = []
+        for slot in self.slots.values():
+            if slot.pid and slot.state != "exited":
+                try:
+                    os.kill(slot.pid, 0)
+                    live.append(slot.pid)
+                except ProcessLookupError:
+                    slot.state = "exited"
+        return live
+
+    def cleanup(self) -> None:
+        front = self.children.front
+        if front is not None and front.poll() is None:
+            front.kill()
+        zygote = self.children.zygote
+        if zygote is not None and zygote.proc is not None and zygote.proc.poll() is None:
+            zygote.close()
+        for sock in self.listen_socks:
+            sock.close()
+        if self.runtime_dir:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)

@@ -1,0 +1,79 @@
+"""The master's handle on one PHP generation's zygote (the C program in --zygote mode).
+
+It speaks the line protocol of docs/internals.md over a socketpair; the zygote forks workers,
+reaps them and reports their exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+from collections.abc import Callable
+
+from askr.config import Config
+from askr.paths import php_worker_binary
+
+log = logging.getLogger("askr.master")
+
+
+class ZygoteError(Exception):
+    pass
+
+
+class Zygote:
+    def __init__(self, config: Config, generation: int, on_line: Callable[[Zygote, list[str]], None]):
+        self.config = config
+        self.generation = generation
+        self.on_line = on_line
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.pid = 0
+
+    def command(self, control_fd: int) -> list[str]:
+        cmd = [str(php_worker_binary()), "--zygote", "--control-fd", str(control_fd),
+               "--generation", str(self.generation), "--mode", "classic"]
+        for key, value in self.config.worker.ini.items():
+            cmd += ["--ini", f"{key}={value}"]
+        return cmd
+
+    async def start(self, timeout: float = 60.0) -> None:
+        binary = php_worker_binary()
+        if not binary.exists():
+            raise ZygoteError(f"the PHP worker program {binary} is missing; reinstall askr (pip install .) "
+                              "so it is built")
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(self.command(theirs.fileno()), pass_fds=[theirs.fileno()],
+                                         stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self.sock = ours
+        reader, self.writer = await asyncio.open_connection(sock=ours)
+        try:
+            first = await asyncio.wait_for(reader.readline(), timeout)
+        except TimeoutError:
+            raise ZygoteError(f"PHP did not start within {timeout:.0f} s") from None
+        fields = first.decode(errors="replace").split()
+        if not fields or fields[0] != "ready":
+            reason = " ".join(fields[1:]) if fields else "it exited during startup (see the log above)"
+            raise ZygoteError(f"PHP startup failed: {reason}")
+        self.pid = int(fields[1])
+        asyncio.get_running_loop().create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            self.on_line(self, line.decode(errors="replace").split())
+        self.on_line(self, ["closed"])
+
+    def spawn(self, worker_id: int, channel_path: str, max_requests: int) -> None:
+        assert self.writer is not None
+        self.writer.write(f"spawn {worker_id} {channel_path} {max_requests}\n".encode())
+
+    def close(self) -> None:
+        """Stop forking; the zygote exits, its workers serve on until their channels close."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

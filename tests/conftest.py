@@ -1,0 +1,156 @@
+"""Shared fixtures: start the real `askr serve` on a free loopback port and wait for readiness.
+
+Readiness is an event, not a sleep: the master prints `askr ready: http://HOST:PORT` once every
+PHP worker has connected to the front. `--listen 127.0.0.1:0` lets the kernel pick a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PHP_FIXTURES = Path(__file__).resolve().parent / "php"
+READY = re.compile(r"askr ready: http://([\d.]+):(\d+)")
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen
+    host: str = ""
+    port: int = 0
+    lines: list[str] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 30.0, start: int = 0) -> re.Match:
+        """Block until a log line (from index `start`) matches `pattern`; return the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines[start:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader_alive):
+                    raise AssertionError(f"no log line matching {pattern!r}; log:\n" + "\n".join(self.lines))
+                self._cond.wait(min(remaining, 0.5))
+
+    _reader_alive: bool = True
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.rstrip("\n")
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._reader_alive = False
+            self._cond.notify_all()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def askr_command() -> list[str]:
+    return [sys.executable, "-m", "askr"]
+
+
+def start_server(
+    args: list[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    timeout: float = 60.0,
+) -> RunningServer:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [*askr_command(), *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+    )
+    server = RunningServer(proc)
+    threading.Thread(target=server._read, daemon=True).start()
+    if wait_ready:
+        try:
+            m = server.wait_for_log(READY.pattern, timeout=timeout)
+        except AssertionError:
+            server.stop(signal.SIGKILL)  # never leak a half-started server
+            raise
+        server.host, server.port = m.group(1), int(m.group(2))
+    return server
+
+
+def _server_factory() -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def factory(*args: str | os.PathLike, **kw) -> RunningServer:
+        argv = ["serve", *map(str, args)]
+        if "--listen" not in argv and "--config" not in argv:
+            argv += ["--listen", "127.0.0.1:0"]
+        server = start_server(argv, **kw)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def askr_server() -> Iterator[Callable[..., RunningServer]]:
+    """Factory: askr_server("--root", DIR, "--workers", "2", ...) -> a ready RunningServer.
+
+    `--listen 127.0.0.1:0` is added unless the arguments name a listen address or a config file.
+    Every server started is stopped (SIGTERM) at teardown.
+    """
+    yield from _server_factory()
+
+
+@pytest.fixture(scope="module")
+def askr_module_server() -> Iterator[Callable[..., RunningServer]]:
+    """Like `askr_server`, but its servers live until the end of the test module."""
+    yield from _server_factory()
+
+
+@pytest.fixture(scope="module")
+def php_app(tmp_path_factory) -> Iterator[RunningServer]:
+    """One shared server (2 workers) over tests/php/app for read-only behaviour tests."""
+    server = start_server(
+        ["serve", "--root", str(PHP_FIXTURES / "app"), "--workers", "2", "--listen", "127.0.0.1:0"]
+    )
+    yield server
+    server.stop()
