@@ -297,3 +297,12 @@ def restore(text: str) -> Config:
         limits=LimitsConfig(**data["limits"]),
         source=data["source"],
     )
+
+
+def reference_markdown() -> str:
+    """The configuration reference (docs/configuration.md is this, checked by a test)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = "—" if s.default is None else f"`{json.dumps(s.default)}`"
+        lines.append(f"| `[{s.section}] {s.key}` | {default} | {s.doc} |")
+    return "\n".join(lines) + "\n"

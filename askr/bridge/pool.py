@@ -43,7 +43,9 @@ class Exchange:
 
     __slots__ = ("cancelled", "channel", "frames", "on_started", "sink")
 
-    def __init__(self, frames: list[bytes], sink: ResponseSink, on_started: Callable[[Exchange], None] | None):
+    def __init__(
+        self, frames: list[bytes], sink: ResponseSink, on_started: Callable[[Exchange], None] | None
+    ):
         # REQUEST, then BODY frames and BODY_END as they arrive while the exchange waits for a worker
         self.frames = frames
         self.sink = sink

@@ -114,7 +114,7 @@ class Http1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.ctx.connections.discard(self)
+        self.ctx.connection_closed(self)
         self._cancel_timers()
         for req in self.queue:
             self._cancel_exchange(req)
@@ -546,7 +546,8 @@ class Http1Connection(asyncio.Protocol):
                       req.method.decode(), req.url.decode("latin-1"))
             self._respond_simple(req, 502)
         else:
-            log.error("PHP worker died while streaming %s; aborting the connection", req.url.decode("latin-1"))
+            log.error("PHP worker died while streaming %s; aborting the connection",
+                      req.url.decode("latin-1"))
             self._abort()
 
     def php_backpressure(self, paused: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -35,6 +36,12 @@ class FrontContext:
     root_bytes: bytes
     connections: set = field(default_factory=set)
     draining: bool = False
+    all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def connection_closed(self, conn: object) -> None:
+        self.connections.discard(conn)
+        if self.draining and not self.connections:
+            self.all_closed.set()
 
 
 class Front:
@@ -45,12 +52,16 @@ class Front:
         self.control = socket.socket(fileno=control_fd)
         self.servers: list[asyncio.AbstractServer] = []
         self.stopped = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+
+    def spawn_task(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def send_event(self, event: dict) -> None:
-        try:
+        with contextlib.suppress(OSError):  # the master is gone; we are about to be stopped anyway
             self.control.sendall(json.dumps(event).encode() + b"\n")
-        except OSError:
-            pass  # the master is gone; we are about to be stopped anyway
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -65,10 +76,10 @@ class Front:
             self.servers.append(
                 await loop.create_server(lambda: Http1Connection(ctx), sock=sock, backlog=1024)
             )
-        loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(self.drain()))
+        loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn_task(self.drain()))
         loop.add_signal_handler(signal.SIGINT, self.stopped.set)
         loop.add_signal_handler(signal.SIGQUIT, self.stopped.set)
-        loop.create_task(self.read_control())
+        self.spawn_task(self.read_control())
         gc.freeze()  # everything allocated so far lives for the whole process
         await self.stopped.wait()
         for server in self.servers:
@@ -76,14 +87,13 @@ class Front:
         pool.close_all()
 
     async def read_control(self) -> None:
-        loop = asyncio.get_running_loop()
         reader, _ = await asyncio.open_connection(sock=self.control)
         while line := await reader.readline():
             msg = json.loads(line)
             if msg.get("cmd") == "retire":
                 self.ctx.pool.retire(int(msg["worker_id"]))
             elif msg.get("cmd") == "drain":
-                loop.create_task(self.drain())
+                self.spawn_task(self.drain())
         self.stopped.set()  # master gone
 
     async def drain(self) -> None:
@@ -97,10 +107,9 @@ class Front:
             server.close()
         for conn in list(ctx.connections):
             conn.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + GRACEFUL_TIMEOUT
-        while ctx.connections and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        if ctx.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.all_closed.wait(), GRACEFUL_TIMEOUT)
         if ctx.connections:
             log.warning("graceful timeout: closing %d connections still open", len(ctx.connections))
         self.stopped.set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -119,15 +120,11 @@ class Arbiter:
         return proc
 
     async def _read_front(self, sock: socket.socket, pid: int) -> None:
-        import json
-
         reader, _ = await asyncio.open_connection(sock=sock)
         while line := await reader.readline():
             self.events.put_nowait(("front", json.loads(line)))
 
     def send_front(self, message: dict) -> None:
-        import json
-
         if self.front_control is not None:
             with contextlib.suppress(OSError):
                 self.front_control.sendall(json.dumps(message).encode() + b"\n")

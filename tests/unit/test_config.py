@@ -1,0 +1,95 @@
+"""askr.toml parsing: defaults, types, sizes, paths, and errors that name the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from askr import config
+from askr.config import ConfigError
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "public").mkdir(exist_ok=True)
+    path = tmp_path / "askr.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_with_public_dir(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[server]\nroot = "public"\n'))
+    assert cfg.server.root == str((tmp_path / "public").resolve())
+    assert cfg.server.listen == (config.Listen("127.0.0.1", 8080),)
+    assert cfg.limits.max_body_size == 8 * 1024 * 1024
+    assert cfg.server.workers >= 1
+
+
+def test_sizes_and_listen_list(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, """
+[server]
+root = "public"
+listen = ["127.0.0.1:9001", "[::1]:9002"]
+workers = 3
+[limits]
+max_body_size = "64M"
+max_header_size = 2048
+[worker]
+ini = { memory_limit = "256M", "opcache.enable" = true }
+"""))
+    assert cfg.server.listen == (config.Listen("127.0.0.1", 9001), config.Listen("::1", 9002))
+    assert cfg.server.workers == 3
+    assert cfg.limits.max_body_size == 64 * 1024**2
+    assert cfg.limits.max_header_size == 2048
+    assert cfg.worker.ini == {"memory_limit": "256M", "opcache.enable": "1"}
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[server]\nworkrs = 2\n", "unknown key [server] workrs. Did you mean 'workers'?"),
+        ("[servr]\n", "unknown section [servr]. Did you mean 'server'?"),
+        ("[server]\nworkers = -1\n", '[server] workers = -1: expected a positive integer or "auto"'),
+        ("[server]\nworkers = \"many\"\n", "[server] workers = 'many'"),
+        ("[limits]\nmax_body_size = \"lots\"\n", "[limits] max_body_size = 'lots': expected a size"),
+        ("[server]\nlisten = \"nowhere\"\n", "[server] listen = 'nowhere': expected \"HOST:PORT\""),
+        ("[server]\nlisten = \"127.0.0.1:70000\"\n", "between 0 and 65535"),
+        ("[server]\nhttps = \"yes\"\n", "[server] https = 'yes': expected true or false"),
+        ("[limits]\nheader_timeout = 0\n", "[limits] header_timeout = 0: expected a number of seconds > 0"),
+        ("[server]\nroot = \"missing\"\n", "no such directory"),
+        ("[server\n", "not valid TOML"),
+    ],
+)
+def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    message = str(err.value)
+    assert needle in message
+    assert str(path) in message
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load("/nonexistent/askr.toml")
+
+
+def test_overrides_win_over_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nworkers = 2\n")
+    cfg = config.load(path, {"server.workers": 5, "limits.max_body_size": "1K"})
+    assert cfg.server.workers == 5
+    assert cfg.limits.max_body_size == 1024
+
+
+def test_dump_restore_round_trip(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, "[server]\nroot = \"public\"\nlisten = [\"127.0.0.1:1\"]\n"))
+    assert config.restore(config.dump(cfg)) == cfg
+
+
+def test_every_setting_is_documented() -> None:
+    docs = DOCS.read_text()
+    assert config.reference_markdown() in docs, "regenerate docs/configuration.md from config.reference_markdown()"
+    for setting in config.SETTINGS:
+        assert f"`[{setting.section}] {setting.key}`" in docs
