@@ -90,6 +90,6 @@ def test_dump_restore_round_trip(tmp_path: Path) -> None:
 
 def test_every_setting_is_documented() -> None:
     docs = DOCS.read_text()
-    assert config.reference_markdown() in docs, "regenerate docs/configuration.md from config.reference_markdown()"
+    assert config.reference_markdown() in docs, "regenerate docs/configuration.md (reference_markdown)"
     for setting in config.SETTINGS:
         assert f"`[{setting.section}] {setting.key}`" in docs
