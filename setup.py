@@ -46,4 +46,5 @@ class BuildWithPhpWorker(build_py):
         build_php_worker(base / "askr" / "bin" / "askr-php")
 
 
-setup(cmdclass={"build_py": BuildWithPhpWorker})
+if __name__ == "__main__":  # pip's build backend runs this file as __main__; tests import build_php_worker
+    setup(cmdclass={"build_py": BuildWithPhpWorker})

@@ -91,7 +91,9 @@ def start_server(
     wait_ready: bool = True,
     timeout: float = 60.0,
 ) -> RunningServer:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # PYTHONPATH: `python -m askr` must import this checkout even when cwd is elsewhere
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath, **(env or {})}
     proc = subprocess.Popen(
         [*askr_command(), *args],
         cwd=cwd,
