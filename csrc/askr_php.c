@@ -359,16 +359,14 @@ typedef struct {
 	askr_chan *chan;
 	uint32_t worker_id;
 
-	/* Decoded REQUEST frame. Strings are NUL-terminated copies in `strings`. */
+	/* Decoded REQUEST frame, parsed in place: names and values point into `payload`. */
 	char *payload;
 	size_t payload_cap;
-	char *strings;
-	size_t strings_cap;
 	askr_kv *kv;               /* params first, then headers */
 	size_t kv_cap;
 	uint32_t nparams, nheaders;
 
-	/* Values the SAPI needs directly (pointers into `strings`, or NULL). */
+	/* Values the SAPI needs directly (pointers into `payload`, or NULL). */
 	const char *method, *query, *script, *php_self, *content_type, *content_length, *protocol;
 	const char *cookie, *authorization;
 	bool has_auth_type;
@@ -466,29 +464,45 @@ static void drain_body(askr_request *r)
 	} while (next_body_frame(r));
 }
 
-/* Decode a REQUEST payload of `len` bytes (header already read). False on a malformed frame. */
+/* Decode a REQUEST payload of `len` bytes (header already read). False on a malformed frame.
+ * The payload is NUL-separated "name\0value\0" pairs: params, an empty name, then headers
+ * (docs/internals.md). It is parsed in place: every name and value is already NUL-terminated. */
 static bool decode_request(askr_request *r, uint32_t len)
 {
-	if (!grow(&r->payload, &r->payload_cap, len + 1)
-		|| !grow(&r->strings, &r->strings_cap, (size_t)len + len / 2 + 16)
+	if (len == 0 || !grow(&r->payload, &r->payload_cap, len + 1)
 		|| chan_read(r->chan, r->payload, len) < 0) {
 		return false;
 	}
-	const char *p = r->payload, *end = r->payload + len;
-	char *s = r->strings;
+	r->payload[len] = '\0';
+	if (r->payload[len - 1] != '\0') {
+		return false;
+	}
+	char *p = r->payload, *end = r->payload + len;
 	size_t nkv = 0;
+	int section = 0;
 
 	r->method = r->query = r->script = r->php_self = NULL;
 	r->content_type = r->content_length = r->protocol = r->cookie = r->authorization = NULL;
 	r->has_auth_type = false;
-	for (int section = 0; section < 2; section++) {
-		if (end - p < 2) {
+	r->nparams = r->nheaders = 0;
+	while (p < end) {
+		size_t nlen = strlen(p);
+		if (nlen == 0) {
+			if (section == 1) {
+				return false;
+			}
+			section = 1;
+			r->nparams = (uint32_t)nkv;
+			p++;
+			continue;
+		}
+		char *value = p + nlen + 1;
+		if (value >= end) {
 			return false;
 		}
-		uint16_t count = get_u16(p);
-		p += 2;
-		if (nkv + count > r->kv_cap) {
-			size_t ncap = (nkv + count) * 2;
+		size_t vlen = strlen(value);
+		if (nkv == r->kv_cap) {
+			size_t ncap = r->kv_cap ? r->kv_cap * 2 : 64;
 			askr_kv *nk = realloc(r->kv, ncap * sizeof(*nk));
 			if (!nk) {
 				return false;
@@ -496,54 +510,35 @@ static bool decode_request(askr_request *r, uint32_t len)
 			r->kv = nk;
 			r->kv_cap = ncap;
 		}
-		for (uint16_t i = 0; i < count; i++) {
-			if (end - p < 6) {
-				return false;
-			}
-			size_t nlen = get_u16(p), vlen = get_u32(p + 2);
-			p += 6;
-			if ((size_t)(end - p) < nlen || (size_t)(end - p) - nlen < vlen) {
-				return false;
-			}
-			askr_kv *kv = &r->kv[nkv++];
-			kv->name = s;
-			kv->name_len = nlen;
-			memcpy(s, p, nlen);
-			s[nlen] = '\0';
-			s += nlen + 1;
-			p += nlen;
-			kv->value = s;
-			kv->value_len = vlen;
-			memcpy(s, p, vlen);
-			s[vlen] = '\0';
-			s += vlen + 1;
-			p += vlen;
+		askr_kv *kv = &r->kv[nkv++];
+		kv->name = p;
+		kv->name_len = nlen;
+		kv->value = value;
+		kv->value_len = vlen;
+		p = value + vlen + 1;
 
-			const char *n = kv->name;
-			if (section == 0) {
-				if (!strcmp(n, "REQUEST_METHOD")) r->method = kv->value;
-				else if (!strcmp(n, "QUERY_STRING")) r->query = kv->value;
-				else if (!strcmp(n, "SCRIPT_FILENAME")) r->script = kv->value;
-				else if (!strcmp(n, "PHP_SELF")) r->php_self = kv->value;
-				else if (!strcmp(n, "CONTENT_TYPE")) r->content_type = kv->value;
-				else if (!strcmp(n, "CONTENT_LENGTH")) r->content_length = kv->value;
-				else if (!strcmp(n, "SERVER_PROTOCOL")) r->protocol = kv->value;
-				else if (!strcmp(n, "AUTH_TYPE")) r->has_auth_type = true;
-			} else {
-				if (!strcasecmp(n, "Cookie")) r->cookie = kv->value;
-				else if (!strcasecmp(n, "Authorization")) r->authorization = kv->value;
-			}
-		}
 		if (section == 0) {
-			r->nparams = count;
+			if (!strcmp(kv->name, "REQUEST_METHOD")) r->method = value;
+			else if (!strcmp(kv->name, "QUERY_STRING")) r->query = value;
+			else if (!strcmp(kv->name, "SCRIPT_FILENAME")) r->script = value;
+			else if (!strcmp(kv->name, "PHP_SELF")) r->php_self = value;
+			else if (!strcmp(kv->name, "CONTENT_TYPE")) r->content_type = value;
+			else if (!strcmp(kv->name, "CONTENT_LENGTH")) r->content_length = value;
+			else if (!strcmp(kv->name, "SERVER_PROTOCOL")) r->protocol = value;
+			else if (!strcmp(kv->name, "AUTH_TYPE")) r->has_auth_type = true;
 		} else {
-			r->nheaders = count;
+			if (!strcasecmp(kv->name, "Cookie")) r->cookie = value;
+			else if (!strcasecmp(kv->name, "Authorization")) r->authorization = value;
 		}
 	}
+	if (section == 0) {
+		r->nparams = (uint32_t)nkv;
+	}
+	r->nheaders = (uint32_t)(nkv - r->nparams);
 	r->body_left = 0;
 	r->body_done = false;
 	r->head_queued = false;
-	return p == end;
+	return true;
 }
 
 static const askr_kv *find_param(askr_request *r, const char *name, size_t len)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 
 # front -> worker
 REQUEST = 0x01
@@ -19,7 +18,6 @@ END_FLAG_EXITING = 0x01
 
 HEADER = struct.Struct("!BI")
 HEADER_SIZE = HEADER.size
-_RECORD = struct.Struct("!HI")
 _U16 = struct.Struct("!H")
 _HELLO = struct.Struct("!III")
 MAX_BODY_FRAME = 64 * 1024
@@ -31,20 +29,12 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
 
-def _records(pairs: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
-    out: list[bytes] = []
-    pack = _RECORD.pack
-    for name, value in pairs:
-        out.append(pack(len(name), len(value)))
-        out.append(name)
-        out.append(value)
-    return out
+def encode_request(params: list[bytes], headers: list[bytes]) -> bytes:
+    """One REQUEST frame from flat lists [name, value, name, value, ...] (no NUL in any item).
 
-
-def encode_request(params: list[tuple[bytes, bytes]], headers: list[tuple[bytes, bytes]]) -> bytes:
-    """One REQUEST frame: CGI params, then request headers (names unique)."""
-    parts = [_U16.pack(len(params)), *_records(params), _U16.pack(len(headers)), *_records(headers)]
-    payload = b"".join(parts)
+    The payload is NUL-separated: params, an empty name, headers; one join, no per-field packing.
+    """
+    payload = b"\0".join((*params, b"", *headers)) + b"\0"
     return HEADER.pack(REQUEST, len(payload)) + payload
 
 
@@ -60,22 +50,12 @@ def encode_body(data: bytes) -> bytes:
 
 
 def decode_request(payload: bytes) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-    """Inverse of encode_request (used by tests and tools)."""
-    pos = 0
-    sections: list[list[tuple[bytes, bytes]]] = []
-    for _ in range(2):
-        (count,) = _U16.unpack_from(payload, pos)
-        pos += 2
-        records = []
-        for _ in range(count):
-            nlen, vlen = _RECORD.unpack_from(payload, pos)
-            pos += _RECORD.size
-            name = payload[pos : pos + nlen]
-            pos += nlen
-            records.append((name, payload[pos : pos + vlen]))
-            pos += vlen
-        sections.append(records)
-    return sections[0], sections[1]
+    """Inverse of encode_request, as (name, value) pairs (used by tests and tools)."""
+    items = payload[:-1].split(b"\0")
+    split = next(i for i in range(0, len(items), 2) if items[i] == b"")
+    params, headers = items[:split], items[split + 1 :]
+    pairs = list(zip(params[::2], params[1::2], strict=True))
+    return pairs, list(zip(headers[::2], headers[1::2], strict=True))
 
 
 def decode_hello(payload: bytes) -> tuple[int, int, int]:

@@ -15,25 +15,27 @@ if TYPE_CHECKING:
 _SOFTWARE = SERVER_SOFTWARE.encode()
 
 
-def connection_params(ctx: FrontContext, transport: asyncio.BaseTransport) -> list[tuple[bytes, bytes]]:
-    """The variables that are the same for every request on one connection (computed once)."""
+def connection_params(ctx: FrontContext, transport: asyncio.BaseTransport) -> tuple[list[bytes], bytes]:
+    """The variables that are the same for every request on one connection, computed once:
+    (flat [name, value, ...] list, SERVER_ADDR)."""
     sock = transport.get_extra_info("sockname") or ("", 0)
     peer = transport.get_extra_info("peername") or ("", 0)
     https = ctx.config.server.https
+    server_addr = str(sock[0]).encode()
     params = [
-        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
-        (b"SERVER_SOFTWARE", _SOFTWARE),
-        (b"DOCUMENT_ROOT", ctx.root_bytes),
-        (b"SERVER_ADDR", str(sock[0]).encode()),
-        (b"SERVER_PORT", str(sock[1]).encode()),
-        (b"REMOTE_ADDR", str(peer[0]).encode()),
-        (b"REMOTE_PORT", str(peer[1]).encode()),
-        (b"REQUEST_SCHEME", b"https" if https else b"http"),
-        (b"REDIRECT_STATUS", b"200"),
+        b"GATEWAY_INTERFACE", b"CGI/1.1",
+        b"SERVER_SOFTWARE", _SOFTWARE,
+        b"DOCUMENT_ROOT", ctx.root_bytes,
+        b"SERVER_ADDR", server_addr,
+        b"SERVER_PORT", str(sock[1]).encode(),
+        b"REMOTE_ADDR", str(peer[0]).encode(),
+        b"REMOTE_PORT", str(peer[1]).encode(),
+        b"REQUEST_SCHEME", b"https" if https else b"http",
+        b"REDIRECT_STATUS", b"200",
     ]
     if https:
-        params.append((b"HTTPS", b"on"))
-    return params
+        params += [b"HTTPS", b"on"]
+    return params, server_addr
 
 
 def server_name(host: bytes | None, fallback: bytes) -> bytes:
@@ -45,31 +47,30 @@ def server_name(host: bytes | None, fallback: bytes) -> bytes:
     return host.partition(b":")[0]
 
 
-def request_params(
-    ctx: FrontContext, conn: Http1Connection, req: Request, route: PhpScript
-) -> list[tuple[bytes, bytes]]:
-    script_name = route.script_name.encode()
-    path_info = route.path_info.encode()
-    document_uri = script_name + path_info
-    params = list(conn.conn_params)
-    params += [
-        (b"REQUEST_METHOD", req.method),
-        (b"REQUEST_URI", req.url),
-        (b"QUERY_STRING", req.query),
-        (b"SCRIPT_FILENAME", route.script_filename.encode()),
-        (b"SCRIPT_NAME", script_name),
-        (b"PHP_SELF", document_uri),
-        (b"DOCUMENT_URI", document_uri),
-        (b"SERVER_PROTOCOL", b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0"),
-        (b"SERVER_NAME", server_name(req.header(b"host"), conn.conn_params[3][1])),
+def request_params(conn: Http1Connection, req: Request, route: PhpScript) -> list[bytes]:
+    """Flat [name, value, ...] CGI params for one request (see docs/internals.md)."""
+    script_name = route.script_name_bytes
+    path_info = route.path_info
+    document_uri = script_name + path_info.encode() if path_info else script_name
+    params = [
+        *conn.conn_params,
+        b"REQUEST_METHOD", req.method,
+        b"REQUEST_URI", req.url,
+        b"QUERY_STRING", req.query,
+        b"SCRIPT_FILENAME", route.script_filename_bytes,
+        b"SCRIPT_NAME", script_name,
+        b"PHP_SELF", document_uri,
+        b"DOCUMENT_URI", document_uri,
+        b"SERVER_PROTOCOL", b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0",
+        b"SERVER_NAME", server_name(req.header(b"host"), conn.server_addr),
     ]
     if path_info:
-        params.append((b"PATH_INFO", path_info))
+        params += [b"PATH_INFO", path_info.encode()]
     content_type = req.header(b"content-type")
     if content_type is not None:
-        params.append((b"CONTENT_TYPE", content_type))
+        params += [b"CONTENT_TYPE", content_type]
     if req.chunked:
-        params.append((b"CONTENT_LENGTH", str(req.body_size).encode()))
+        params += [b"CONTENT_LENGTH", str(req.body_size).encode()]
     elif req.content_length is not None:
-        params.append((b"CONTENT_LENGTH", str(req.content_length).encode()))
+        params += [b"CONTENT_LENGTH", str(req.content_length).encode()]
     return params

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -90,7 +91,10 @@ class Http1Connection(asyncio.Protocol):
         self.parsing: Request | None = None
         self.header_bytes = 0
         self.header_count = 0
-        self.timer: asyncio.TimerHandle | None = None
+        # Header/keep-alive deadline, checked by the front's sweeper (a timer handle per request
+        # would cost more than the rest of the request's bookkeeping).
+        self.deadline = 0.0
+        self.on_deadline: Callable[[], None] | None = None
         self.body_timer: asyncio.TimerHandle | None = None
         self.closing = False
         self.lingering = False
@@ -98,7 +102,8 @@ class Http1Connection(asyncio.Protocol):
         self.write_paused = False
         self.write_resumed: asyncio.Event | None = None
         self.buffered = 0  # body bytes held for requests not yet handed to a worker
-        self.conn_params: list[tuple[bytes, bytes]] = []
+        self.conn_params: list[bytes] = []
+        self.server_addr = b""
         # response state of the active PHP exchange
         self.resp_mode = 0  # 0 = none, 1 = content-length/identity, 2 = chunked, 3 = close-delimited
         self.resp_head_only = False
@@ -108,7 +113,7 @@ class Http1Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.ctx.connections.add(self)
-        self.conn_params = dispatch.connection_params(self.ctx, transport)
+        self.conn_params, self.server_addr = dispatch.connection_params(self.ctx, transport)
         transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
         self._arm(self.limits.keepalive_timeout, self._idle_timeout)
 
@@ -149,26 +154,27 @@ class Http1Connection(asyncio.Protocol):
                 ex.send(wire.BODY_END_FRAME)  # unblock the worker; its answer is discarded
 
     # -- timers ------------------------------------------------------------------------------
-    def _arm(self, delay: float, callback) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(delay, callback)
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self.deadline = self.loop.time() + delay
+        self.on_deadline = callback
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the sweeper about every SWEEP_INTERVAL seconds."""
+        if self.deadline and now >= self.deadline and self.on_deadline is not None:
+            self.deadline = 0.0
+            self.on_deadline()
 
     def _cancel_timers(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
         if self.body_timer is not None:
             self.body_timer.cancel()
             self.body_timer = None
 
     def _idle_timeout(self) -> None:
-        self.timer = None
         if not self.queue and self.parsing is None:
             self._close()
 
     def _header_timeout(self) -> None:
-        self.timer = None
         self._fail(408)
 
     def _body_window(self) -> None:
@@ -220,12 +226,16 @@ class Http1Connection(asyncio.Protocol):
         req.url += url  # type: ignore[union-attr]
         if len(req.url) > self.limits.max_request_line:  # type: ignore[union-attr]
             raise _Reject(414)
+        if b"\0" in url:
+            raise _Reject(400)  # NUL separates fields on the worker channel
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_count += 1
         self.header_bytes += len(name) + len(value) + 4
         if self.header_count > self.limits.max_headers or self.header_bytes > self.limits.max_header_size:
             raise _Reject(431)
+        if b"\0" in value or b"\0" in name:
+            raise _Reject(400)
         headers = self.parsing.headers  # type: ignore[union-attr]
         lower = name.lower()
         entry = headers.get(lower)
@@ -273,9 +283,8 @@ class Http1Connection(asyncio.Protocol):
             if expect[1].lower() != b"100-continue":
                 raise _Reject(417)
             req.expect_continue = req.expects_body
-        if self.timer is not None and not self.queue:
-            self.timer.cancel()
-            self.timer = None
+        if not self.queue:
+            self.deadline = 0.0
         self.queue.append(req)
         if req.expects_body:
             self.body_timer = self.loop.call_later(self.limits.body_timeout, self._body_window)
@@ -366,8 +375,8 @@ class Http1Connection(asyncio.Protocol):
             self._respond_simple(req, route.status)
 
     def _start_php(self, req: Request, route: PhpScript) -> None:
-        params = dispatch.request_params(self.ctx, self, req, route)
-        headers = [(entry[0], entry[1]) for entry in req.headers.values()]
+        params = dispatch.request_params(self, req, route)
+        headers = [item for entry in req.headers.values() for item in entry]
         frames = [wire.encode_request(params, headers)]
         if req.body:
             frames.extend(wire.encode_body(b) for b in req.body)

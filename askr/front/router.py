@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
@@ -34,6 +35,13 @@ class PhpScript:
     script_filename: str
     script_name: str
     path_info: str
+    # encoded once here rather than per request in the hot path
+    script_filename_bytes: bytes = field(init=False, repr=False, compare=False)
+    script_name_bytes: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "script_filename_bytes", self.script_filename.encode())
+        object.__setattr__(self, "script_name_bytes", self.script_name.encode())
 
 
 @dataclass(slots=True, frozen=True)
@@ -263,3 +271,33 @@ class Router:
         except OSError:  # dangling link
             return None
         return real, st, True
+
+
+class RouteCache:
+    """Remembers PHP routes for a second, sparing the per-request filesystem probes.
+
+    Only PhpScript results are kept: they carry no file metadata that could go stale (static
+    files are always looked up afresh, so sizes and ETags are exact). A file added or removed
+    under the root changes how a path routes within `ttl` seconds, like nginx's open_file_cache.
+    """
+
+    __slots__ = ("_clock", "_entries", "max_entries", "router", "ttl")
+
+    def __init__(self, router: Router, ttl: float = 1.0, max_entries: int = 4096):
+        self.router = router
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[float, Route]] = {}
+        self._clock = time.monotonic
+
+    def resolve(self, raw_path: bytes, query: bytes = b"") -> Route:
+        now = self._clock()
+        hit = self._entries.get(raw_path)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        route = self.router.resolve(raw_path, query)
+        if type(route) is PhpScript:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[raw_path] = (now + self.ttl, route)
+        return route

@@ -20,18 +20,19 @@ from askr import log as log_setup
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
 from askr.front.http1 import Http1Connection
-from askr.front.router import Router
+from askr.front.router import RouteCache, Router
 
 log = logging.getLogger("askr.front")
 
 GRACEFUL_TIMEOUT = 30.0
+SWEEP_INTERVAL = 0.25  # resolution of header/keep-alive timeouts
 
 
 @dataclass
 class FrontContext:
     config: Config
     loop: asyncio.AbstractEventLoop
-    router: Router
+    router: RouteCache
     pool: WorkerPool
     root_bytes: bytes
     connections: set = field(default_factory=set)
@@ -67,7 +68,8 @@ class Front:
         loop = asyncio.get_running_loop()
         cfg = self.config
         pool = WorkerPool(cfg.limits.max_queue, self.send_event)
-        ctx = FrontContext(cfg, loop, Router(cfg.server.root), pool, cfg.server.root.encode())
+        router = RouteCache(Router(cfg.server.root))
+        ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode())
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
@@ -80,11 +82,21 @@ class Front:
         loop.add_signal_handler(signal.SIGINT, self.stopped.set)
         loop.add_signal_handler(signal.SIGQUIT, self.stopped.set)
         self.spawn_task(self.read_control())
+        self.spawn_task(self.sweep_deadlines())
         gc.freeze()  # everything allocated so far lives for the whole process
         await self.stopped.wait()
         for server in self.servers:
             server.close()
         pool.close_all()
+
+    async def sweep_deadlines(self) -> None:
+        loop = asyncio.get_running_loop()
+        connections = self.ctx.connections
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = loop.time()
+            for conn in list(connections):
+                conn.check_deadline(now)
 
     async def read_control(self) -> None:
         reader, _ = await asyncio.open_connection(sock=self.control)

@@ -107,7 +107,8 @@ class Worker:
         return self.sock.recv(1) == b""
 
     def send_request(self, params, headers=(), body_chunks=(), end_body: bool = True) -> None:
-        data = wire.encode_request(list(params), list(headers))
+        flat = [item for pair in params for item in pair]
+        data = wire.encode_request(flat, [item for pair in headers for item in pair])
         data += b"".join(wire.frame(wire.BODY, c) for c in body_chunks)
         if end_body:
             data += wire.BODY_END_FRAME
