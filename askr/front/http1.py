@@ -32,6 +32,7 @@ log = logging.getLogger("askr.front")
 HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading from the other side
 NO_BODY_STATUS = frozenset((204, 304))
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SINGLETONS = frozenset((b"host", b"content-length"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
 
 
@@ -241,6 +242,8 @@ class Http1Connection(asyncio.Protocol):
         entry = headers.get(lower)
         if entry is None:
             headers[lower] = [name, value]
+        elif lower in _SINGLETONS:
+            raise _Reject(400)  # RFC 9112 3.2 / 6.3: a second Host or Content-Length is an attack
         else:
             entry[1] += (b"; " if lower == b"cookie" else b", ") + value
 
@@ -473,22 +476,23 @@ class Http1Connection(asyncio.Protocol):
         has_length = has_date = has_server = False
         close = self.resp_close or self.ctx.draining
         for line in header_lines:
-            first = line[:1].lower()
-            if first == b"c":
-                low = line[:16].lower()
-                if low.startswith(b"content-length:"):
+            # Dispatch on the first letter (as an int, lower-cased) so the common headers cost
+            # one comparison; only names we manage are lower-cased and compared in full.
+            first = line[0] | 0x20 if line else 0
+            if first == 0x63 and len(line) > 10:  # c, long enough for "connection:"
+                if (line[8] | 0x20) == 0x6C and line[:15].lower() == b"content-length:":
                     has_length = True
                     if complete and not self.resp_head_only:
                         continue  # we know the exact length; set it below
-                elif low.startswith(b"connection:"):
+                elif line[:11].lower() == b"connection:":
                     if b"close" in line.lower():
                         close = True
                     continue  # connection management is ours
-            elif first == b"t" and line[:18].lower().startswith(b"transfer-encoding:"):
+            elif first == 0x74 and line[:18].lower() == b"transfer-encoding:":  # t
                 continue
-            elif first == b"d" and line[:5].lower() == b"date:":
+            elif first == 0x64 and line[:5].lower() == b"date:":  # d
                 has_date = True
-            elif first == b"s" and line[:7].lower() == b"server:":
+            elif first == 0x73 and line[:7].lower() == b"server:":  # s
                 has_server = True
             head.append(line)
             head.append(b"\r\n")
@@ -499,7 +503,9 @@ class Http1Connection(asyncio.Protocol):
         no_body = status in NO_BODY_STATUS or status < 200
         if complete:
             data = b"".join(body)
-            if not no_body and not (self.resp_head_only and has_length):
+            # HEAD: PHP discards the body itself (SG(request_info).headers_only), so a length
+            # computed here would be 0; only a Content-Length the script set is meaningful.
+            if not no_body and not self.resp_head_only:
                 head.append(b"content-length: %d\r\n" % len(data))
         elif no_body or has_length:
             self.resp_mode = 1
