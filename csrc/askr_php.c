@@ -800,7 +800,13 @@ static bool request_begin(askr_request *r)
 	ri->content_length = r->content_length ? ZEND_STRTOL(r->content_length, NULL, 10) : 0;
 	SG(sapi_headers).http_response_code = 200;   /* php_error_cb turns a 200 into 500 on fatal */
 	php_handle_auth_data(r->authorization);      /* sets (or clears) auth_user/password/digest */
-	return php_request_startup() == SUCCESS;
+	if (php_request_startup() != SUCCESS) {
+		return false;
+	}
+	/* The first request installed Zend's signal handlers for this process; they stay installed.
+	 * Without this, every request re-probes them with 7 sigaction() calls. */
+	SIGG(reset) = false;
+	return true;
 }
 
 /* End the PHP request (if started), then complete the response: HEAD (500 if PHP never got
@@ -1213,6 +1219,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	module_started = true;
+	/* Like php-fpm (fpm_main.c): do not chdir into each script's directory. That is three
+	 * syscalls per request; the master starts us in the document root instead. */
+	SG(options) |= SAPI_OPTION_NO_CHDIR;
 
 	rc = run_guarded(ctl_fd, (uint32_t)generation);
 

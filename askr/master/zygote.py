@@ -46,8 +46,10 @@ class Zygote:
                               "so it is built")
         ours, theirs = socket.socketpair()
         try:
+            # Workers run in the document root (php-fpm runs in its pool's chdir and, like it,
+            # PHP does not chdir per script: SAPI_OPTION_NO_CHDIR).
             self.proc = subprocess.Popen(self.command(theirs.fileno()), pass_fds=[theirs.fileno()],
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, cwd=self.config.server.root)
         finally:
             theirs.close()
         self.sock = ours
