@@ -156,12 +156,17 @@ class Http1Connection(asyncio.Protocol):
 
     # -- timers ------------------------------------------------------------------------------
     def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        self.deadline = self.loop.time() + delay
+        # A negative deadline is "delay seconds from when the sweeper first sees it": no clock
+        # read per request, at the cost of up to one SWEEP_INTERVAL of slack.
+        self.deadline = -delay
         self.on_deadline = callback
 
     def check_deadline(self, now: float) -> None:
         """Called by the sweeper about every SWEEP_INTERVAL seconds."""
-        if self.deadline and now >= self.deadline and self.on_deadline is not None:
+        deadline = self.deadline
+        if deadline < 0:
+            self.deadline = now - deadline
+        elif deadline and now >= deadline and self.on_deadline is not None:
             self.deadline = 0.0
             self.on_deadline()
 
