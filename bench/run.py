@@ -1,0 +1,450 @@
+"""Benchmark askr against nginx + php-fpm on the same docroot, in the same run.
+
+Usage (from the repository root):
+
+    .venv/bin/python bench/run.py [--workers 2] [--duration 10] [--connections 64] [--threads 2]
+                                  [--only askr|nginx]
+
+Everything it starts (nginx, php-fpm, askr) lives in a temporary directory, listens only on
+127.0.0.1 and is stopped in a ``finally``. Python 3.11 standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+DOCROOT = BENCH_DIR / "docroot"
+RESULTS = BENCH_DIR / "results" / "latest.md"
+
+NGINX = "/usr/sbin/nginx"
+PHP_FPM = "/usr/sbin/php-fpm8.2"
+WRK = "wrk"
+
+URLS = ("/hello.php", "/static-4k.txt")
+HELLO_BODY = b"Hello, world!\n"
+STATIC_SIZE = 4096
+WARMUP_SECONDS = 2
+NGINX_READY_TIMEOUT = 30.0
+ASKR_READY_TIMEOUT = 60.0
+STOP_GRACE = 10.0
+
+NGINX_LABEL = "nginx+fpm"
+ASKR_LABEL = "askr"
+
+
+class BenchError(Exception):
+    """A failure worth a clear one-line message and a non-zero exit."""
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Server:
+    """A process group we started, with the log its output goes to."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bind port 0, close, reuse the number)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(name: str, argv: list[str], log: Path, cwd: Path | None = None) -> Server:
+    """Start argv in its own session (so its whole process group can be stopped)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return Server(name, proc, log)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)  # start_new_session: the group id is the child's pid
+
+
+def stop(server: Server) -> None:
+    """SIGTERM the server's process group, SIGKILL it if still alive after STOP_GRACE seconds."""
+    proc = server.proc
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        print(f"{server.name} ignored SIGTERM for {STOP_GRACE:.0f} s; sending SIGKILL", file=sys.stderr)
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout=STOP_GRACE)
+    # Children left behind by a master that exited first (same group) get the same treatment.
+    _signal_group(proc, signal.SIGKILL)
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+# --------------------------------------------------------------------------- HTTP checks
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_ready(servers: list[Server], url: str, timeout: float) -> None:
+    """Poll GET url until it answers 200; fail early if one of the servers dies."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        for server in servers:
+            if server.proc.poll() is not None:
+                raise BenchError(f"{server.name} exited with status {server.proc.returncode} "
+                                 f"before {url} answered; its log ends with:\n{server.log_tail()}")
+        try:
+            status, _ = http_get(url, timeout=1.0)
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except (OSError, urllib.error.URLError) as e:
+            last = str(e)
+        time.sleep(0.1)
+    tails = "\n".join(f"--- {s.name} ({s.log}):\n{s.log_tail()}" for s in servers)
+    raise BenchError(f"{url} did not return 200 within {timeout:.0f} s (last: {last})\n{tails}")
+
+
+def check_target(label: str, base: str) -> None:
+    """The target must really run PHP and serve the static file before we load it."""
+    status, body = http_get(base + "/hello.php")
+    if status != 200 or body != HELLO_BODY:
+        raise BenchError(f"{label} did not run PHP: GET /hello.php gave HTTP {status} {body[:200]!r}, "
+                         f"expected 200 {HELLO_BODY!r}")
+    status, body = http_get(base + "/static-4k.txt")
+    if status != 200 or len(body) != STATIC_SIZE:
+        raise BenchError(f"{label}: GET /static-4k.txt gave HTTP {status} with {len(body)} bytes, "
+                         f"expected 200 with {STATIC_SIZE}")
+
+
+# --------------------------------------------------------------------------- nginx + php-fpm
+
+
+def fpm_conf(tmp: Path, workers: int) -> str:
+    as_root = "user = root\ngroup = root\n" if os.geteuid() == 0 else ""
+    return f"""\
+[global]
+pid = {tmp}/php-fpm.pid
+error_log = {tmp}/php-fpm-error.log
+daemonize = no
+
+[bench]
+{as_root}listen = {tmp}/php-fpm.sock
+listen.mode = 0666
+pm = static
+pm.max_children = {workers}
+"""
+
+
+def nginx_conf(tmp: Path, port: int) -> str:
+    as_root = "user root root;\n" if os.geteuid() == 0 else ""
+    return f"""\
+{as_root}daemon off;
+master_process on;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65;
+
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+
+    server {{
+        listen 127.0.0.1:{port};
+        root {DOCROOT};
+        index index.php index.html;
+
+        location / {{
+            try_files $uri $uri/ /index.php?$query_string;
+        }}
+
+        location ~ \\.php$ {{
+            try_files $uri =404;
+            fastcgi_pass unix:{tmp}/php-fpm.sock;
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int) -> str:
+    """Start php-fpm and nginx in tmp; return the base URL once /hello.php answers 200."""
+    port = free_port()
+    fpm_cfg = tmp / "php-fpm.conf"
+    fpm_cfg.write_text(fpm_conf(tmp, workers))
+    nginx_cfg = tmp / "nginx.conf"
+    nginx_cfg.write_text(nginx_conf(tmp, port))
+
+    fpm_argv = [PHP_FPM, "-F", "-y", str(fpm_cfg)] + (["-R"] if os.geteuid() == 0 else [])
+    fpm = stack.enter_context(running(start("php-fpm", fpm_argv, tmp / "php-fpm.out")))
+    # -e: nginx opens its error log before reading the config; keep even that one in tmp.
+    nginx_argv = [NGINX, "-p", f"{tmp}/", "-c", str(nginx_cfg), "-e", str(tmp / "nginx-error.log")]
+    nginx = stack.enter_context(running(start("nginx", nginx_argv, tmp / "nginx.out")))
+
+    base = f"http://127.0.0.1:{port}"
+    wait_ready([fpm, nginx], base + "/hello.php", NGINX_READY_TIMEOUT)
+    return base
+
+
+# --------------------------------------------------------------------------- askr
+
+
+def start_askr(stack: ExitStack, tmp: Path, workers: int) -> str:
+    """Start `askr serve` on the docroot; return the base URL once /hello.php answers 200."""
+    port = free_port()
+    argv = [sys.executable, "-m", "askr", "serve", "--root", str(DOCROOT),
+            "--listen", f"127.0.0.1:{port}", "--workers", str(workers)]
+    askr = stack.enter_context(running(start("askr", argv, tmp / "askr.out", cwd=REPO_ROOT)))
+    base = f"http://127.0.0.1:{port}"
+    wait_ready([askr], base + "/hello.php", ASKR_READY_TIMEOUT)
+    return base
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+    socket_errors: dict[str, int]
+
+    @property
+    def errors(self) -> int:
+        return self.non2xx + sum(self.socket_errors.values())
+
+    def errors_text(self) -> str:
+        if not self.errors:
+            return "0"
+        parts = [f"{k} {v}" for k, v in self.socket_errors.items() if v]
+        if self.non2xx:
+            parts.insert(0, f"non-2xx {self.non2xx}")
+        return f"{self.errors} ({', '.join(parts)})"
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def to_ms(value: str) -> float:
+    """'812.00us' / '1.23ms' / '2.01s' / '1.50m' -> milliseconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", value.strip())
+    if not m:
+        raise BenchError(f"unrecognised wrk latency {value!r}")
+    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    if not (rps and p50 and p99):
+        raise BenchError(f"could not parse wrk output:\n{output}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    socket_errors = dict(zip(("connect", "read", "write", "timeout"),
+                             (int(g) for g in sock.groups()), strict=True)) if sock else {}
+    return WrkResult(float(rps.group(1)), to_ms(p50.group(1)), to_ms(p99.group(1)),
+                     int(non2xx.group(1)) if non2xx else 0, socket_errors)
+
+
+def run_wrk(url: str, threads: int, connections: int, duration: int) -> WrkResult:
+    argv = [WRK, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", url]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"wrk did not finish within {duration + 30} s: {' '.join(argv)}") from e
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}): {' '.join(argv)}\n{done.stderr}{done.stdout}")
+    return parse_wrk(done.stdout)
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class Params:
+    workers: int
+    duration: int
+    connections: int
+    threads: int
+    load_before: float  # 1-minute load average when the run started: others' load skews numbers
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+def render_table(results: dict[tuple[str, str], WrkResult], targets: list[str], p: Params) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    header = (f"**{now}** · nproc {os.cpu_count()} · load avg {p.load_before:.2f} at start · "
+              f"{p.workers} PHP workers · "
+              f"`wrk -t{p.threads} -c{p.connections} -d{p.duration}s --latency` "
+              f"(after {WARMUP_SECONDS} s warm-up per target and URL)")
+    rows = ["| URL | target | req/s | p50 ms | p99 ms | errors | req/s askr ÷ nginx+fpm |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for url in URLS:
+        base = results.get((NGINX_LABEL, url))
+        for target in targets:
+            r = results[(target, url)]
+            ratio = f"{r.rps / base.rps:.2f}x" if target == ASKR_LABEL and base and base.rps else ""
+            rows.append(f"| `{url}` | {target} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+                        f"| {r.errors_text()} | {ratio} |")
+    nginx_v = _version([NGINX, "-v"]).removeprefix("nginx version: ")
+    fpm_v = _version([PHP_FPM, "-v"]).split(" (")[0]
+    commit = _version(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
+    notes = [
+        f"nginx+fpm: {nginx_v} with `worker_processes 1` (one nginx worker mirrors askr's one front "
+        f"process) in front of {fpm_v}-fpm, `pm = static`, `pm.max_children = {p.workers}`, over a unix "
+        f"socket; askr (commit {commit}): `askr serve --workers {p.workers}`. Same docroot "
+        "(`bench/docroot`), access logs off.",
+        f"wrk, the front and the PHP workers all share the same {os.cpu_count()} cores, so absolute "
+        "numbers are machine-bound; compare the two rows of a URL, measured alternately in one run.",
+        "errors = non-2xx/3xx responses + socket errors (connect/read/write/timeout) reported by wrk.",
+    ]
+    return "\n".join([header, "", *rows, "", *(f"- {n}" for n in notes)]) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="askr vs nginx + php-fpm, measured with wrk on 127.0.0.1")
+    ap.add_argument("--workers", type=int, default=2, help="PHP workers / fpm children (default 2)")
+    ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per measurement (default 10)")
+    ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    ap.add_argument("--only", choices=("askr", "nginx"), help="benchmark only this target")
+    args = ap.parse_args(argv)
+    for name in ("workers", "duration", "connections", "threads"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be at least 1")
+    return args
+
+
+def preflight(only: str | None) -> None:
+    needed = [WRK] + ([NGINX, PHP_FPM] if only != "askr" else [])
+    missing = [tool for tool in needed if shutil.which(tool) is None]
+    if missing:
+        raise BenchError(f"missing {', '.join(missing)} (Debian: apt-get install nginx php8.2-fpm wrk)")
+    for path in (DOCROOT / "hello.php", DOCROOT / "static-4k.txt"):
+        if not path.is_file():
+            raise BenchError(f"missing {path}")
+
+
+Starter = Callable[[ExitStack, Path, int], str]
+
+
+def bench(args: argparse.Namespace, tmp: Path) -> str:
+    starters: dict[str, Starter] = {NGINX_LABEL: start_nginx_fpm, ASKR_LABEL: start_askr}
+    targets = [t for t, key in ((NGINX_LABEL, "nginx"), (ASKR_LABEL, "askr")) if args.only in (None, key)]
+    params = Params(args.workers, args.duration, args.connections, args.threads, os.getloadavg()[0])
+    with ExitStack() as stack:
+        bases: dict[str, str] = {}
+        for target in targets:
+            print(f"starting {target} ...", file=sys.stderr)
+            bases[target] = starters[target](stack, tmp, args.workers)
+            check_target(target, bases[target])
+            print(f"  {target} ready at {bases[target]}", file=sys.stderr)
+        for url in URLS:
+            for target in targets:
+                print(f"warm-up {target} {url} ({WARMUP_SECONDS} s)", file=sys.stderr)
+                run_wrk(bases[target] + url, args.threads, args.connections, WARMUP_SECONDS)
+        results: dict[tuple[str, str], WrkResult] = {}
+        for url in URLS:
+            for target in targets:  # alternate, so both see the same machine state
+                print(f"measuring {target} {url} ({args.duration} s)", file=sys.stderr)
+                results[(target, url)] = run_wrk(bases[target] + url, args.threads,
+                                                  args.connections, args.duration)
+    return render_table(results, targets, params)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    tmp = Path(tempfile.mkdtemp(prefix="askr-bench-"))
+    try:
+        preflight(args.only)
+        table = bench(args, tmp)
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(table)
+    print(f"(also written to {RESULTS.relative_to(REPO_ROOT)})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
