@@ -33,6 +33,7 @@ HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading 
 NO_BODY_STATUS = frozenset((204, 304))
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SINGLETONS = frozenset((b"host", b"content-length"))
+_VERSIONS = frozenset(("1.1", "1.0"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
 
 
@@ -122,6 +123,13 @@ class Http1Connection(asyncio.Protocol):
         self.closing = True
         self.ctx.connection_closed(self)
         self._cancel_timers()
+        if self.queue and self.resp_mode != 0:
+            # The client left mid-response: close the worker's channel, as nginx closes its
+            # upstream, so PHP sees the abort on its next write (an endless stream would
+            # otherwise run on for nobody). The worker exits and is replaced.
+            ex = self.queue[0].exchange
+            if ex is not None and ex.channel is not None:
+                ex.channel.close()
         for req in self.queue:
             self._cancel_exchange(req)
         self.queue.clear()
@@ -258,6 +266,8 @@ class Http1Connection(asyncio.Protocol):
         req.method = parser.get_method()
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
+        if req.version not in _VERSIONS:
+            raise _Reject(505)
         url = req.url
         if url[:1] != b"/":
             if req.method == b"OPTIONS" and url == b"*":

@@ -1,0 +1,123 @@
+"""Shared helpers for the integration suite: paths, config files, a prepared docroot, gates."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import urllib.parse
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent
+APP = TESTS / "php" / "app"
+REPO = TESTS.parent
+VERSION = re.search(r'__version__\s*=\s*"([^"]+)"', (REPO / "askr" / "__init__.py").read_text()).group(1)
+
+SECRET = "ASKR_SECRET_DO_NOT_SERVE"
+DATA_SIZE = 100 * 1024
+BIG_SIZE = 3 * 1024 * 1024
+
+
+def toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(v)
+
+
+def toml_text(sections: dict[str, dict[str, object]]) -> str:
+    out = []
+    for name, keys in sections.items():
+        out.append(f"[{name}]")
+        for k, v in keys.items():
+            if isinstance(v, dict):
+                continue
+            out.append(f"{k} = {toml_value(v)}")
+        out.append("")
+        for k, v in keys.items():
+            if isinstance(v, dict):
+                out.append(f"[{name}.{k}]")
+                out.extend(f'"{ik}" = {toml_value(iv)}' for ik, iv in v.items())
+                out.append("")
+    return "\n".join(out)
+
+
+def write_config(
+    directory: Path,
+    root: Path | str = APP,
+    workers: int | str = 2,
+    limits: dict[str, object] | None = None,
+    server: dict[str, object] | None = None,
+    worker: dict[str, object] | None = None,
+    name: str = "askr.toml",
+) -> Path:
+    """An askr.toml listening on a free loopback port, with the given overrides."""
+    sections: dict[str, dict[str, object]] = {
+        "server": {"listen": "127.0.0.1:0", "root": str(root), "workers": workers, **(server or {})},
+    }
+    if worker:
+        sections["worker"] = dict(worker)
+    if limits:
+        sections["limits"] = dict(limits)
+    path = directory / name
+    path.write_text(toml_text(sections))
+    return path
+
+
+def build_docroot(dest: Path, outside: Path) -> Path:
+    """A copy of tests/php/app plus what must not be committed or must be generated:
+    dotfiles, a 100 KB binary, and symlinks that escape the root."""
+    shutil.copytree(APP, dest, symlinks=True)
+    (dest / ".env").write_text(f"APP_KEY={SECRET}\n")
+    (dest / ".git").mkdir()
+    (dest / ".git" / "config").write_text(f"[core]\n\t# {SECRET}\n")
+    (dest / "sub" / ".hidden").write_text(SECRET)
+    (dest / ".well-known").mkdir()
+    (dest / ".well-known" / "acme.txt").write_text("acme-token\n")
+    (dest / "data.bin").write_bytes(bytes((i * 7 + i // 256) % 256 for i in range(DATA_SIZE)))
+    (dest / "big.bin").write_bytes(os.urandom(BIG_SIZE))
+    outside.mkdir()
+    (outside / "secret.txt").write_text(SECRET)
+    (outside / "evil.php").write_text(f"<?php echo '{SECRET}';")
+    os.symlink(outside / "secret.txt", dest / "escape.txt")
+    os.symlink(outside, dest / "escape_dir")
+    os.symlink(outside / "evil.php", dest / "evil.php")
+    return dest
+
+
+class Gate:
+    """Holds PHP workers busy in hold.php until `open()`; `wait_started` observes who started."""
+
+    def __init__(self, base: Path, max_seconds: int = 30):
+        self.started = base / "started"
+        self.started.mkdir(parents=True, exist_ok=True)
+        self.gate = base / "gate"
+        self.max_seconds = max_seconds
+
+    @property
+    def target(self) -> str:
+        q = urllib.parse.urlencode(
+            {"dir": str(self.started), "gate": str(self.gate), "max": self.max_seconds}
+        )
+        return f"/hold.php?{q}"
+
+    def pids(self) -> list[int]:
+        return sorted(int(p.name) for p in self.started.iterdir())
+
+    def wait_started(self, n: int, timeout: float = 30.0) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = self.pids()
+            if len(pids) >= n:
+                return pids
+            time.sleep(0.02)
+        raise AssertionError(f"only {self.pids()} of {n} hold.php requests started within {timeout}s")
+
+    def open(self) -> None:
+        self.gate.write_text("open")

@@ -1,0 +1,127 @@
+"""Failures stay small: a PHP fatal is one 500, a killed worker is one 502, and the pool heals."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from rawhttp import Conn, request_bytes
+
+
+def get(server, target: str):
+    with Conn(server.host, server.port, timeout=30) as c:
+        return c.request("GET", target)
+
+
+def worker_pid(server) -> int:
+    resp = get(server, "/pid.php")
+    assert resp.status == 200, resp
+    return int(resp.body)
+
+
+def test_fatal_is_500_then_next_request_200(config_server):
+    server = config_server(workers=1)
+    resp = get(server, "/fatal.php")
+    assert resp.status == 500, resp
+    after = get(server, "/hello.php")
+    assert after.status == 200
+    assert after.body == b"hello"
+
+
+def test_fatal_on_keepalive_connection_then_200(config_server):
+    server = config_server(workers=1)
+    with Conn(server.host, server.port, timeout=30) as c:
+        assert c.request("GET", "/fatal.php").status == 500
+        again = c.request("GET", "/info.php?x=1")
+        assert again.status == 200
+        assert again.json()["get"] == {"x": "1"}
+
+
+def test_fatal_does_not_cost_the_worker(config_server):
+    """An uncaught Error is an ordinary bailout: the same worker keeps serving."""
+    server = config_server(workers=1)
+    before = worker_pid(server)
+    for _ in range(3):
+        assert get(server, "/fatal.php").status == 500
+    assert worker_pid(server) == before
+
+
+def test_kill_9_mid_request_is_502_then_200(config_server, gate):
+    server = config_server(workers=1)
+    with Conn(server.host, server.port, timeout=30) as c:
+        c.send(request_bytes("GET", gate.target))
+        (pid,) = gate.wait_started(1)
+        os.kill(pid, signal.SIGKILL)
+        resp = c.read_final_response()
+        assert resp.status == 502, resp
+    for _ in range(3):
+        new_pid = worker_pid(server)  # the replacement worker; the front waits for it
+        assert new_pid != pid
+    assert get(server, "/hello.php").body == b"hello"
+
+
+def test_kill_9_affects_only_its_own_request(config_server, gate):
+    server = config_server(workers=2)
+    a = Conn(server.host, server.port, timeout=30)
+    b = Conn(server.host, server.port, timeout=30)
+    try:
+        a.send(request_bytes("GET", gate.target))
+        b.send(request_bytes("GET", gate.target))
+        pids = gate.wait_started(2)
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        gate.open()
+        results = {}
+        for conn in (a, b):
+            resp = conn.read_final_response()
+            results[resp.status] = resp
+        assert sorted(results) == [200, 502], results
+        assert results[200].json()["pid"] == pids[1]
+    finally:
+        a.close()
+        b.close()
+    assert get(server, "/hello.php").body == b"hello"
+
+
+def test_max_requests_recycles_workers(config_server):
+    server = config_server(workers=1, server={"max_requests": 2})
+    pids = []
+    for _ in range(6):
+        pids.append(worker_pid(server))
+    assert len(set(pids)) == 3, pids
+    for p in set(pids):
+        assert pids.count(p) == 2, pids
+
+
+def test_kill_9_after_headers_aborts_the_response(config_server, tmp_path):
+    """Once the head is out, a vanished worker must not look like a complete response: no final
+    chunk, the connection is aborted; the next request is served by a replacement."""
+    server = config_server(workers=1)
+    gate = tmp_path / "gate"
+    with Conn(server.host, server.port, timeout=30) as c:
+        c.send(request_bytes("GET", f"/stream.php?n=3&gate={gate}"))
+        head = c.read_head()
+        assert head.status == 200
+        assert head.chunked
+        pid = int(head.header("x-worker-pid") or 0)
+        assert pid > 0
+        assert c.read_chunk() == b"chunk-1\n"
+        os.kill(pid, signal.SIGKILL)
+        rest = c.read_to_eof()
+        assert not rest.endswith(b"0\r\n\r\n"), f"aborted response was terminated cleanly: {rest!r}"
+    assert worker_pid(server) != pid
+
+
+def test_client_leaving_an_endless_stream_frees_the_worker(config_server):
+    """A client that disconnects mid-stream must not leave its worker streaming for nobody."""
+    server = config_server(workers=1)
+    with Conn(server.host, server.port, timeout=30) as c:
+        c.send(request_bytes("GET", "/forever.php"))
+        seen = b""
+        while seen.count(b"tick") < 3:
+            chunk = c.sock.recv(65536)
+            assert chunk, "stream ended early"
+            seen += chunk
+    # With one worker, this only answers once the streaming worker has let go.
+    assert get(server, "/hello.php").body == b"hello"
+    server.wait_for_log(r"php#0 \(pid \d+\) (exited|killed)")

@@ -1,0 +1,3 @@
+<?php
+// Smallest possible script: the smoke test's target.
+echo "hello";
