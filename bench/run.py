@@ -268,6 +268,7 @@ class WrkResult:
     p99_ms: float
     non2xx: int
     socket_errors: dict[str, int]
+    spread: str = ""  # lowest-highest req/s over the rounds
 
     @property
     def errors(self) -> int:
@@ -328,6 +329,7 @@ class Params:
     connections: int
     threads: int
     load_before: float  # 1-minute load average when the run started: others' load skews numbers
+    rounds: int = 1
 
 
 def _version(argv: list[str]) -> str:
@@ -343,16 +345,18 @@ def render_table(results: dict[tuple[str, str], WrkResult], targets: list[str], 
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"**{now}** · nproc {os.cpu_count()} · load avg {p.load_before:.2f} at start · "
               f"{p.workers} PHP workers · "
-              f"`wrk -t{p.threads} -c{p.connections} -d{p.duration}s --latency` "
+              f"`wrk -t{p.threads} -c{p.connections} -d{p.duration}s --latency`, "
+              f"{p.rounds} alternating rounds "
               f"(after {WARMUP_SECONDS} s warm-up per target and URL)")
-    rows = ["| URL | target | req/s | p50 ms | p99 ms | errors | req/s askr ÷ nginx+fpm |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = ["| URL | target | req/s (median) | range over rounds | p50 ms | p99 ms | errors "
+            "| req/s askr ÷ nginx+fpm |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for url in URLS:
         base = results.get((NGINX_LABEL, url))
         for target in targets:
             r = results[(target, url)]
             ratio = f"{r.rps / base.rps:.2f}x" if target == ASKR_LABEL and base and base.rps else ""
-            rows.append(f"| `{url}` | {target} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            rows.append(f"| `{url}` | {target} | {r.rps:,.0f} | {r.spread} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
                         f"| {r.errors_text()} | {ratio} |")
     nginx_v = _version([NGINX, "-v"]).removeprefix("nginx version: ")
     fpm_v = _version([PHP_FPM, "-v"]).split(" (")[0]
@@ -379,8 +383,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--only", choices=("askr", "nginx"), help="benchmark only this target")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating measurements per target and URL; the median is reported (default 3)")
     args = ap.parse_args(argv)
-    for name in ("workers", "duration", "connections", "threads"):
+    for name in ("workers", "duration", "connections", "threads", "rounds"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")
     return args
@@ -402,7 +408,8 @@ Starter = Callable[[ExitStack, Path, int], str]
 def bench(args: argparse.Namespace, tmp: Path) -> str:
     starters: dict[str, Starter] = {NGINX_LABEL: start_nginx_fpm, ASKR_LABEL: start_askr}
     targets = [t for t, key in ((NGINX_LABEL, "nginx"), (ASKR_LABEL, "askr")) if args.only in (None, key)]
-    params = Params(args.workers, args.duration, args.connections, args.threads, os.getloadavg()[0])
+    params = Params(args.workers, args.duration, args.connections, args.threads, os.getloadavg()[0],
+                    args.rounds)
     with ExitStack() as stack:
         bases: dict[str, str] = {}
         for target in targets:
@@ -414,13 +421,28 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
             for target in targets:
                 print(f"warm-up {target} {url} ({WARMUP_SECONDS} s)", file=sys.stderr)
                 run_wrk(bases[target] + url, args.threads, args.connections, WARMUP_SECONDS)
-        results: dict[tuple[str, str], WrkResult] = {}
+        samples: dict[tuple[str, str], list[WrkResult]] = {}
         for url in URLS:
-            for target in targets:  # alternate, so both see the same machine state
-                print(f"measuring {target} {url} ({args.duration} s)", file=sys.stderr)
-                results[(target, url)] = run_wrk(bases[target] + url, args.threads,
-                                                  args.connections, args.duration)
+            for n in range(args.rounds):
+                for target in targets:  # alternate, so both see the same machine state
+                    print(f"measuring {target} {url} round {n + 1}/{args.rounds} ({args.duration} s)",
+                          file=sys.stderr)
+                    samples.setdefault((target, url), []).append(
+                        run_wrk(bases[target] + url, args.threads, args.connections, args.duration))
+    results = {key: median_result(runs) for key, runs in samples.items()}
     return render_table(results, targets, params)
+
+
+def median_result(runs: list[WrkResult]) -> WrkResult:
+    """The run with the median req/s (its latencies with it); errors summed over all runs."""
+    ordered = sorted(runs, key=lambda r: r.rps)
+    mid = ordered[len(ordered) // 2]
+    socket_errors: dict[str, int] = {}
+    for r in runs:
+        for k, v in r.socket_errors.items():
+            socket_errors[k] = socket_errors.get(k, 0) + v
+    spread = f"{ordered[0].rps:,.0f}-{ordered[-1].rps:,.0f}"
+    return WrkResult(mid.rps, mid.p50_ms, mid.p99_ms, sum(r.non2xx for r in runs), socket_errors, spread)
 
 
 def _terminate(signum: int, _frame: object) -> None:
