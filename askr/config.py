@@ -142,6 +142,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Default: ./public if it exists, else the bundled example app.", path=True),
     Setting("server", "workers", "auto", _workers,
             'Number of PHP workers: a positive integer, or "auto" for one per CPU core.'),
+    Setting("server", "fronts", 1, _int(1),
+            "Number of HTTP front processes sharing the listen sockets. Each front dispatches only "
+            "to its own share of the PHP workers (dealt round-robin), so with slow requests one "
+            "front's share can be busy while another's is idle; raise it only when one front's CPU "
+            "is the bottleneck (many cores), and keep workers a multiple of it. At most workers."),
     Setting("server", "max_requests", 0, _int(0),
             "Recycle a PHP worker after this many requests (0 = never)."),
     Setting("server", "https", False, _bool,
@@ -181,6 +186,7 @@ class ServerConfig:
     listen: tuple[Listen, ...]
     root: str
     workers: int
+    fronts: int
     max_requests: int
     https: bool
 
@@ -268,6 +274,10 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
         parsed[setting.section][setting.key] = result
 
     server = parsed["server"]
+    if server["fronts"] > server["workers"]:
+        raise ConfigError(f"{source}: [server] fronts = {server['fronts']} is more than workers = "
+                          f"{server['workers']}: each front needs at least one PHP worker; "
+                          "lower fronts or raise workers")
     if server["root"] is None:
         server["root"] = str(Path("public").resolve()) if Path("public").is_dir() else str(EXAMPLE_ROOT)
     if not Path(server["root"]).is_dir():

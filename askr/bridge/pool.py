@@ -25,8 +25,9 @@ _HEADER_SIZE = wire.HEADER_SIZE
 class ResponseSink(Protocol):
     """Receives one PHP response; implemented by each HTTP version's stream."""
 
-    def php_response(self, status: int, header_lines: list[bytes], body: list[bytes], complete: bool) -> None:
-        """The head, and whatever body arrived with it; `complete` when END came too."""
+    def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
+        """The head (PHP's header lines joined by \\n), and whatever body arrived with it;
+        `complete` when END came too."""
 
     def php_body(self, body: list[bytes], complete: bool) -> None:
         """More body (possibly none) after php_response; `complete` when END came."""
@@ -96,7 +97,7 @@ class WorkerChannel(asyncio.Protocol):
         pos = 0
         end = len(buf)
         status = -1
-        lines: list[bytes] = []
+        block = b""
         body = self._pending
         while end - pos >= _HEADER_SIZE:
             kind, length = _HEADER.unpack_from(buf, pos)
@@ -107,12 +108,13 @@ class WorkerChannel(asyncio.Protocol):
             if kind == wire.RESP_BODY:
                 body.append(bytes(buf[start:pos]))
             elif kind == wire.HEAD:
-                status, lines = wire.decode_head(bytes(buf[start:pos]))
+                status = (buf[start] << 8) | buf[start + 1]
+                block = bytes(buf[start + 2 : pos])
             elif kind == wire.END:
                 if length and buf[start] & wire.END_FLAG_EXITING:
                     self.exiting = True
-                self._deliver(status, lines, body, True)
-                status, lines, body = -1, [], []
+                self._deliver(status, block, body, True)
+                status, block, body = -1, b"", []
                 self._pending = body
             elif kind == wire.HELLO:
                 self.worker_id, self.pid, self.generation = wire.decode_hello(bytes(buf[start:pos]))
@@ -124,17 +126,17 @@ class WorkerChannel(asyncio.Protocol):
         if pos:
             del buf[:pos]
         if status >= 0 or body:
-            self._deliver(status, lines, body, False)
+            self._deliver(status, block, body, False)
             self._pending = []
 
-    def _deliver(self, status: int, lines: list[bytes], body: list[bytes], complete: bool) -> None:
+    def _deliver(self, status: int, block: bytes, body: list[bytes], complete: bool) -> None:
         exchange = self.exchange
         if exchange is None:
             return
         if status >= 0:
             self.head_seen = True
             if not exchange.cancelled:
-                exchange.sink.php_response(status, lines, body, complete)
+                exchange.sink.php_response(status, block, body, complete)
         elif self.head_seen and not exchange.cancelled:
             exchange.sink.php_body(body, complete)
         if complete:

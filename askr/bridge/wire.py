@@ -29,13 +29,20 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
 
-def encode_request(params: list[bytes], headers: list[bytes]) -> bytes:
+def encode_request(params: list[bytes], headers: list[bytes], prefix: bytes = b"") -> bytes:
     """One REQUEST frame from flat lists [name, value, name, value, ...] (no NUL in any item).
 
-    The payload is NUL-separated: params, an empty name, headers; one join, no per-field packing.
+    The payload is NUL-separated: params, an empty name, headers; a few joins, no per-field
+    packing. `prefix` is params already encoded by `encode_params` (those fixed per connection).
     """
-    payload = b"\0".join((*params, b"", *headers)) + b"\0"
+    tail = b"\0".join(headers) + b"\0" if headers else b""
+    payload = b"".join((prefix, b"\0".join(params), b"\0\0", tail))
     return HEADER.pack(REQUEST, len(payload)) + payload
+
+
+def encode_params(params: list[bytes]) -> bytes:
+    """A prefix for encode_request: params encoded once, reused for many requests."""
+    return b"\0".join(params) + b"\0" if params else b""
 
 
 def encode_body(data: bytes) -> bytes:

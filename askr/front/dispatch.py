@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from askr import SERVER_SOFTWARE
+from askr.bridge import wire
 from askr.front.router import PhpScript
 
 if TYPE_CHECKING:
@@ -15,9 +16,9 @@ if TYPE_CHECKING:
 _SOFTWARE = SERVER_SOFTWARE.encode()
 
 
-def connection_params(ctx: FrontContext, transport: asyncio.BaseTransport) -> tuple[list[bytes], bytes]:
-    """The variables that are the same for every request on one connection, computed once:
-    (flat [name, value, ...] list, SERVER_ADDR)."""
+def connection_params(ctx: FrontContext, transport: asyncio.BaseTransport) -> tuple[bytes, bytes]:
+    """The variables that are the same for every request on one connection, encoded once:
+    (REQUEST-frame params prefix, SERVER_ADDR)."""
     sock = transport.get_extra_info("sockname") or ("", 0)
     peer = transport.get_extra_info("peername") or ("", 0)
     https = ctx.config.server.https
@@ -35,7 +36,7 @@ def connection_params(ctx: FrontContext, transport: asyncio.BaseTransport) -> tu
     ]
     if https:
         params += [b"HTTPS", b"on"]
-    return params, server_addr
+    return wire.encode_params(params), server_addr
 
 
 def server_name(host: bytes | None, fallback: bytes) -> bytes:
@@ -48,12 +49,11 @@ def server_name(host: bytes | None, fallback: bytes) -> bytes:
 
 
 def request_params(conn: Http1Connection, req: Request, route: PhpScript) -> list[bytes]:
-    """Flat [name, value, ...] CGI params for one request (see docs/internals.md)."""
+    """Flat [name, value, ...] CGI params for one request, after the per-connection ones."""
     script_name = route.script_name_bytes
     path_info = route.path_info
     document_uri = script_name + path_info.encode() if path_info else script_name
     params = [
-        *conn.conn_params,
         b"REQUEST_METHOD", req.method,
         b"REQUEST_URI", req.url,
         b"QUERY_STRING", req.query,

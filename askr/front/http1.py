@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -33,6 +34,8 @@ HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading 
 NO_BODY_STATUS = frozenset((204, 304))
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SINGLETONS = frozenset((b"host", b"content-length"))
+# Response headers from PHP that the front manages itself (framing, connection, Date, Server).
+_MANAGED_HEADER = re.compile(rb"(?:^|\n)(?:content-length|connection|transfer-encoding|date|server):", re.I)
 _VERSIONS = frozenset(("1.1", "1.0"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
 
@@ -47,13 +50,14 @@ class _Reject(Exception):
 class Request:
     __slots__ = (
         "body", "body_complete", "body_size", "chunked", "content_length", "dispatched", "exchange",
-        "expect_continue", "headers", "keep_alive", "method", "path", "query", "reject", "responded",
-        "url", "version", "window_bytes",
+        "expect_continue", "flat_headers", "headers", "keep_alive", "method", "path", "query", "reject",
+        "responded", "url", "version", "window_bytes",
     )
 
     def __init__(self) -> None:
         self.url = b""
-        self.headers: dict[bytes, list] = {}  # lower name -> [original name, value]
+        self.headers: dict[bytes, list] = {}  # lower name -> [original name, value, index in flat]
+        self.flat_headers: list[bytes] = []  # [name, value, ...] as PHP gets them (names unique)
         self.method = b""
         self.path = b""
         self.query = b""
@@ -104,7 +108,7 @@ class Http1Connection(asyncio.Protocol):
         self.write_paused = False
         self.write_resumed: asyncio.Event | None = None
         self.buffered = 0  # body bytes held for requests not yet handed to a worker
-        self.conn_params: list[bytes] = []
+        self.conn_params = b""  # this connection's fixed CGI params, already encoded
         self.server_addr = b""
         # response state of the active PHP exchange
         self.resp_mode = 0  # 0 = none, 1 = content-length/identity, 2 = chunked, 3 = close-delimited
@@ -197,13 +201,13 @@ class Http1Connection(asyncio.Protocol):
         if req is None or req.body_complete or self.closing:
             return
         if not self.read_paused and req.window_bytes < self.limits.body_min_rate * self.limits.body_timeout:
-            log.info("request body too slow from %s; answering 408", self.conn_params_peer())
+            log.info("request body too slow from %s; answering 408", self.peer_text())
             self._fail(408)
             return
         req.window_bytes = 0
         self.body_timer = self.loop.call_later(self.limits.body_timeout, self._body_window)
 
-    def conn_params_peer(self) -> str:
+    def peer_text(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None
         return f"{peer[0]}:{peer[1]}" if peer else "?"
 
@@ -253,12 +257,16 @@ class Http1Connection(asyncio.Protocol):
         headers = self.parsing.headers  # type: ignore[union-attr]
         lower = name.lower()
         entry = headers.get(lower)
+        flat = self.parsing.flat_headers  # type: ignore[union-attr]
         if entry is None:
-            headers[lower] = [name, value]
+            headers[lower] = [name, value, len(flat)]
+            flat.append(name)
+            flat.append(value)
         elif lower in _SINGLETONS:
             raise _Reject(400)  # RFC 9112 3.2 / 6.3: a second Host or Content-Length is an attack
         else:
             entry[1] += (b"; " if lower == b"cookie" else b", ") + value
+            flat[entry[2] + 1] = entry[1]
 
     def on_headers_complete(self) -> None:
         req: Request = self.parsing  # type: ignore[assignment]
@@ -394,8 +402,7 @@ class Http1Connection(asyncio.Protocol):
 
     def _start_php(self, req: Request, route: PhpScript) -> None:
         params = dispatch.request_params(self, req, route)
-        headers = [item for entry in req.headers.values() for item in entry]
-        frames = [wire.encode_request(params, headers)]
+        frames = [wire.encode_request(params, req.flat_headers, self.conn_params)]
         if req.body:
             frames.extend(wire.encode_body(b) for b in req.body)
             self.buffered -= sum(map(len, req.body))
@@ -485,11 +492,18 @@ class Http1Connection(asyncio.Protocol):
         self._resume_reading()
 
     # -- ResponseSink (called by the worker channel) ----------------------------------------
-    def php_response(self, status: int, header_lines: list[bytes], body: list[bytes], complete: bool) -> None:
+    def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
         req = self.queue[0]
         head = [status_line(status)]
         has_length = has_date = has_server = False
         close = self.resp_close or self.ctx.draining
+        if header_block and _MANAGED_HEADER.search(header_block) is None:
+            # Common case: nothing in PHP's headers for us to rewrite; pass them through whole.
+            head.append(header_block.replace(b"\n", b"\r\n"))
+            head.append(b"\r\n")
+            header_lines: list[bytes] = []
+        else:
+            header_lines = header_block.split(b"\n") if header_block else []
         for line in header_lines:
             # Dispatch on the first letter (as an int, lower-cased) so the common headers cost
             # one comparison; only names we manage are lower-cased and compared in full.

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listen-fds", required=True)
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
     log_setup.setup()
     with open(args.config_json) as f:

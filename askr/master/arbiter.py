@@ -49,10 +49,24 @@ class WorkerSlot:
 
 
 @dataclass
+class FrontHandle:
+    """One front process and the channel socket its PHP workers connect to (kept across restarts)."""
+
+    index: int
+    channel_sock: socket.socket
+    channel_path: str
+    proc: subprocess.Popen | None = None
+    control: socket.socket | None = None
+
+
+@dataclass
 class Children:
-    front: subprocess.Popen | None = None
+    fronts: list[FrontHandle] = field(default_factory=list)
     zygote: Zygote | None = None
     orphans: set[int] = field(default_factory=set)
+
+    def fronts_running(self) -> bool:
+        return any(f.proc is not None for f in self.fronts)
 
 
 class Arbiter:
@@ -65,11 +79,9 @@ class Arbiter:
         self.stopping = False
         self.announced_ready = False
         self.runtime_dir = ""
-        self.channel_path = ""
         self.listen_socks: list[socket.socket] = []
-        self.channel_sock: socket.socket | None = None
-        self.front_control: socket.socket | None = None
         self.exit_code = 0
+        self._tasks: set[asyncio.Task] = set()
 
     # -- setup -------------------------------------------------------------------------------
     def _become_subreaper(self) -> None:
@@ -83,8 +95,15 @@ class Arbiter:
         """Bind every socket first: a port problem is reported before anything starts."""
         self.listen_socks = [sockets.bind_tcp(address) for address in self.config.server.listen]
         self.runtime_dir = tempfile.mkdtemp(prefix="askr-")
-        self.channel_path = os.path.join(self.runtime_dir, "front-0.sock")
-        self.channel_sock = sockets.bind_unix(self.channel_path, backlog=max(128, 4 * len(self.slots)))
+        for index in range(self.config.server.fronts):
+            path = os.path.join(self.runtime_dir, f"front-{index}.sock")
+            sock = sockets.bind_unix(path, backlog=max(128, 4 * len(self.slots)))
+            self.children.fronts.append(FrontHandle(index, sock, path))
+
+    def front_of(self, slot: WorkerSlot) -> FrontHandle:
+        """Workers are dealt to fronts round-robin; a front dispatches only to its own."""
+        fronts = self.children.fronts
+        return fronts[slot.worker_id % len(fronts)]
 
     def quota(self, worker_id: int) -> int:
         """max_requests, spread ±15% across workers so they never all recycle at once."""
@@ -101,33 +120,34 @@ class Arbiter:
         log.info("PHP generation %d ready (zygote pid %d)", self.generation, zygote.pid)
         return zygote
 
-    def start_front(self) -> subprocess.Popen:
+    def start_front(self, front: FrontHandle) -> None:
         config_path = os.path.join(self.runtime_dir, "config.json")
-        with open(config_path, "w") as f:
-            f.write(config_mod.dump(self.config))
+        if not os.path.exists(config_path):
+            with open(config_path, "w") as f:
+                f.write(config_mod.dump(self.config))
         ours, theirs = socket.socketpair()
         fds = [s.fileno() for s in self.listen_socks]
-        assert self.channel_sock is not None
-        cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path,
-               "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(self.channel_sock.fileno()),
+        channel_fd = front.channel_sock.fileno()
+        cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path, "--index", str(front.index),
+               "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(channel_fd),
                "--control-fd", str(theirs.fileno())]
-        proc = subprocess.Popen(cmd, pass_fds=[*fds, self.channel_sock.fileno(), theirs.fileno()],
-                                stdin=subprocess.DEVNULL)
+        front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno()],
+                                      stdin=subprocess.DEVNULL)
         theirs.close()
-        self.front_control = ours
-        asyncio.get_running_loop().create_task(self._read_front(ours, proc.pid))
-        log.info("front started (pid %d)", proc.pid)
-        return proc
+        front.control = ours
+        self._tasks.add(asyncio.get_running_loop().create_task(self._read_front(ours)))
+        log.info("front #%d started (pid %d)", front.index, front.proc.pid)
 
-    async def _read_front(self, sock: socket.socket, pid: int) -> None:
+    async def _read_front(self, sock: socket.socket) -> None:
         reader, _ = await asyncio.open_connection(sock=sock)
         while line := await reader.readline():
             self.events.put_nowait(("front", json.loads(line)))
 
-    def send_front(self, message: dict) -> None:
-        if self.front_control is not None:
-            with contextlib.suppress(OSError):
-                self.front_control.sendall(json.dumps(message).encode() + b"\n")
+    def signal_fronts(self, sig: int) -> None:
+        for front in self.children.fronts:
+            if front.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    front.proc.send_signal(sig)
 
     # -- event producers (enqueue only) -----------------------------------------------------
     def _zygote_line(self, zygote: Zygote, fields: list[str]) -> None:
@@ -149,7 +169,8 @@ class Arbiter:
             except ZygoteError as e:
                 log.error("cannot start PHP: %s", e)
                 return 1
-            self.children.front = self.start_front()
+            for front in self.children.fronts:
+                self.start_front(front)
             for slot in self.slots.values():
                 self.spawn(slot)
             while True:
@@ -175,7 +196,7 @@ class Arbiter:
             slot = self.slots[event[1]]
             if not self.stopping and slot.state == "exited":
                 self.spawn(slot)
-        return self.stopping and self.children.front is None
+        return self.stopping and not self.children.fronts_running()
 
     def handle_signal(self, signum: int) -> bool:
         if signum == signal.SIGCHLD:
@@ -184,16 +205,14 @@ class Arbiter:
             if not self.stopping:
                 log.info("SIGTERM: draining in-flight requests, then exiting")
                 self.stopping = True
-                if self.children.front is not None:
-                    self.children.front.send_signal(signal.SIGTERM)
+                self.signal_fronts(signal.SIGTERM)
         elif signum in (signal.SIGINT, signal.SIGQUIT):
             log.info("%s: stopping now", signal.Signals(signum).name)
             self.stopping = True
-            if self.children.front is not None:
-                self.children.front.send_signal(signal.SIGQUIT)
+            self.signal_fronts(signal.SIGQUIT)
         elif signum == signal.SIGHUP:
             log.warning("SIGHUP: rolling reload is not available yet; ignoring")
-        return self.stopping and self.children.front is None
+        return self.stopping and not self.children.fronts_running()
 
     def spawn(self, slot: WorkerSlot) -> None:
         zygote = self.children.zygote
@@ -202,7 +221,7 @@ class Arbiter:
         slot.state = "starting"
         slot.pid = 0
         slot.started_at = time.monotonic()
-        zygote.spawn(slot.worker_id, self.channel_path, self.quota(slot.worker_id))
+        zygote.spawn(slot.worker_id, self.front_of(slot).channel_path, self.quota(slot.worker_id))
 
     def handle_zygote(self, zygote: Zygote, fields: list[str]) -> None:
         if not fields:
@@ -279,13 +298,16 @@ class Arbiter:
                 return
             if pid == 0:
                 return
-            front = self.children.front
-            if front is not None and pid == front.pid:
-                front.returncode = os.waitstatus_to_exitcode(status)
-                self.children.front = None
+            front = next((f for f in self.children.fronts if f.proc is not None and f.proc.pid == pid), None)
+            if front is not None:
+                code = os.waitstatus_to_exitcode(status)
+                front.proc.returncode = code  # type: ignore[union-attr]
+                front.proc = None
                 if not self.stopping:
-                    log.error("the front (pid %d) exited with %s; restarting it", pid, front.returncode)
-                    self.children.front = self.start_front()
+                    # Its workers see their channels close and exit; their replacements connect
+                    # to the same channel socket, accepted by the new front process.
+                    log.error("front #%d (pid %d) exited with %s; restarting it", front.index, pid, code)
+                    self.start_front(front)
                 continue
             zygote = self.children.zygote
             if zygote is not None and zygote.proc is not None and pid == zygote.proc.pid:
@@ -329,9 +351,9 @@ class Arbiter:
         return live
 
     def cleanup(self) -> None:
-        front = self.children.front
-        if front is not None and front.poll() is None:
-            front.kill()
+        for front in self.children.fronts:
+            if front.proc is not None and front.proc.poll() is None:
+                front.proc.kill()
         zygote = self.children.zygote
         if zygote is not None and zygote.proc is not None and zygote.proc.poll() is None:
             zygote.close()

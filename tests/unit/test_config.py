@@ -60,6 +60,7 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[limits]\nheader_timeout = 0\n", "[limits] header_timeout = 0: expected a number of seconds > 0"),
         ("[server]\nroot = \"missing\"\n", "no such directory"),
         ("[server\n", "not valid TOML"),
+        ("[server]\nworkers = 2\nfronts = 3\n", "[server] fronts = 3 is more than workers = 2"),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) -> None:

@@ -1,0 +1,57 @@
+"""The front <-> worker frame codec (docs/internals.md), byte for byte."""
+
+from __future__ import annotations
+
+import pytest
+
+from askr.bridge import wire
+
+
+def test_request_round_trip_with_prefix_and_headers() -> None:
+    prefix = wire.encode_params([b"GATEWAY_INTERFACE", b"CGI/1.1", b"REMOTE_PORT", b"5000"])
+    frame = wire.encode_request([b"REQUEST_METHOD", b"GET", b"QUERY_STRING", b""],
+                                [b"Host", b"x", b"Accept", b"*/*"], prefix)
+    kind, length = wire.HEADER.unpack_from(frame)
+    assert kind == wire.REQUEST
+    payload = frame[wire.HEADER_SIZE :]
+    assert length == len(payload)
+    # the exact layout the C worker parses in place: name\0value\0 ... \0 (empty name) headers
+    assert payload == (b"GATEWAY_INTERFACE\0CGI/1.1\0REMOTE_PORT\x005000\0REQUEST_METHOD\0GET\0"
+                       b"QUERY_STRING\0\0\0Host\0x\0Accept\0*/*\0")
+    params, headers = wire.decode_request(payload)
+    assert params == [(b"GATEWAY_INTERFACE", b"CGI/1.1"), (b"REMOTE_PORT", b"5000"),
+                      (b"REQUEST_METHOD", b"GET"), (b"QUERY_STRING", b"")]
+    assert headers == [(b"Host", b"x"), (b"Accept", b"*/*")]
+
+
+def test_request_without_headers() -> None:
+    frame = wire.encode_request([b"REQUEST_METHOD", b"GET"], [])
+    params, headers = wire.decode_request(frame[wire.HEADER_SIZE :])
+    assert params == [(b"REQUEST_METHOD", b"GET")]
+    assert headers == []
+
+
+MAX = wire.MAX_BODY_FRAME
+
+
+@pytest.mark.parametrize("size", [0, 1, MAX, MAX + 1, 3 * MAX + 7])
+def test_body_is_split_into_bounded_frames(size: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    data = data[:size]
+    encoded = wire.encode_body(data)
+    pos, pieces = 0, []
+    while pos < len(encoded):
+        kind, length = wire.HEADER.unpack_from(encoded, pos)
+        assert kind == wire.BODY
+        assert length <= wire.MAX_BODY_FRAME
+        pieces.append(encoded[pos + wire.HEADER_SIZE : pos + wire.HEADER_SIZE + length])
+        pos += wire.HEADER_SIZE + length
+    assert b"".join(pieces) == data
+
+
+def test_hello_and_head() -> None:
+    hello = wire.frame(wire.HELLO, bytes.fromhex("000000030000303900000002"))
+    assert wire.decode_hello(hello[wire.HEADER_SIZE :]) == (3, 12345, 2)
+    status, lines = wire.decode_head(b"\x00\xc8Content-type: text/html\nX-A: 1")
+    assert status == 200
+    assert lines == [b"Content-type: text/html", b"X-A: 1"]
