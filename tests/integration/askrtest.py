@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).resolve().parent.parent
 APP = TESTS / "php" / "app"
@@ -121,3 +126,27 @@ class Gate:
 
     def open(self) -> None:
         self.gate.write_text("open")
+
+
+def run_askr(args: list[str], cwd: Path | None = None, timeout: float = 60) -> tuple[int, str]:
+    """Run `python -m askr ...` to completion; a server that starts by mistake is killed (whole
+    process group) when the timeout expires, and the test fails."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "askr", *args],
+        cwd=cwd or REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        pytest.fail(f"askr {args} did not exit within {timeout}s; output:\n{out}")
+    return proc.returncode, out

@@ -4,40 +4,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from askrtest import APP, REPO, VERSION, write_config
+from askrtest import APP, VERSION, run_askr, write_config
 from rawhttp import Conn, request_bytes
-
-
-def run_askr(args: list[str], cwd: Path | None = None, timeout: float = 60) -> tuple[int, str]:
-    """Run `python -m askr ...` to completion; a server that starts by mistake is killed (whole
-    process group) when the timeout expires, and the test fails."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "askr", *args],
-        cwd=cwd or REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=30)
-        pytest.fail(f"askr {args} did not exit within {timeout}s; output:\n{out}")
-    return proc.returncode, out
-
 
 BASE = '[server]\nlisten = "127.0.0.1:0"\nroot = "{root}"\n'
 
