@@ -133,17 +133,22 @@ class WorkerChannel(asyncio.Protocol):
         exchange = self.exchange
         if exchange is None:
             return
-        if status >= 0:
-            self.head_seen = True
-            if not exchange.cancelled:
-                exchange.sink.php_response(status, block, body, complete)
-        elif self.head_seen and not exchange.cancelled:
-            exchange.sink.php_body(body, complete)
+        head_seen = self.head_seen
         if complete:
+            # Hand the worker its next request before answering this one: the worker starts
+            # while we write to the client, instead of idling through that write.
             self.exchange = None
             self.head_seen = False
             self.requests += 1
             self.pool.worker_idle(self)
+        else:
+            self.head_seen = head_seen or status >= 0
+        if exchange.cancelled:
+            return
+        if status >= 0:
+            exchange.sink.php_response(status, block, body, complete)
+        elif head_seen:
+            exchange.sink.php_body(body, complete)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -187,11 +192,6 @@ class WorkerChannel(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.close()
 
-    def kill(self) -> None:
-        """Drop the channel now (a request the worker cannot finish cleanly)."""
-        if self.transport is not None and not self.closed:
-            self.transport.abort()
-
 
 class WorkerPool:
     """Idle workers and a bounded FIFO of exchanges waiting for one."""
@@ -202,7 +202,6 @@ class WorkerPool:
         self.idle: deque[WorkerChannel] = deque()
         self.waiting: deque[Exchange] = deque()
         self.channels: set[WorkerChannel] = set()
-        self.retiring: set[int] = set()  # worker ids asked to leave once idle
 
     def protocol_factory(self) -> WorkerChannel:
         return WorkerChannel(self)
@@ -227,8 +226,8 @@ class WorkerPool:
         self.worker_idle(channel)
 
     def worker_idle(self, channel: WorkerChannel) -> None:
-        if channel.exiting or channel.worker_id in self.retiring:
-            channel.close()  # the worker exits on EOF / after its quota
+        if channel.exiting:
+            channel.close()  # the worker leaves after its quota (max_requests)
             return
         waiting = self.waiting
         while waiting:
@@ -242,20 +241,8 @@ class WorkerPool:
         self.channels.discard(channel)
         with contextlib.suppress(ValueError):
             self.idle.remove(channel)
-        self.retiring.discard(channel.worker_id)
         if channel.worker_id >= 0:
             self.on_event({"event": "worker_gone", "worker_id": channel.worker_id, "pid": channel.pid})
-
-    def retire(self, worker_id: int) -> None:
-        """Ask a worker to leave: it finishes what it is doing and takes nothing new."""
-        self.retiring.add(worker_id)
-        for channel in list(self.idle):
-            if channel.worker_id == worker_id:
-                self.idle.remove(channel)
-                channel.close()
-
-    def busy_count(self) -> int:
-        return sum(1 for c in self.channels if c.exchange is not None)
 
     def close_all(self) -> None:
         for channel in list(self.channels):

@@ -105,9 +105,7 @@ class Front:
         reader, _ = await asyncio.open_connection(sock=self.control)
         while line := await reader.readline():
             msg = json.loads(line)
-            if msg.get("cmd") == "retire":
-                self.ctx.pool.retire(int(msg["worker_id"]))
-            elif msg.get("cmd") == "drain":
+            if msg.get("cmd") == "drain":
                 self.spawn_task(self.drain())
         self.stopped.set()  # master gone
 
@@ -136,7 +134,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listen-fds", required=True)
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
     log_setup.setup()
     with open(args.config_json) as f:

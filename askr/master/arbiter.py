@@ -63,7 +63,6 @@ class FrontHandle:
 class Children:
     fronts: list[FrontHandle] = field(default_factory=list)
     zygote: Zygote | None = None
-    orphans: set[int] = field(default_factory=set)
 
     def fronts_running(self) -> bool:
         return any(f.proc is not None for f in self.fronts)
@@ -128,7 +127,7 @@ class Arbiter:
         ours, theirs = socket.socketpair()
         fds = [s.fileno() for s in self.listen_socks]
         channel_fd = front.channel_sock.fileno()
-        cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path, "--index", str(front.index),
+        cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path,
                "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(channel_fd),
                "--control-fd", str(theirs.fileno())]
         front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno()],
@@ -313,7 +312,7 @@ class Arbiter:
             if zygote is not None and zygote.proc is not None and pid == zygote.proc.pid:
                 zygote.proc.returncode = os.waitstatus_to_exitcode(status)
                 continue
-            self.children.orphans.discard(pid)
+            # anything else: a PHP worker orphaned by its zygote, re-parented to us (subreaper)
 
     # -- stopping ----------------------------------------------------------------------------
     async def finish_stop(self) -> None:
