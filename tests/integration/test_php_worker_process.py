@@ -1,0 +1,55 @@
+"""What the PHP worker processes share and report: one OPcache per generation (the zygote did
+module startup once, then forked), and PHP's own log lines in askr's log with the worker id."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+from rawhttp import Conn, request_bytes
+
+
+def get(server, target: str):
+    with Conn(server.host, server.port, timeout=30) as c:
+        return c.request("GET", target)
+
+
+def test_php_log_lines_reach_askr_log_with_worker_id(php_app):
+    marker = uuid.uuid4().hex
+    assert get(php_app, f"/logme.php?m={marker}").body == b"logged"
+    php_app.wait_for_log(rf"\[php#\d+\] askr-log-marker {marker}")
+
+
+def test_opcache_is_shared_by_the_workers_of_a_generation(config_server, docroot, tmp_path):
+    from askrtest import Gate
+
+    server = config_server(root=docroot, workers=2)
+    script = docroot / f"fresh_{uuid.uuid4().hex}.php"
+    script.write_text("<?php echo getmypid();")
+    past = time.time() - 600  # OPcache skips files changed in the last 2 s (file_update_protection)
+    os.utime(script, (past, past))
+
+    # Each step leaves exactly one idle worker, so where each request runs is certain.
+    first, second = Gate(tmp_path / "a"), Gate(tmp_path / "b")
+    conns = [Conn(server.host, server.port, timeout=30) for _ in range(2)]
+    try:
+        conns[0].send(request_bytes("GET", first.target))
+        (worker_a,) = first.wait_started(1)
+        worker_b = int(get(server, f"/{script.name}").body)  # B compiles the new script
+        assert worker_b != worker_a
+        conns[1].send(request_bytes("GET", second.target))
+        assert second.wait_started(1) == [worker_b]
+        first.open()
+        assert conns[0].read_final_response().status == 200
+        seen = json.loads(get(server, "/opstatus.php").body)  # runs on A, which never ran it
+        assert seen["pid"] == worker_a
+        assert str(script) in seen["scripts"]
+        second.open()
+        assert conns[1].read_final_response().status == 200
+    finally:
+        first.open()
+        second.open()
+        for c in conns:
+            c.close()
