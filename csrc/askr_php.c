@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -52,11 +53,14 @@
 enum {
 	F_REQUEST = 0x01, F_BODY = 0x02, F_BODY_END = 0x03,             /* front -> worker */
 	F_HELLO = 0x10, F_HEAD = 0x11, F_RESP_BODY = 0x12, F_END = 0x13, /* worker -> front */
+	F_TAKEN = 0x14,
 };
 #define END_FLAG_EXITING 0x01
+#define QUEUE_MSG_HDR 9               /* u64 request id, u8 flags */
+#define QUEUE_FLAG_BODY_ON_CHANNEL 0x01
 #define FRAME_HDR 5
 
-#define READ_BUF_SIZE   (64 * 1024)  /* channel read buffer */
+#define READ_BUF_SIZE   (256 * 1024) /* channel read buffer; also holds one queue message (MAX_QUEUE_MESSAGE) */
 #define OUT_HIGH_WATER  (64 * 1024)  /* buffered response bytes that trigger a write */
 #define OUT_DIRECT      (64 * 1024)  /* ub_write chunks this big skip the copy (writev) */
 
@@ -65,6 +69,45 @@ static inline void put_u32(char *p, uint32_t v)
 {
 	p[0] = (char)(v >> 24); p[1] = (char)(v >> 16); p[2] = (char)(v >> 8); p[3] = (char)v;
 }
+static inline uint64_t get_u64(const char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++) {
+		v = (v << 8) | (uint8_t)p[i];
+	}
+	return v;
+}
+
+static inline void put_u64(char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (char)v;
+		v >>= 8;
+	}
+}
+
+/* The scoreboard: a slot of two native u64 per worker id (request id, pid), shared with the
+ * front (mmap of the master's file). A worker writes the id of the queued request it took,
+ * and 0 when done, so the front knows which request a worker that died was holding; the pid
+ * tells the front the slot is still that worker's. Plain stores: no syscall per request. */
+static volatile uint64_t *g_scoreboard;
+static size_t g_scoreboard_slots;
+
+static inline void scoreboard_set(uint32_t worker_id, uint64_t request_id)
+{
+	if (g_scoreboard && worker_id < g_scoreboard_slots) {
+		g_scoreboard[2 * worker_id] = request_id;
+	}
+}
+
+static inline void scoreboard_claim(uint32_t worker_id)
+{
+	if (g_scoreboard && worker_id < g_scoreboard_slots) {
+		g_scoreboard[2 * worker_id] = 0;
+		g_scoreboard[2 * worker_id + 1] = (uint64_t)getpid();
+	}
+}
+
 static inline uint16_t get_u16(const char *p)
 {
 	return (uint16_t)(((uint8_t)p[0] << 8) | (uint8_t)p[1]);
@@ -857,6 +900,7 @@ typedef struct {
 	uint32_t generation;
 	unsigned long max_requests;   /* 0 = unlimited */
 	const char *channel_path;
+	int queue_fd;                 /* the front's request queue, or -1: requests come on the channel */
 } worker_config;
 
 static int channel_connect(const char *path)
@@ -908,6 +952,50 @@ static void serve_classic(askr_request *r, bool last, bool *must_exit)
 	request_finish(r, true, last);
 }
 
+/* Take the next request from the front's queue (a SOCK_SEQPACKET socket all of that front's
+ * workers read: the kernel gives each message to one of them, so a free worker takes the next
+ * request at once, first come first served, like php-fpm children sharing an accept queue).
+ * A message is u64 id, u8 flags, then frames (REQUEST, BODY..., BODY_END), which go straight
+ * into the channel's read buffer; with QUEUE_FLAG_BODY_ON_CHANNEL the body follows on the
+ * channel instead, once the front sees our TAKEN. 1 = took one, 0 = queue closed, -1 = error. */
+static int take_queued(int queue_fd, askr_chan *c, uint32_t worker_id)
+{
+	char hdr[QUEUE_MSG_HDR];
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { c->rbuf, READ_BUF_SIZE } };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t n;
+
+	if (c->rpos != c->rlen) {
+		askr_log("ERROR", "protocol error: %zu unexpected bytes on the channel", c->rlen - c->rpos);
+		return -1;
+	}
+	do {
+		n = recvmsg(queue_fd, &msg, 0);
+	} while (n < 0 && errno == EINTR);
+	if (n == 0) {
+		return 0;
+	}
+	if (n < QUEUE_MSG_HDR || (msg.msg_flags & MSG_TRUNC)) {
+		askr_log("ERROR", "bad queue message (%zd bytes%s)", n, (msg.msg_flags & MSG_TRUNC) ? ", truncated" : "");
+		return -1;
+	}
+	uint64_t id = get_u64(hdr);
+	scoreboard_set(worker_id, id);
+	c->rpos = 0;
+	c->rlen = (size_t)n - QUEUE_MSG_HDR;
+	/* TAKEN goes out with the response (one write), or now if the front must stream the body. */
+	if (!out_reserve(c, FRAME_HDR + 8)) {
+		return -1;
+	}
+	out_frame_header(c, F_TAKEN, 8);
+	put_u64(c->out + c->out_len, id);
+	c->out_len += 8;
+	if ((hdr[8] & QUEUE_FLAG_BODY_ON_CHANNEL) && !out_flush(c)) {
+		return -1;
+	}
+	return 1;
+}
+
 /* The worker's life: HELLO, then one request at a time until EOF or max_requests. */
 static int worker_run(const worker_config *cfg)
 {
@@ -931,6 +1019,7 @@ static int worker_run(const worker_config *cfg)
 	}
 	req.chan = &chan;
 	req.worker_id = cfg->worker_id;
+	scoreboard_claim(cfg->worker_id);
 
 	hello[0] = F_HELLO;
 	put_u32(hello + 1, 12);
@@ -946,6 +1035,12 @@ static int worker_run(const worker_config *cfg)
 		uint8_t type;
 		uint32_t len;
 		struct timespec ts;
+		if (cfg->queue_fd >= 0) {
+			int took = take_queued(cfg->queue_fd, &chan, cfg->worker_id);
+			if (took <= 0) {
+				return took < 0 ? 1 : 0;
+			}
+		}
 		int rc = chan_read_header(&chan, &type, &len);
 		if (rc == 0) {
 			return 0;                      /* front closed the channel: retire */
@@ -963,6 +1058,7 @@ static int worker_run(const worker_config *cfg)
 		served++;
 		bool last = cfg->max_requests && served >= cfg->max_requests;
 		serve_classic(&req, last, &must_exit);
+		scoreboard_set(cfg->worker_id, 0);
 		if (chan.dead) {
 			return 0;                      /* front vanished mid-request */
 		}
@@ -1075,7 +1171,7 @@ static int zygote_run(int ctl_fd, uint32_t generation)
 			*nl = '\0';
 			char *save, *cmd = strtok_r(start, " ", &save);
 			char *id = strtok_r(NULL, " ", &save), *path = strtok_r(NULL, " ", &save);
-			char *max = strtok_r(NULL, " ", &save);
+			char *max = strtok_r(NULL, " ", &save), *queue = strtok_r(NULL, " ", &save);
 			start = nl + 1;
 			if (!cmd || strcmp(cmd, "spawn") || !id || !path || !max || strtok_r(NULL, " ", &save)) {
 				askr_log("WARNING", "ignoring bad control line");
@@ -1084,6 +1180,7 @@ static int zygote_run(int ctl_fd, uint32_t generation)
 			worker_config cfg = {
 				.worker_id = (uint32_t)strtoul(id, NULL, 10), .generation = generation,
 				.max_requests = strtoul(max, NULL, 10), .channel_path = path,
+				.queue_fd = queue ? atoi(queue) : -1,
 			};
 			if (nkids == kids_cap) {
 				kids_cap = kids_cap ? kids_cap * 2 : 16;
@@ -1160,11 +1257,34 @@ static int run_guarded(int ctl_fd, uint32_t generation)
 	return rc;
 }
 
+/* Map the master's scoreboard file once, in the zygote: every worker inherits the mapping. */
+static bool scoreboard_map(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0) {
+		return false;
+	}
+	if (fstat(fd, &st) < 0 || st.st_size < 16) {
+		close(fd);
+		errno = EINVAL;
+		return false;
+	}
+	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		return false;
+	}
+	g_scoreboard = p;
+	g_scoreboard_slots = (size_t)st.st_size / 16;
+	return true;
+}
+
 static void usage(void)
 {
 	fputs("usage: askr-php --zygote --control-fd FD --generation G [--ini-file PATH]\n"
 		"                [--ini KEY=VALUE]... [--mode classic] [--worker-script PATH]\n"
-		"                [--worker-log-name NAME]\n", stderr);
+		"                [--worker-log-name NAME] [--scoreboard PATH]\n", stderr);
 }
 
 int main(int argc, char **argv)
@@ -1172,7 +1292,7 @@ int main(int argc, char **argv)
 	int ctl_fd = -1, rc = 1;
 	bool zygote = false, sapi_started = false, module_started = false;
 	unsigned long generation = 0;
-	const char *ini_file = NULL, *mode = "classic", *log_name = "php";
+	const char *ini_file = NULL, *mode = "classic", *log_name = "php", *scoreboard = NULL;
 	char *ini = NULL;
 	size_t ini_len = 0, ini_cap = 0;
 
@@ -1187,6 +1307,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--mode")) mode = v;
 		else if (!strcmp(a, "--worker-script")) { /* worker mode: not implemented yet */ }
 		else if (!strcmp(a, "--worker-log-name")) log_name = v;
+		else if (!strcmp(a, "--scoreboard")) scoreboard = v;
 		else if (!strcmp(a, "--ini")) {
 			if (!ini_append(&ini, &ini_len, &ini_cap, v)) {
 				fprintf(stderr, "askr-php: bad --ini %s\n", v);
@@ -1205,6 +1326,10 @@ int main(int argc, char **argv)
 
 	if (strcmp(mode, "classic")) {
 		ctl_send(ctl_fd, "failed mode %s is not supported yet\n", mode);
+		goto out;
+	}
+	if (scoreboard && !scoreboard_map(scoreboard)) {
+		ctl_send(ctl_fd, "failed cannot map the scoreboard %s: %s\n", scoreboard, strerror(errno));
 		goto out;
 	}
 

@@ -1,8 +1,15 @@
-"""A front's persistent channels to its PHP workers, and the dispatch of exchanges to idle ones.
+"""A front's PHP workers: their persistent channels, and the queue that hands them requests.
 
-Each worker holds one unix-socket channel for its whole life (a connection per request would cost
-the front ~25 µs more CPU). The pool hands a request to an idle worker at once, or queues it FIFO
-(bounded); past the bound the caller answers 503.
+Requests go into the front's queue, a SOCK_SEQPACKET socket that all of this front's workers
+read: the kernel gives each message to exactly one worker, so a worker that finishes takes the
+next request at once, first come first served, without a round trip through the front (as
+php-fpm children share one accept queue). Each worker answers on its own persistent channel,
+starting with TAKEN <id>, so the front knows which request the response belongs to.
+
+At most `ready + min(ready, max_queue)` requests are in the queue or running; the rest wait here
+in FIFO order (bounded by what is left of max_queue; past it the caller answers 503).
+A worker that dies while holding a request is found through the scoreboard (a shared-memory
+slot per worker: the id it holds, and its pid), so that request fails (502) instead of hanging.
 """
 
 from __future__ import annotations
@@ -10,6 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
+import os
+import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -20,13 +31,14 @@ log = logging.getLogger("askr.front")
 
 _HEADER = wire.HEADER
 _HEADER_SIZE = wire.HEADER_SIZE
+_SLOT = struct.Struct("=QQ")  # native, as the C worker stores them: request id, pid
 
 
 class ResponseSink(Protocol):
     """Receives one PHP response; implemented by each HTTP version's stream."""
 
     def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
-        """The head (PHP's header lines joined by \\n), and whatever body arrived with it;
+        """The head (PHP's header lines joined by \\\\n), and whatever body arrived with it;
         `complete` when END came too."""
 
     def php_body(self, body: list[bytes], complete: bool) -> None:
@@ -47,7 +59,7 @@ class Exchange:
     def __init__(
         self, frames: list[bytes], sink: ResponseSink, on_started: Callable[[Exchange], None] | None
     ):
-        # REQUEST, then BODY frames and BODY_END as they arrive while the exchange waits for a worker
+        # REQUEST, then BODY frames and BODY_END as they arrive before a worker takes it
         self.frames = frames
         self.sink = sink
         self.on_started = on_started
@@ -67,6 +79,22 @@ class Exchange:
         channel = self.channel
         if channel is not None:
             channel.resume_reading()
+
+
+class _Discard:
+    """Stands in for a request the front no longer knows (sent by a previous front process)."""
+
+    def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
+        pass
+
+    def php_body(self, body: list[bytes], complete: bool) -> None:
+        pass
+
+    def php_failed(self) -> None:
+        pass
+
+    def php_backpressure(self, paused: bool) -> None:
+        pass
 
 
 class WorkerChannel(asyncio.Protocol):
@@ -110,6 +138,8 @@ class WorkerChannel(asyncio.Protocol):
             elif kind == wire.HEAD:
                 status = (buf[start] << 8) | buf[start + 1]
                 block = bytes(buf[start + 2 : pos])
+            elif kind == wire.TAKEN:
+                self.pool.taken(self, wire.decode_taken(bytes(buf[start:pos])))
             elif kind == wire.END:
                 if length and buf[start] & wire.END_FLAG_EXITING:
                     self.exiting = True
@@ -135,12 +165,10 @@ class WorkerChannel(asyncio.Protocol):
             return
         head_seen = self.head_seen
         if complete:
-            # Hand the worker its next request before answering this one: the worker starts
-            # while we write to the client, instead of idling through that write.
             self.exchange = None
             self.head_seen = False
             self.requests += 1
-            self.pool.worker_idle(self)
+            self.pool.finished(self)
         else:
             self.head_seen = head_seen or status >= 0
         if exchange.cancelled:
@@ -153,9 +181,7 @@ class WorkerChannel(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         exchange, self.exchange = self.exchange, None
-        if exchange is not None and not exchange.cancelled:
-            exchange.sink.php_failed()
-        self.pool.worker_gone(self)
+        self.pool.worker_gone(self, exchange)
 
     def pause_writing(self) -> None:
         ex = self.exchange
@@ -168,14 +194,6 @@ class WorkerChannel(asyncio.Protocol):
             ex.sink.php_backpressure(False)
 
     # -- used by streams --------------------------------------------------------------------
-    def start(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-        exchange.channel = self
-        self.transport.write(b"".join(exchange.frames))  # type: ignore[union-attr]
-        exchange.frames = []
-        if exchange.on_started is not None:
-            exchange.on_started(exchange)
-
     def send(self, data: bytes) -> None:
         if not self.closed:
             self.transport.write(data)  # type: ignore[union-attr]
@@ -194,56 +212,120 @@ class WorkerChannel(asyncio.Protocol):
 
 
 class WorkerPool:
-    """Idle workers and a bounded FIFO of exchanges waiting for one."""
+    """The queue into this front's workers, and what is waiting for room in it."""
 
-    def __init__(self, max_queue: int, on_event: Callable[[dict], None]):
+    def __init__(self, queue: socket.socket, scoreboard: mmap.mmap | None, max_queue: int,
+                 on_event: Callable[[dict], None]):
+        self.queue = queue
+        self.scoreboard = scoreboard
         self.max_queue = max_queue
         self.on_event = on_event
-        self.idle: deque[WorkerChannel] = deque()
-        self.waiting: deque[Exchange] = deque()
         self.channels: set[WorkerChannel] = set()
+        self.ready = 0  # workers that said HELLO and are still connected
+        self.running = 0  # requests a worker has taken and not finished
+        self.sent: dict[int, Exchange] = {}  # in the queue, not yet taken
+        self.waiting: deque[Exchange] = deque()  # not yet in the queue
+        # ids carry this front's pid, so answers to a previous front's requests are told apart
+        self.next_id = (os.getpid() & 0xFFFFFFFF) << 32
 
     def protocol_factory(self) -> WorkerChannel:
         return WorkerChannel(self)
 
+    # -- dispatch ----------------------------------------------------------------------------
     def submit(self, exchange: Exchange) -> bool:
-        """Start `exchange` on an idle worker or queue it; False when the queue is full."""
-        idle = self.idle
-        while idle:
-            channel = idle.pop()  # LIFO: the most recently used worker is warmest in cache
-            if not channel.closed:
-                channel.start(exchange)
-                return True
-        if len(self.waiting) >= self.max_queue:
+        """Queue `exchange` for the next free worker; False when the wait is full (503)."""
+        if not self.waiting and self._send(exchange):
+            return True
+        if len(self.waiting) >= self.max_queue - min(self.ready, self.max_queue):
             return False
         self.waiting.append(exchange)
         return True
 
-    def worker_hello(self, channel: WorkerChannel) -> None:
-        self.channels.add(channel)
-        self.on_event({"event": "worker_ready", "worker_id": channel.worker_id, "pid": channel.pid,
-                       "generation": channel.generation})
-        self.worker_idle(channel)
+    def _send(self, exchange: Exchange) -> bool:
+        if len(self.sent) + self.running >= self.ready + min(self.ready, self.max_queue):
+            return False
+        frames = exchange.frames
+        data = b"".join(frames)
+        if frames[-1] is wire.BODY_END_FRAME and len(data) <= wire.MAX_QUEUE_MESSAGE:
+            flags, rest = 0, []
+        else:
+            # a body still arriving, or too big for one message: it goes on the worker's channel
+            data, flags, rest = frames[0], wire.QUEUE_FLAG_BODY_ON_CHANNEL, frames[1:]
+        request_id = self.next_id
+        try:
+            self.queue.send(wire.QUEUE_HEADER.pack(request_id, flags) + data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False  # the queue's buffer is full: wait here instead
+        self.next_id += 1
+        exchange.frames = rest
+        self.sent[request_id] = exchange
+        return True
 
-    def worker_idle(self, channel: WorkerChannel) -> None:
-        if channel.exiting:
-            channel.close()  # the worker leaves after its quota (max_requests)
-            return
+    def _refill(self) -> None:
         waiting = self.waiting
         while waiting:
-            exchange = waiting.popleft()
-            if not exchange.cancelled:
-                channel.start(exchange)
+            exchange = waiting[0]
+            if exchange.cancelled or self._send(exchange):
+                waiting.popleft()
+            else:
                 return
-        self.idle.append(channel)
 
-    def worker_gone(self, channel: WorkerChannel) -> None:
+    def taken(self, channel: WorkerChannel, request_id: int) -> None:
+        """The worker on `channel` took request `request_id` from the queue."""
+        exchange = self.sent.pop(request_id, None)
+        self.running += 1
+        if exchange is None:
+            exchange = Exchange([], _Discard(), None)
+            exchange.cancelled = True
+        channel.exchange = exchange
+        channel.head_seen = False
+        exchange.channel = channel
+        if exchange.frames:
+            channel.send(b"".join(exchange.frames))  # the body that waited for a worker
+            exchange.frames = []
+        if exchange.on_started is not None:
+            exchange.on_started(exchange)
+
+    def finished(self, channel: WorkerChannel) -> None:
+        self.running -= 1
+        if channel.exiting:
+            channel.close()  # the worker leaves after its quota (max_requests)
+        self._refill()
+
+    # -- workers coming and going ------------------------------------------------------------
+    def worker_hello(self, channel: WorkerChannel) -> None:
+        self.channels.add(channel)
+        self.ready += 1
+        self.on_event({"event": "worker_ready", "worker_id": channel.worker_id, "pid": channel.pid,
+                       "generation": channel.generation})
+        self._refill()
+
+    def worker_gone(self, channel: WorkerChannel, exchange: Exchange | None) -> None:
+        if channel not in self.channels:
+            return
         self.channels.discard(channel)
-        with contextlib.suppress(ValueError):
-            self.idle.remove(channel)
-        if channel.worker_id >= 0:
-            self.on_event({"event": "worker_gone", "worker_id": channel.worker_id, "pid": channel.pid})
+        self.ready -= 1
+        if exchange is None:
+            exchange = self._held_by_dead_worker(channel)
+        else:
+            self.running -= 1
+        if exchange is not None and not exchange.cancelled:
+            exchange.sink.php_failed()
+        self.on_event({"event": "worker_gone", "worker_id": channel.worker_id, "pid": channel.pid})
+
+    def _held_by_dead_worker(self, channel: WorkerChannel) -> Exchange | None:
+        """A request the worker took but had not yet answered (its TAKEN never arrived)."""
+        board = self.scoreboard
+        offset = channel.worker_id * _SLOT.size
+        if board is None or channel.worker_id < 0 or offset + _SLOT.size > len(board):
+            return None
+        request_id, pid = _SLOT.unpack_from(board, offset)
+        if pid != channel.pid or not request_id:
+            return None
+        return self.sent.pop(request_id, None)  # never counted as running: TAKEN did not arrive
 
     def close_all(self) -> None:
         for channel in list(self.channels):
             channel.close()
+        with contextlib.suppress(OSError):
+            self.queue.close()

@@ -13,6 +13,7 @@ HELLO = 0x10
 HEAD = 0x11
 RESP_BODY = 0x12
 END = 0x13
+TAKEN = 0x14  # u64 request id: the worker took this request from the front's queue
 
 END_FLAG_EXITING = 0x01
 
@@ -21,6 +22,12 @@ HEADER_SIZE = HEADER.size
 _U16 = struct.Struct("!H")
 _HELLO = struct.Struct("!III")
 MAX_BODY_FRAME = 64 * 1024
+
+# The front's request queue (SOCK_SEQPACKET): one message per request, u64 id + u8 flags + frames.
+QUEUE_HEADER = struct.Struct("!QB")
+QUEUE_FLAG_BODY_ON_CHANNEL = 0x01  # only REQUEST is in the message; the body follows on the channel
+MAX_QUEUE_MESSAGE = 256 * 1024  # the worker's receive buffer (READ_BUF_SIZE in askr_php.c)
+_U64 = struct.Struct("!Q")
 
 BODY_END_FRAME = HEADER.pack(BODY_END, 0)
 
@@ -63,6 +70,10 @@ def decode_request(payload: bytes) -> tuple[list[tuple[bytes, bytes]], list[tupl
     params, headers = items[:split], items[split + 1 :]
     pairs = list(zip(params[::2], params[1::2], strict=True))
     return pairs, list(zip(headers[::2], headers[1::2], strict=True))
+
+
+def decode_taken(payload: bytes) -> int:
+    return _U64.unpack(payload)[0]
 
 
 def decode_hello(payload: bytes) -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ import contextlib
 import gc
 import json
 import logging
+import mmap
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -46,10 +47,13 @@ class FrontContext:
 
 
 class Front:
-    def __init__(self, config: Config, listen_fds: list[int], channel_fd: int, control_fd: int):
+    def __init__(self, config: Config, listen_fds: list[int], channel_fd: int, control_fd: int,
+                 queue_fd: int, scoreboard: str):
         self.config = config
         self.listen_fds = listen_fds
         self.channel_fd = channel_fd
+        self.queue = socket.socket(fileno=queue_fd)
+        self.scoreboard_path = scoreboard
         self.control = socket.socket(fileno=control_fd)
         self.servers: list[asyncio.AbstractServer] = []
         self.stopped = asyncio.Event()
@@ -67,7 +71,9 @@ class Front:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        pool = WorkerPool(cfg.limits.max_queue, self.send_event)
+        with open(self.scoreboard_path, "rb") as f:
+            scoreboard = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event)
         router = RouteCache(Router(cfg.server.root))
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode())
         self.ctx = ctx
@@ -134,11 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listen-fds", required=True)
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--queue-fd", type=int, required=True)
+    parser.add_argument("--scoreboard", required=True)
     args = parser.parse_args(argv)
     log_setup.setup()
     with open(args.config_json) as f:
         cfg = config_mod.restore(f.read())
-    front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd)
+    front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd,
+                  args.queue_fd, args.scoreboard)
     uvloop.run(front.run())
 
 

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from askr import config as config_mod
+from askr.bridge import wire
 from askr.config import Config
 from askr.master import sockets
 from askr.master.zygote import Zygote, ZygoteError
@@ -29,6 +30,7 @@ from askr.master.zygote import Zygote, ZygoteError
 log = logging.getLogger("askr.master")
 
 PR_SET_CHILD_SUBREAPER = 36
+SCOREBOARD_SLOT = 16  # per worker: u64 request id, u64 pid (see askr_php.c)
 STOP_TIMEOUT = 40.0  # front drain (30 s) plus margin
 BACKOFF_START = 0.1
 BACKOFF_MAX = 10.0
@@ -42,7 +44,7 @@ class WorkerSlot:
     worker_id: int
     pid: int = 0
     generation: int = 0
-    state: str = "starting"  # starting -> ready -> exited
+    state: str = "starting"  # starting -> ready -> exited (or killed, on purpose, -> exited)
     started_at: float = 0.0
     failures: int = 0  # consecutive quick deaths, for backoff
     restarts: int = 0
@@ -55,6 +57,8 @@ class FrontHandle:
     index: int
     channel_sock: socket.socket
     channel_path: str
+    queue_front: socket.socket  # the front sends requests here ...
+    queue_workers: socket.socket  # ... and its workers take them from here
     proc: subprocess.Popen | None = None
     control: socket.socket | None = None
 
@@ -97,7 +101,10 @@ class Arbiter:
         for index in range(self.config.server.fronts):
             path = os.path.join(self.runtime_dir, f"front-{index}.sock")
             sock = sockets.bind_unix(path, backlog=max(128, 4 * len(self.slots)))
-            self.children.fronts.append(FrontHandle(index, sock, path))
+            self.children.fronts.append(FrontHandle(index, sock, path, *sockets.request_queue()))
+        self.scoreboard_path = os.path.join(self.runtime_dir, "scoreboard")
+        with open(self.scoreboard_path, "wb") as f:
+            f.truncate(SCOREBOARD_SLOT * len(self.slots))
 
     def front_of(self, slot: WorkerSlot) -> FrontHandle:
         """Workers are dealt to fronts round-robin; a front dispatches only to its own."""
@@ -114,7 +121,8 @@ class Arbiter:
         return max(1, round(base + spread))
 
     async def start_zygote(self) -> Zygote:
-        zygote = Zygote(self.config, self.generation, self._zygote_line)
+        queue_fds = [front.queue_workers.fileno() for front in self.children.fronts]
+        zygote = Zygote(self.config, self.generation, self._zygote_line, queue_fds, self.scoreboard_path)
         await zygote.start()
         log.info("PHP generation %d ready (zygote pid %d)", self.generation, zygote.pid)
         return zygote
@@ -127,10 +135,12 @@ class Arbiter:
         ours, theirs = socket.socketpair()
         fds = [s.fileno() for s in self.listen_socks]
         channel_fd = front.channel_sock.fileno()
+        queue_fd = front.queue_front.fileno()
         cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path,
                "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(channel_fd),
-               "--control-fd", str(theirs.fileno())]
-        front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno()],
+               "--control-fd", str(theirs.fileno()), "--queue-fd", str(queue_fd),
+               "--scoreboard", self.scoreboard_path]
+        front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno(), queue_fd],
                                       stdin=subprocess.DEVNULL)
         theirs.close()
         front.control = ours
@@ -147,6 +157,23 @@ class Arbiter:
             if front.proc is not None:
                 with contextlib.suppress(ProcessLookupError):
                     front.proc.send_signal(sig)
+
+    def replace_front(self, front: FrontHandle) -> None:
+        """A front died: its workers and queued requests belonged to its clients, who are gone.
+
+        Its workers are killed first (idle ones wait on the shared queue and would otherwise take
+        the new front's requests and answer the dead one), the queue is emptied, then a new front
+        starts on the same sockets; replacement workers connect to it.
+        """
+        for slot in self.slots.values():
+            if self.front_of(slot) is front and slot.pid and slot.state != "exited":
+                slot.state = "killed"  # on purpose: not a failure of the worker
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGKILL)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while front.queue_workers.recv(wire.MAX_QUEUE_MESSAGE + 64, socket.MSG_DONTWAIT):
+                pass
+        self.start_front(front)
 
     # -- event producers (enqueue only) -----------------------------------------------------
     def _zygote_line(self, zygote: Zygote, fields: list[str]) -> None:
@@ -220,7 +247,9 @@ class Arbiter:
         slot.state = "starting"
         slot.pid = 0
         slot.started_at = time.monotonic()
-        zygote.spawn(slot.worker_id, self.front_of(slot).channel_path, self.quota(slot.worker_id))
+        front = self.front_of(slot)
+        zygote.spawn(slot.worker_id, front.channel_path, self.quota(slot.worker_id),
+                     front.queue_workers.fileno())
 
     def handle_zygote(self, zygote: Zygote, fields: list[str]) -> None:
         if not fields:
@@ -258,11 +287,12 @@ class Arbiter:
         if pid != slot.pid:
             return  # a stale report about a process this slot no longer holds
         lived = time.monotonic() - slot.started_at
+        on_purpose = slot.state == "killed"
         slot.state = "exited"
         if self.stopping:
             return
         how = f"killed by signal {sig}" if sig else f"exited with code {code}"
-        clean = not sig and code == 0
+        clean = on_purpose or (not sig and code == 0)
         if clean:
             log.info("php#%d (pid %d) %s; replacing it", slot.worker_id, pid, how)
             slot.failures = 0
@@ -303,10 +333,8 @@ class Arbiter:
                 front.proc.returncode = code  # type: ignore[union-attr]
                 front.proc = None
                 if not self.stopping:
-                    # Its workers see their channels close and exit; their replacements connect
-                    # to the same channel socket, accepted by the new front process.
                     log.error("front #%d (pid %d) exited with %s; restarting it", front.index, pid, code)
-                    self.start_front(front)
+                    self.replace_front(front)
                 continue
             zygote = self.children.zygote
             if zygote is not None and zygote.proc is not None and pid == zygote.proc.pid:
@@ -316,7 +344,10 @@ class Arbiter:
 
     # -- stopping ----------------------------------------------------------------------------
     async def finish_stop(self) -> None:
-        """The front has exited (its channels closed, so idle workers exit): retire PHP."""
+        """The fronts have exited: retire PHP. With our copies of the queues' front ends closed too,
+        idle workers waiting on a queue see it end and exit."""
+        for front in self.children.fronts:
+            front.queue_front.close()
         zygote = self.children.zygote
         if zygote is not None:
             zygote.close()

@@ -32,6 +32,18 @@ def bind_unix(path: str, backlog: int) -> socket.socket:
     return sock
 
 
+QUEUE_BUFFER = 4 * 1024 * 1024
+
+
+def request_queue() -> tuple[socket.socket, socket.socket]:
+    """(front end, workers' end) of a front's request queue: SOCK_SEQPACKET keeps each request
+    one message, and the workers sharing their end each receive whole, distinct messages."""
+    front_end, workers_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    front_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, QUEUE_BUFFER)
+    workers_end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, QUEUE_BUFFER)
+    return front_end, workers_end
+
+
 def display_address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

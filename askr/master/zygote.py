@@ -23,8 +23,11 @@ class ZygoteError(Exception):
 
 
 class Zygote:
-    def __init__(self, config: Config, generation: int, on_line: Callable[[Zygote, list[str]], None]):
+    def __init__(self, config: Config, generation: int, on_line: Callable[[Zygote, list[str]], None],
+                 queue_fds: list[int], scoreboard: str):
         self.config = config
+        self.queue_fds = queue_fds  # inherited by every worker; `spawn` names the one to read
+        self.scoreboard = scoreboard
         self.generation = generation
         self.on_line = on_line
         self.proc: subprocess.Popen | None = None
@@ -34,7 +37,7 @@ class Zygote:
 
     def command(self, control_fd: int) -> list[str]:
         cmd = [str(php_worker_binary()), "--zygote", "--control-fd", str(control_fd),
-               "--generation", str(self.generation), "--mode", "classic"]
+               "--generation", str(self.generation), "--mode", "classic", "--scoreboard", self.scoreboard]
         for key, value in self.config.worker.ini.items():
             cmd += ["--ini", f"{key}={value}"]
         return cmd
@@ -48,7 +51,8 @@ class Zygote:
         try:
             # Workers run in the document root (php-fpm runs in its pool's chdir and, like it,
             # PHP does not chdir per script: SAPI_OPTION_NO_CHDIR).
-            self.proc = subprocess.Popen(self.command(theirs.fileno()), pass_fds=[theirs.fileno()],
+            self.proc = subprocess.Popen(self.command(theirs.fileno()),
+                                         pass_fds=[theirs.fileno(), *self.queue_fds],
                                          stdin=subprocess.DEVNULL, cwd=self.config.server.root)
         finally:
             theirs.close()
@@ -70,9 +74,9 @@ class Zygote:
             self.on_line(self, line.decode(errors="replace").split())
         self.on_line(self, ["closed"])
 
-    def spawn(self, worker_id: int, channel_path: str, max_requests: int) -> None:
+    def spawn(self, worker_id: int, channel_path: str, max_requests: int, queue_fd: int) -> None:
         assert self.writer is not None
-        self.writer.write(f"spawn {worker_id} {channel_path} {max_requests}\n".encode())
+        self.writer.write(f"spawn {worker_id} {channel_path} {max_requests} {queue_fd}\n".encode())
 
     def close(self) -> None:
         """Stop forking; the zygote exits, its workers serve on until their channels close."""
