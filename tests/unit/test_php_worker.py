@@ -11,12 +11,14 @@ import importlib.util
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +147,7 @@ class Worker:
 class Zygote:
     """The master's end: a running `askr-php --zygote` and its control socket."""
 
-    def __init__(self, binary: Path, workdir: Path, extra_args: list[str]):
+    def __init__(self, binary: Path, workdir: Path, extra_args: list[str], extra_fds: tuple[int, ...] = ()):
         self.workdir = workdir
         self.channel_path = str(workdir / "front.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -168,7 +170,7 @@ class Zygote:
                     "php",
                     *extra_args,
                 ],
-                pass_fds=(child.fileno(),),
+                pass_fds=(child.fileno(), *extra_fds),
                 stdin=subprocess.DEVNULL,
                 stderr=err,
             )
@@ -600,3 +602,114 @@ def test_ini_file_replaces_php_ini_and_ini_flags_still_win(php_bin: Path, docroo
             z.stop()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queue mode: requests come from a SOCK_SEQPACKET queue shared by workers (as the front uses it)
+# ---------------------------------------------------------------------------------------------
+
+
+class QueueZygote(Zygote):
+    """A zygote whose workers take requests from a shared queue and keep a scoreboard."""
+
+    def __init__(self, binary: Path, workdir: Path, slots: int = 4):
+        self.scoreboard = workdir / "scoreboard"
+        self.scoreboard.write_bytes(b"\0" * 16 * slots)
+        self.queue_front, self.queue_workers = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        super().__init__(binary, workdir, ["--scoreboard", str(self.scoreboard)],
+                         extra_fds=(self.queue_workers.fileno(),))
+
+    def spawn_queued(self, worker_id: int) -> Worker:
+        line = f"spawn {worker_id} {self.channel_path} 0 {self.queue_workers.fileno()}\n"
+        self.ctl.sendall(line.encode())
+        self.wait_line(rf"spawned {worker_id} (\d+)")
+        conn, _ = self.listener.accept()
+        return Worker(conn)
+
+    def enqueue(self, request_id: int, frames: bytes, flags: int = 0) -> None:
+        self.queue_front.sendall(wire.QUEUE_HEADER.pack(request_id, flags) + frames)
+
+    def slot(self, worker_id: int) -> tuple[int, int]:
+        return struct.unpack_from("=QQ", self.scoreboard.read_bytes(), 16 * worker_id)
+
+    def stop(self) -> None:
+        self.queue_front.close()  # the queue ends: workers waiting on it exit
+        super().stop()
+
+
+@pytest.fixture
+def queue_zygote(php_bin: Path) -> Iterator[QueueZygote]:
+    d = Path(tempfile.mkdtemp(prefix="askr-q-", dir="/tmp"))
+    z = QueueZygote(php_bin, d)
+    yield z
+    z.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _request_frames(docroot: Path, script: str, body: bytes = b"", end: bool = True, **kw) -> bytes:
+    flat = [item for pair in params(docroot, script, **kw) for item in pair]
+    data = wire.encode_request(flat, [])
+    if body:
+        data += wire.encode_body(body)
+    return data + (wire.BODY_END_FRAME if end else b"")
+
+
+def test_queued_request_answers_with_taken_then_response(queue_zygote: QueueZygote, docroot: Path) -> None:
+    worker = queue_zygote.spawn_queued(2)
+    assert queue_zygote.slot(2) == (0, worker.pid)  # claimed, idle
+    queue_zygote.enqueue(0xABCDEF0000000001, _request_frames(docroot, "hello.php"))
+    kind, payload = worker.read_frame()
+    assert kind == wire.TAKEN
+    assert wire.decode_taken(payload) == 0xABCDEF0000000001
+    resp = worker.read_response()
+    assert (resp.status, resp.body) == (200, b"Hello, world\n")
+    # cleared just after the response is written (before would lose it to a crash in between)
+    deadline = time.monotonic() + TIMEOUT
+    while queue_zygote.slot(2)[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue_zygote.slot(2) == (0, worker.pid)
+    worker.close()
+
+
+def test_queue_hands_each_request_to_one_worker(queue_zygote: QueueZygote, docroot: Path) -> None:
+    workers = [queue_zygote.spawn_queued(i) for i in range(2)]
+    for i in range(6):
+        queue_zygote.enqueue(100 + i, _request_frames(docroot, "vars.php", query=f"n={i}"))
+    seen: dict[int, int] = {}
+    sel = selectors.DefaultSelector()
+    for w in workers:
+        sel.register(w.sock, selectors.EVENT_READ, w)
+    deadline = time.monotonic() + TIMEOUT
+    while len(seen) < 6 and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1):
+            w = key.data
+            kind, payload = w.read_frame()
+            assert kind == wire.TAKEN
+            request_id = wire.decode_taken(payload)
+            resp = w.read_response()
+            assert resp.json()["get"] == {"n": str(request_id - 100)}
+            assert request_id not in seen
+            seen[request_id] = w.pid
+    assert sorted(seen) == list(range(100, 106))
+    for w in workers:
+        w.close()
+
+
+def test_body_on_channel_after_taken(queue_zygote: QueueZygote, docroot: Path) -> None:
+    worker = queue_zygote.spawn_queued(1)
+    head = _request_frames(docroot, "input.php", method="POST", content_type="application/json",
+                           content_length=len(b'{"a": 1}'), end=False)
+    queue_zygote.enqueue(7, head, wire.QUEUE_FLAG_BODY_ON_CHANNEL)
+    kind, payload = worker.read_frame()  # sent at once: we must know who to stream the body to
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, 7)
+    assert queue_zygote.slot(1) == (7, worker.pid)  # holding request 7 while it waits for the body
+    worker.sock.sendall(wire.encode_body(b'{"a": 1}') + wire.BODY_END_FRAME)
+    assert worker.read_response().json() == {"raw": '{"a": 1}', "decoded": {"a": 1}}
+    worker.close()
+
+
+def test_worker_exits_when_the_queue_ends(queue_zygote: QueueZygote) -> None:
+    worker = queue_zygote.spawn_queued(3)
+    queue_zygote.queue_front.close()
+    queue_zygote.wait_line(rf"exited 3 {worker.pid} 0 0")
+    worker.close()
