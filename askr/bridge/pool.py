@@ -6,8 +6,8 @@ next request at once, first come first served, without a round trip through the 
 php-fpm children share one accept queue). Each worker answers on its own persistent channel,
 starting with TAKEN <id>, so the front knows which request the response belongs to.
 
-At most `ready + min(ready, max_queue)` requests are in the queue or running; the rest wait here
-in FIFO order (bounded by what is left of max_queue; past it the caller answers 503).
+At most `ready + min(QUEUED_PER_WORKER * ready, max_queue)` requests are in the queue or running;
+the rest wait here in FIFO order (bounded by what is left of max_queue; past it, 503).
 A worker that dies while holding a request is found through the scoreboard (a shared-memory
 slot per worker: the id it holds, and its pid), so that request fails (502) instead of hanging.
 """
@@ -32,6 +32,11 @@ log = logging.getLogger("askr.front")
 _HEADER = wire.HEADER
 _HEADER_SIZE = wire.HEADER_SIZE
 _SLOT = struct.Struct("=QQ")  # native, as the C worker stores them: request id, pid
+# Requests kept waiting in the kernel queue per ready worker, so a worker that finishes never
+# waits for the front to refill it (measured: 1 -> 2 -> 4 gave +13%, then +8% req/s). The queue
+# is shared and FIFO, so depth does not change who is served first; a request in it can no
+# longer be withdrawn, only its answer discarded if its client leaves.
+QUEUED_PER_WORKER = 4
 
 
 class ResponseSink(Protocol):
@@ -236,13 +241,17 @@ class WorkerPool:
         """Queue `exchange` for the next free worker; False when the wait is full (503)."""
         if not self.waiting and self._send(exchange):
             return True
-        if len(self.waiting) >= self.max_queue - min(self.ready, self.max_queue):
+        if len(self.waiting) >= self.max_queue - self._kernel_waiting_cap():
             return False
         self.waiting.append(exchange)
         return True
 
+    def _kernel_waiting_cap(self) -> int:
+        """Requests that may wait in the kernel queue (not yet taken), counted in max_queue."""
+        return min(QUEUED_PER_WORKER * self.ready, self.max_queue)
+
     def _send(self, exchange: Exchange) -> bool:
-        if len(self.sent) + self.running >= self.ready + min(self.ready, self.max_queue):
+        if len(self.sent) + self.running >= self.ready + self._kernel_waiting_cap():
             return False
         frames = exchange.frames
         data = b"".join(frames)
