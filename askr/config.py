@@ -65,6 +65,16 @@ def parse_listen(value: Any) -> Listen:
     return Listen(host, num)
 
 
+def _size_at_most(limit: int, unit: str) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        size = parse_size(value)
+        if size > limit:
+            raise ValueError(f"at most {unit}")
+        return size
+
+    return check
+
+
 def _listen_list(value: Any) -> tuple[Listen, ...]:
     items = value if isinstance(value, list) else [value]
     if not items:
@@ -159,10 +169,11 @@ SETTINGS: tuple[Setting, ...] = (
             'php.ini overrides for every PHP worker, e.g. { memory_limit = "256M" }.'),
     Setting("limits", "max_body_size", "8M", parse_size,
             "Largest request body accepted; larger ones get 413 without the rest being read."),
-    Setting("limits", "max_header_size", "16K", parse_size,
-            "Largest request head (request line and headers); larger gets 431."),
-    Setting("limits", "max_request_line", "8K", parse_size,
-            "Longest request line; longer gets 414."),
+    # Upper bounds: a request's head must fit one message of the worker's queue (256 KiB).
+    Setting("limits", "max_header_size", "16K", _size_at_most(64 * 1024, "64K"),
+            "Largest request head (request line and headers); larger gets 431. At most 64K."),
+    Setting("limits", "max_request_line", "8K", _size_at_most(32 * 1024, "32K"),
+            "Longest request line; longer gets 414. At most 32K."),
     Setting("limits", "max_headers", 100, _int(1), "Most header fields in one request; more gets 431."),
     Setting("limits", "header_timeout", 10, _seconds,
             "Seconds a client has to send the whole request head; then 408 and close."),
