@@ -260,6 +260,10 @@ class WorkerPool:
         else:
             # a body still arriving, or too big for one message: it goes on the worker's channel
             data, flags, rest = frames[0], wire.QUEUE_FLAG_BODY_ON_CHANNEL, frames[1:]
+            if len(data) > wire.MAX_QUEUE_MESSAGE:  # config bounds the head; never hang on it
+                log.error("request head of %d bytes does not fit the worker queue; answering 502", len(data))
+                exchange.sink.php_failed()
+                return True
         request_id = self.next_id
         try:
             self.queue.send(wire.QUEUE_HEADER.pack(request_id, flags) + data, socket.MSG_DONTWAIT)
