@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from askr import __version__
 from askr.paths import EXAMPLE_ROOT
 
 
@@ -285,6 +286,10 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
         parsed[setting.section][setting.key] = result
 
     server = parsed["server"]
+    for key in ("script", "app_base"):
+        if parsed["worker"][key] is not None:
+            raise ConfigError(f"{source}: [worker] {key}: worker mode is not available in askr "
+                              f"{__version__} yet; remove it to serve the document root in classic mode")
     if server["fronts"] > server["workers"]:
         raise ConfigError(f"{source}: [server] fronts = {server['fronts']} is more than workers = "
                           f"{server['workers']}: each front needs at least one PHP worker; "

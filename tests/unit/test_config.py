@@ -62,6 +62,7 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[server\n", "not valid TOML"),
         ("[server]\nworkers = 2\nfronts = 3\n", "[server] fronts = 3 is more than workers = 2"),
         ("[limits]\nmax_header_size = \"1M\"\n", "[limits] max_header_size = '1M': at most 64K"),
+        ("[worker]\nscript = \"w.php\"\n", "[worker] script: worker mode is not available"),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) -> None:
