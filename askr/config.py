@@ -163,9 +163,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "https", False, _bool,
             "Tell PHP the request came over https (TLS terminated by a load balancer in front)."),
     Setting("worker", "script", None, _str,
-            "Worker-mode script that boots the app once and loops in askr_handle_request().", path=True),
+            "Worker-mode script that boots the app once and loops in askr_handle_request(). "
+            "Worker mode is not available yet: setting this is an error.", path=True),
     Setting("worker", "app_base", None, _str,
-            "The application's base directory (re-resolved on every reload).", path=True),
+            "The application's base directory for worker mode (not available yet: setting this "
+            "is an error).", path=True),
     Setting("worker", "ini", {}, _ini_table,
             'php.ini overrides for every PHP worker, e.g. { memory_limit = "256M" }.'),
     Setting("limits", "max_body_size", "8M", parse_size,
