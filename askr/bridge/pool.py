@@ -116,8 +116,6 @@ class WorkerChannel(asyncio.Protocol):
         self.head_seen = False
         self.exiting = False  # the worker said it exits after the current response
         self.closed = False
-        self.requests = 0
-        self._pending: list[bytes] = []
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,7 +129,7 @@ class WorkerChannel(asyncio.Protocol):
         end = len(buf)
         status = -1
         block = b""
-        body = self._pending
+        body: list[bytes] = []
         while end - pos >= _HEADER_SIZE:
             kind, length = _HEADER.unpack_from(buf, pos)
             if end - pos - _HEADER_SIZE < length:
@@ -150,7 +148,6 @@ class WorkerChannel(asyncio.Protocol):
                     self.exiting = True
                 self._deliver(status, block, body, True)
                 status, block, body = -1, b"", []
-                self._pending = body
             elif kind == wire.HELLO:
                 self.worker_id, self.pid, self.generation = wire.decode_hello(bytes(buf[start:pos]))
                 self.pool.worker_hello(self)
@@ -162,7 +159,6 @@ class WorkerChannel(asyncio.Protocol):
             del buf[:pos]
         if status >= 0 or body:
             self._deliver(status, block, body, False)
-            self._pending = []
 
     def _deliver(self, status: int, block: bytes, body: list[bytes], complete: bool) -> None:
         exchange = self.exchange
@@ -172,7 +168,6 @@ class WorkerChannel(asyncio.Protocol):
         if complete:
             self.exchange = None
             self.head_seen = False
-            self.requests += 1
             self.pool.finished(self)
         else:
             self.head_seen = head_seen or status >= 0

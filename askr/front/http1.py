@@ -504,24 +504,21 @@ class Http1Connection(asyncio.Protocol):
             header_lines: list[bytes] = []
         else:
             header_lines = header_block.split(b"\n") if header_block else []
-        for line in header_lines:
-            # Dispatch on the first letter (as an int, lower-cased) so the common headers cost
-            # one comparison; only names we manage are lower-cased and compared in full.
-            first = line[0] | 0x20 if line else 0
-            if first == 0x63 and len(line) > 10:  # c, long enough for "connection:"
-                if (line[8] | 0x20) == 0x6C and line[:15].lower() == b"content-length:":
-                    has_length = True
-                    if complete and not self.resp_head_only:
-                        continue  # we know the exact length; set it below
-                elif line[:11].lower() == b"connection:":
-                    if b"close" in line.lower():
-                        close = True
-                    continue  # connection management is ours
-            elif first == 0x74 and line[:18].lower() == b"transfer-encoding:":  # t
+        for line in header_lines:  # only when PHP set a header we manage
+            name = line.partition(b":")[0].strip().lower()
+            if name == b"content-length":
+                has_length = True
+                if complete and not self.resp_head_only:
+                    continue  # we know the exact length; set it below
+            elif name == b"connection":
+                if b"close" in line.lower():
+                    close = True
+                continue  # connection management is ours
+            elif name == b"transfer-encoding":
                 continue
-            elif first == 0x64 and line[:5].lower() == b"date:":  # d
+            elif name == b"date":
                 has_date = True
-            elif first == 0x73 and line[:7].lower() == b"server:":  # s
+            elif name == b"server":
                 has_server = True
             head.append(line)
             head.append(b"\r\n")

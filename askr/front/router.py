@@ -7,7 +7,8 @@ the document root.
 
 This runs once per request, so it is plain string work plus `lstat` calls: one `lstat` for a
 top-level file, one per path segment for deeper ones (to see symlinked parents without paying for
-`os.path.realpath` on every request). Nothing is cached: files change during deploys.
+`os.path.realpath` on every request). Router caches nothing (files change during deploys);
+RouteCache, at the bottom, keeps PHP routes for one second.
 """
 
 from __future__ import annotations

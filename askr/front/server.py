@@ -109,11 +109,9 @@ class Front:
 
     async def read_control(self) -> None:
         reader, _ = await asyncio.open_connection(sock=self.control)
-        while line := await reader.readline():
-            msg = json.loads(line)
-            if msg.get("cmd") == "drain":
-                self.spawn_task(self.drain())
-        self.stopped.set()  # master gone
+        while await reader.readline():
+            pass  # the master sends nothing yet; EOF means it is gone
+        self.stopped.set()
 
     async def drain(self) -> None:
         """Stop accepting; finish in-flight requests; close idle keep-alives; then stop."""

@@ -60,7 +60,6 @@ class FrontHandle:
     queue_front: socket.socket  # the front sends requests here ...
     queue_workers: socket.socket  # ... and its workers take them from here
     proc: subprocess.Popen | None = None
-    control: socket.socket | None = None
 
 
 @dataclass
@@ -143,8 +142,9 @@ class Arbiter:
         front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno(), queue_fd],
                                       stdin=subprocess.DEVNULL)
         theirs.close()
-        front.control = ours
-        self._tasks.add(asyncio.get_running_loop().create_task(self._read_front(ours)))
+        task = asyncio.get_running_loop().create_task(self._read_front(ours))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         log.info("front #%d started (pid %d)", front.index, front.proc.pid)
 
     async def _read_front(self, sock: socket.socket) -> None:
