@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="address to accept HTTP on ([server] listen); repeatable")
     serve.add_argument("--workers", metavar="N|auto", help="number of PHP workers ([server] workers)")
     serve.add_argument("--max-body-size", metavar="SIZE", help="largest request body, e.g. 64M")
+    serve.add_argument("--worker", metavar="SCRIPT", help="worker mode with this script ([worker] script)")
+    serve.add_argument("--max-requests", metavar="N", type=int,
+                       help="recycle a PHP worker after N requests ([server] max_requests)")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -42,6 +45,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["server.workers"] = int(args.workers) if args.workers.isdigit() else args.workers
     if args.max_body_size:
         out["limits.max_body_size"] = args.max_body_size
+    if args.worker:
+        out["worker.script"] = args.worker
+    if args.max_requests is not None:
+        out["server.max_requests"] = args.max_requests
     return out
 
 

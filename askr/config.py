@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from askr import __version__
 from askr.paths import EXAMPLE_ROOT
 
 
@@ -163,11 +162,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "https", False, _bool,
             "Tell PHP the request came over https (TLS terminated by a load balancer in front)."),
     Setting("worker", "script", None, _str,
-            "Worker-mode script that boots the app once and loops in askr_handle_request(). "
-            "Worker mode is not available yet: setting this is an error.", path=True),
+            "Worker mode: a PHP script each worker runs once; it boots the app and loops in "
+            "askr_handle_request() (docs/worker-mode.md). Every request that is not a static file "
+            "goes to it. Unset: classic mode, each request runs its script like php-fpm.", path=True),
     Setting("worker", "app_base", None, _str,
-            "The application's base directory for worker mode (not available yet: setting this "
-            "is an error).", path=True),
+            "Worker mode: the application's base directory, given to the script as "
+            "$_SERVER['ASKR_APP_BASE']. Default: the parent of [server] root.", path=True),
     Setting("worker", "ini", {}, _ini_table,
             'php.ini overrides for every PHP worker, e.g. { memory_limit = "256M" }.'),
     Setting("limits", "max_body_size", "8M", parse_size,
@@ -288,10 +288,7 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
         parsed[setting.section][setting.key] = result
 
     server = parsed["server"]
-    for key in ("script", "app_base"):
-        if parsed["worker"][key] is not None:
-            raise ConfigError(f"{source}: [worker] {key}: worker mode is not available in askr "
-                              f"{__version__} yet; remove it to serve the document root in classic mode")
+    worker = parsed["worker"]
     if server["fronts"] > server["workers"]:
         raise ConfigError(f"{source}: [server] fronts = {server['fronts']} is more than workers = "
                           f"{server['workers']}: each front needs at least one PHP worker; "
@@ -301,6 +298,17 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
     if not Path(server["root"]).is_dir():
         raise ConfigError(f"{source}: [server] root = {server['root']!r}: no such directory; "
                           "point it at your app's public/ directory")
+    if worker["script"] is not None:
+        if not Path(worker["script"]).is_file():
+            raise ConfigError(f"{source}: [worker] script = {worker['script']!r}: no such file; "
+                              "point it at your worker script (e.g. public/askr-worker.php)")
+        if worker["app_base"] is None:
+            worker["app_base"] = str(Path(server["root"]).resolve().parent)
+    elif worker["app_base"] is not None:
+        raise ConfigError(f"{source}: [worker] app_base is set but [worker] script is not; "
+                          "app_base only applies to worker mode: set script or remove app_base")
+    if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
+        raise ConfigError(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
     return Config(
         server=ServerConfig(**server),
         worker=WorkerConfig(**parsed["worker"]),

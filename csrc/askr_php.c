@@ -45,17 +45,23 @@
 #include "php_variables.h"
 #include "php_ini.h"
 #include "zend_signal.h"
+#include "zend_exceptions.h"
+#include "ext/session/php_session.h"
+#include "ext/spl/spl_exceptions.h"
+#include "ext/standard/head.h"
 
 /* ------------------------------------------------------------------ */
 /* Wire constants (docs/internals.md, askr/bridge/wire.py)             */
 /* ------------------------------------------------------------------ */
 
 enum {
-	F_REQUEST = 0x01, F_BODY = 0x02, F_BODY_END = 0x03,             /* front -> worker */
-	F_HELLO = 0x10, F_HEAD = 0x11, F_RESP_BODY = 0x12, F_END = 0x13, /* worker -> front */
-	F_TAKEN = 0x14,
+	F_REQUEST = 0x01, F_BODY = 0x02, F_BODY_END = 0x03, F_STOP = 0x04, /* front -> worker */
+	F_HELLO = 0x10, F_HEAD = 0x11, F_RESP_BODY = 0x12, F_END = 0x13,    /* worker -> front */
+	F_TAKEN = 0x14, F_EARLY_HINTS = 0x15, F_BOOT_FAILED = 0x16,
 };
-#define END_FLAG_EXITING 0x01
+#define END_FLAG_EXITING 0x01   /* the worker exits after this response */
+#define END_FLAG_QUOTA   0x02   /* max_requests reached: replace me, I serve until told to stop */
+#define EXIT_BOOT_FAILED 3      /* worker mode: the script never reached askr_handle_request() */
 #define QUEUE_MSG_HDR 9               /* u64 request id, u8 flags */
 #define QUEUE_FLAG_BODY_ON_CHANNEL 0x01
 #define FRAME_HDR 5
@@ -86,26 +92,43 @@ static inline void put_u64(char *p, uint64_t v)
 	}
 }
 
-/* The scoreboard: a slot of two native u64 per worker id (request id, pid), shared with the
- * front (mmap of the master's file). A worker writes the id of the queued request it took,
+/* The scoreboard: a slot of native u64 words per worker id, shared with the front and the
+ * master (mmap of the master's file). A worker writes the id of the queued request it took,
  * and 0 when done, so the front knows which request a worker that died was holding; the pid
- * tells the front the slot is still that worker's. Plain stores: no syscall per request. */
+ * tells the front the slot is still that worker's. The front sets the stop word to retire the
+ * worker (a busy worker sees it without reading its channel). Plain stores: no syscalls. */
+enum { SB_REQUEST, SB_PID, SB_STOP, SB_SERVED, SB_WORDS };
 static volatile uint64_t *g_scoreboard;
 static size_t g_scoreboard_slots;
 
+static inline volatile uint64_t *scoreboard_slot(uint32_t worker_id)
+{
+	return g_scoreboard && worker_id < g_scoreboard_slots ? g_scoreboard + SB_WORDS * worker_id : NULL;
+}
+
 static inline void scoreboard_set(uint32_t worker_id, uint64_t request_id)
 {
-	if (g_scoreboard && worker_id < g_scoreboard_slots) {
-		g_scoreboard[2 * worker_id] = request_id;
+	volatile uint64_t *slot = scoreboard_slot(worker_id);
+	if (slot) {
+		slot[SB_REQUEST] = request_id;
 	}
 }
 
 static inline void scoreboard_claim(uint32_t worker_id)
 {
-	if (g_scoreboard && worker_id < g_scoreboard_slots) {
-		g_scoreboard[2 * worker_id] = 0;
-		g_scoreboard[2 * worker_id + 1] = (uint64_t)getpid();
+	volatile uint64_t *slot = scoreboard_slot(worker_id);
+	if (slot) {
+		slot[SB_REQUEST] = 0;
+		slot[SB_STOP] = 0;
+		slot[SB_SERVED] = 0;
+		slot[SB_PID] = (uint64_t)getpid();
 	}
+}
+
+static inline bool scoreboard_stop_requested(uint32_t worker_id)
+{
+	volatile uint64_t *slot = scoreboard_slot(worker_id);
+	return slot && slot[SB_STOP];
 }
 
 static inline uint16_t get_u16(const char *p)
@@ -387,9 +410,11 @@ static bool out_body(askr_chan *c, const char *str, size_t len)
 
 /* ------------------------------------------------------------------ */
 /* Request state: one struct, reachable from every hook via            */
-/* SG(server_context). Classic mode and a future worker mode share it  */
-/* and the begin/finish functions below.                               */
+/* SG(server_context). Classic and worker mode share it.               */
 /* ------------------------------------------------------------------ */
+
+static bool g_stop;                 /* the front sent STOP: take no further request */
+static char g_last_error[1024];     /* PHP's last error line, for a boot failure report */
 
 typedef struct {
 	const char *name;
@@ -421,26 +446,31 @@ typedef struct {
 
 	bool active;               /* between request_begin() and request_finish() */
 	bool head_queued;
+	bool finished;             /* fastcgi_finish_request(): the client has its response */
+	bool is_boot;              /* worker mode: the worker script's own context, no client */
 } askr_request;
 
+/* The client request being served, or NULL (none, or the worker script's own context). */
 static askr_request *current_request(void)
+{
+	askr_request *r = SG(server_context);
+	return r && r->active && !r->is_boot ? r : NULL;
+}
+
+/* Any active context, the worker script's included (for $_SERVER and getenv). */
+static askr_request *current_context(void)
 {
 	askr_request *r = SG(server_context);
 	return r && r->active ? r : NULL;
 }
 
-/* Queue the HEAD frame: u16 status, then the header lines joined with '\n'. */
-static void queue_head(askr_request *r, int status, zend_llist *headers)
+/* Queue a HEAD-shaped frame: u16 status, then the header lines joined with '\n'. */
+static bool queue_headers_frame(askr_chan *c, uint8_t type, int status, zend_llist *headers)
 {
-	askr_chan *c = r->chan;
 	zend_llist_position pos;
 	sapi_header_struct *h;
 	size_t len = 2;
 
-	if (r->head_queued) {
-		return;
-	}
-	r->head_queued = true;
 	if (headers) {
 		for (h = zend_llist_get_first_ex(headers, &pos); h; h = zend_llist_get_next_ex(headers, &pos)) {
 			len += h->header_len + 1;
@@ -450,10 +480,9 @@ static void queue_head(askr_request *r, int status, zend_llist *headers)
 		len--;                 /* no separator after the last line */
 	}
 	if (!out_reserve(c, FRAME_HDR + len + 1)) {
-		c->dead = true;
-		return;
+		return false;
 	}
-	out_frame_header(c, F_HEAD, (uint32_t)len);
+	out_frame_header(c, type, (uint32_t)len);
 	put_u16(c->out + c->out_len, (uint16_t)(status > 0 && status < 1000 ? status : 200));
 	c->out_len += 2;
 	if (headers) {
@@ -466,6 +495,19 @@ static void queue_head(askr_request *r, int status, zend_llist *headers)
 			memcpy(c->out + c->out_len, h->header, h->header_len);
 			c->out_len += h->header_len;
 		}
+	}
+	return true;
+}
+
+/* Queue the response's HEAD frame (once). */
+static void queue_head(askr_request *r, int status, zend_llist *headers)
+{
+	if (r->head_queued) {
+		return;
+	}
+	r->head_queued = true;
+	if (!queue_headers_frame(r->chan, F_HEAD, status, headers)) {
+		r->chan->dead = true;
 	}
 }
 
@@ -486,6 +528,10 @@ static bool next_body_frame(askr_request *r)
 			}
 			r->body_left = len;
 			return true;
+		}
+		if (type == F_STOP && len == 0) {
+			g_stop = true;         /* may arrive at any frame boundary */
+			continue;
 		}
 		if (type != F_BODY_END) {
 			askr_log("ERROR", "protocol error: frame type 0x%02x inside a request body", type);
@@ -510,12 +556,20 @@ static void drain_body(askr_request *r)
 /* Decode a REQUEST payload of `len` bytes (header already read). False on a malformed frame.
  * The payload is NUL-separated "name\0value\0" pairs: params, an empty name, then headers
  * (docs/internals.md). It is parsed in place: every name and value is already NUL-terminated. */
+static bool parse_request(askr_request *r, uint32_t len);
+
 static bool decode_request(askr_request *r, uint32_t len)
 {
 	if (len == 0 || !grow(&r->payload, &r->payload_cap, len + 1)
 		|| chan_read(r->chan, r->payload, len) < 0) {
 		return false;
 	}
+	return parse_request(r, len);
+}
+
+/* Parse the `len` payload bytes already in r->payload (see decode_request). */
+static bool parse_request(askr_request *r, uint32_t len)
+{
 	r->payload[len] = '\0';
 	if (r->payload[len - 1] != '\0') {
 		return false;
@@ -581,6 +635,7 @@ static bool decode_request(askr_request *r, uint32_t len)
 	r->body_left = 0;
 	r->body_done = false;
 	r->head_queued = false;
+	r->finished = false;
 	return true;
 }
 
@@ -625,6 +680,9 @@ static size_t askr_ub_write(const char *str, size_t len)
 		write_all(STDERR_FILENO, str, len);
 		return len;
 	}
+	if (r->finished) {
+		return len;            /* after fastcgi_finish_request(): nobody is listening */
+	}
 	if (!r->head_queued) {
 		queue_head(r, SG(sapi_headers).http_response_code, &SG(sapi_headers).headers);
 	}
@@ -638,7 +696,7 @@ static size_t askr_ub_write(const char *str, size_t len)
 static void askr_flush(void *server_context)
 {
 	askr_request *r = current_request();
-	if (!r) {
+	if (!r || r->finished) {
 		return;
 	}
 	if (!SG(headers_sent)) {
@@ -652,7 +710,7 @@ static void askr_flush(void *server_context)
 /* Like FPM: a getenv() of a CGI param answers from the request. PHP efree()s the result. */
 static char *askr_getenv(const char *name, size_t len)
 {
-	askr_request *r = current_request();
+	askr_request *r = current_context();
 	const askr_kv *kv = r ? find_param(r, name, len) : NULL;
 	return kv ? estrndup(kv->value, kv->value_len) : NULL;
 }
@@ -661,7 +719,7 @@ static char *askr_getenv(const char *name, size_t len)
 static int askr_send_headers(sapi_headers_struct *headers)
 {
 	askr_request *r = current_request();
-	if (r) {
+	if (r && !r->finished) {
 		queue_head(r, headers->http_response_code, &headers->headers);
 	}
 	return SAPI_HEADER_SENT_SUCCESSFULLY;
@@ -714,9 +772,13 @@ static void register_one(const char *name, const char *value, size_t len, zval *
 
 /* $_SERVER: the CGI params as given, then headers as HTTP_*. Process env is not imported
  * (php-fpm's default clear_env=yes); getenv() still falls back to it. */
+static bool g_worker_mode;
+static const char *g_worker_script;
+static const char *g_app_base;
+
 static void askr_register_variables(zval *arr)
 {
-	askr_request *r = current_request();
+	askr_request *r = current_context();
 	char stackname[256];
 	if (!r) {
 		return;
@@ -748,6 +810,14 @@ static void askr_register_variables(zval *arr)
 		const char *t = SG(request_info).auth_digest ? "Digest" : "Basic";
 		register_one("AUTH_TYPE", t, strlen(t), arr);
 	}
+	if (g_worker_mode) {
+		/* FRANKENPHP_WORKER: worker scripts written for FrankenPHP/Octane look for it. */
+		register_one("ASKR_WORKER", "1", 1, arr);
+		register_one("FRANKENPHP_WORKER", "1", 1, arr);
+		if (g_app_base) {
+			register_one("ASKR_APP_BASE", g_app_base, strlen(g_app_base), arr);
+		}
+	}
 }
 
 /* error_log() and PHP's own log lines, with a level the Python side understands. */
@@ -757,6 +827,7 @@ static void askr_log_message(const char *message, int syslog_type)
 	switch (syslog_type) {
 		case LOG_EMERG: case LOG_ALERT: case LOG_CRIT: case LOG_ERR:
 			level = "ERROR";
+			snprintf(g_last_error, sizeof(g_last_error), "%s", message);
 			break;
 		case LOG_WARNING: case LOG_NOTICE:
 			level = "WARNING";    /* no NOTICE level in Python logging */
@@ -819,17 +890,16 @@ static sapi_module_struct askr_sapi_module = {
 	NULL,                        /* ini_defaults */
 	0,                           /* phpinfo_as_text */
 	NULL,                        /* ini_entries: built from --ini */
-	NULL,                        /* additional_functions: worker mode will add its own */
+	NULL,                        /* additional_functions: askr_functions, set in main() */
 	NULL,                        /* input_filter_init */
 };
 
 /* ------------------------------------------------------------------ */
-/* Request begin/finish (shared by classic and, later, worker mode)    */
+/* Request begin/finish                                                */
 /* ------------------------------------------------------------------ */
 
-/* Fill SG(request_info) from the decoded REQUEST and start a PHP request.
- * Field choices follow fpm_main.c's init_request_info(). */
-static bool request_begin(askr_request *r)
+/* SG(request_info) from a decoded REQUEST. Field choices follow fpm_main.c's init_request_info(). */
+static void request_info_fill(askr_request *r)
 {
 	sapi_request_info *ri = &SG(request_info);
 
@@ -843,6 +913,12 @@ static bool request_begin(askr_request *r)
 	ri->content_length = r->content_length ? ZEND_STRTOL(r->content_length, NULL, 10) : 0;
 	SG(sapi_headers).http_response_code = 200;   /* php_error_cb turns a 200 into 500 on fatal */
 	php_handle_auth_data(r->authorization);      /* sets (or clears) auth_user/password/digest */
+}
+
+/* Start a full PHP request (classic mode, and the worker script's own run). */
+static bool request_begin(askr_request *r)
+{
+	request_info_fill(r);
 	if (php_request_startup() != SUCCESS) {
 		return false;
 	}
@@ -852,30 +928,42 @@ static bool request_begin(askr_request *r)
 	return true;
 }
 
-/* End the PHP request (if started), then complete the response: HEAD (500 if PHP never got
- * as far as sending one), remaining BODY, the unread request body drained, END, one write. */
-static void request_finish(askr_request *r, bool started, bool exiting)
+/* Complete the response on the channel: HEAD (500 if PHP never got as far as sending one),
+ * remaining BODY, the unread request body drained, END with `flags`, one write. */
+static void response_end(askr_request *r, uint8_t flags)
 {
 	askr_chan *c = r->chan;
-	if (started) {
-		php_request_shutdown(NULL);    /* flushes output and sends headers via our hooks */
+	if (r->finished) {
+		return;                    /* fastcgi_finish_request() already did */
 	}
+	r->finished = true;
 	if (!r->head_queued) {
 		queue_head(r, 500, NULL);
 	}
-	r->active = false;
-	SG(server_context) = NULL;
 	drain_body(r);
 	out_close_body(c);
 	if (out_reserve(c, FRAME_HDR + 1)) {
 		out_frame_header(c, F_END, 1);
-		c->out[c->out_len++] = exiting ? END_FLAG_EXITING : 0;
+		c->out[c->out_len++] = (char)flags;
 	}
 	out_flush(c);
 }
 
+/* End the full PHP request (if started), then complete the response. */
+static void request_finish(askr_request *r, bool started, uint8_t flags)
+{
+	if (started) {
+		php_request_shutdown(NULL);    /* flushes output and sends headers via our hooks */
+	}
+	if (!r->is_boot) {
+		response_end(r, flags);
+	}
+	r->active = false;
+	SG(server_context) = NULL;
+}
+
 /* A response PHP never sees (missing script), shaped like php-fpm's. */
-static void respond_plain(askr_request *r, int status, const char *body, bool exiting)
+static void respond_plain(askr_request *r, int status, const char *body, uint8_t flags)
 {
 	static const char ctype[] = "Content-type: text/html; charset=UTF-8";
 	askr_chan *c = r->chan;
@@ -888,20 +976,72 @@ static void respond_plain(askr_request *r, int status, const char *body, bool ex
 		r->head_queued = true;
 		out_body(c, body, blen);
 	}
-	request_finish(r, false, exiting);
+	request_finish(r, false, flags);
 }
 
 /* ------------------------------------------------------------------ */
-/* Worker                                                              */
+/* Worker: state, taking requests, stopping                            */
 /* ------------------------------------------------------------------ */
 
 typedef struct {
-	uint32_t worker_id;
+	uint32_t worker_id;           /* scoreboard slot, unique among live workers */
+	uint32_t position;            /* which configured worker this is (log name php#N) */
 	uint32_t generation;
 	unsigned long max_requests;   /* 0 = unlimited */
 	const char *channel_path;
 	int queue_fd;                 /* the front's request queue, or -1: requests come on the channel */
 } worker_config;
+
+/* One worker process's state: its channel, the client request, and in worker mode the worker
+ * script's own context, which is current whenever no client request is. */
+static struct {
+	const worker_config *cfg;
+	const char *script;           /* worker mode: the worker script, else NULL */
+	askr_chan chan;
+	askr_request req;
+	askr_request boot;
+	unsigned long served;
+	bool hello_sent;
+	bool in_handler;              /* askr_handle_request() is running the handler */
+	bool fatal_in_handler;        /* a fatal error unwound out of the handler */
+	bool must_exit;               /* PHP is unusable: exit after this response */
+} W;
+
+static bool send_hello(void)
+{
+	char hello[FRAME_HDR + 12];
+	hello[0] = F_HELLO;
+	put_u32(hello + 1, 12);
+	put_u32(hello + 5, W.cfg->worker_id);
+	put_u32(hello + 9, (uint32_t)getpid());
+	put_u32(hello + 13, W.cfg->generation);
+	if (!out_reserve(&W.chan, sizeof(hello))) {
+		return false;
+	}
+	memcpy(W.chan.out + W.chan.out_len, hello, sizeof(hello));
+	W.chan.out_len += sizeof(hello);
+	W.hello_sent = out_flush(&W.chan);
+	if (!W.hello_sent) {
+		askr_log("ERROR", "cannot send HELLO: %s", strerror(errno));
+	}
+	return W.hello_sent;
+}
+
+/* END flags for the response being completed. */
+static uint8_t end_flags(void)
+{
+	if (W.must_exit) {
+		return END_FLAG_EXITING;
+	}
+	/* Exactly at the quota: the master starts a replacement, and stops us once it is ready,
+	 * so ready capacity never dips while workers recycle. */
+	return W.cfg->max_requests && W.served == W.cfg->max_requests ? END_FLAG_QUOTA : 0;
+}
+
+static bool stop_requested(void)
+{
+	return g_stop || scoreboard_stop_requested(W.cfg->worker_id);
+}
 
 static int channel_connect(const char *path)
 {
@@ -928,28 +1068,23 @@ static int channel_connect(const char *path)
 	return fd;
 }
 
-/* Classic mode: each request runs SCRIPT_FILENAME from the top, like php-fpm. */
-static void serve_classic(askr_request *r, bool last, bool *must_exit)
+/* Frames the front sent on the channel while no request was reading it: only STOP is valid.
+ * False on anything else (or EOF: the front is gone, which also means stop). */
+static bool consume_idle_frames(askr_chan *c)
 {
-	struct stat st;
-
-	if (!r->script || stat(r->script, &st) != 0 || !S_ISREG(st.st_mode)) {
-		respond_plain(r, 404, "File not found.\n", last);   /* FPM: "Primary script unknown" */
-		return;
+	while (c->rpos < c->rlen) {
+		uint8_t type;
+		uint32_t len;
+		if (chan_read_header(c, &type, &len) != 1) {
+			return false;
+		}
+		if (type != F_STOP || len != 0) {
+			askr_log("ERROR", "protocol error: frame type 0x%02x on an idle channel", type);
+			return false;
+		}
+		g_stop = true;
 	}
-	if (!request_begin(r)) {
-		askr_log("ERROR", "php_request_startup failed; worker exits after this response");
-		*must_exit = true;
-		request_finish(r, true, true);
-		return;
-	}
-	zend_file_handle fh;
-	zend_stream_init_filename(&fh, r->script);
-	zend_try {
-		php_execute_script(&fh);
-	} zend_end_try();
-	zend_destroy_file_handle(&fh);
-	request_finish(r, true, last);
+	return true;
 }
 
 /* Take the next request from the front's queue (a SOCK_SEQPACKET socket all of that front's
@@ -957,7 +1092,8 @@ static void serve_classic(askr_request *r, bool last, bool *must_exit)
  * request at once, first come first served, like php-fpm children sharing an accept queue).
  * A message is u64 id, u8 flags, then frames (REQUEST, BODY..., BODY_END), which go straight
  * into the channel's read buffer; with QUEUE_FLAG_BODY_ON_CHANNEL the body follows on the
- * channel instead, once the front sees our TAKEN. 1 = took one, 0 = queue closed, -1 = error. */
+ * channel instead, once the front sees our TAKEN. While idle we also watch the channel, where
+ * the front sends STOP (or closes it). 1 = took one, 0 = stop, -1 = error. */
 static int take_queued(int queue_fd, askr_chan *c, uint32_t worker_id)
 {
 	char hdr[QUEUE_MSG_HDR];
@@ -965,15 +1101,45 @@ static int take_queued(int queue_fd, askr_chan *c, uint32_t worker_id)
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
 	ssize_t n;
 
-	if (c->rpos != c->rlen) {
-		askr_log("ERROR", "protocol error: %zu unexpected bytes on the channel", c->rlen - c->rpos);
-		return -1;
+	for (;;) {
+		if (!consume_idle_frames(c)) {
+			return c->dead ? 0 : -1;
+		}
+		if (stop_requested()) {
+			return 0;
+		}
+		/* Non-blocking first: under load a request is waiting and this is the only syscall. */
+		n = recvmsg(queue_fd, &msg, MSG_DONTWAIT);
+		if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
+			break;
+		}
+		if (errno == EINTR) {
+			continue;
+		}
+		struct pollfd pfd[2] = { { queue_fd, POLLIN, 0 }, { c->fd, POLLIN, 0 } };
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+			askr_log("ERROR", "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (pfd[1].revents) {
+			ssize_t r;
+			do {
+				r = read(c->fd, c->rbuf, READ_BUF_SIZE);
+			} while (r < 0 && errno == EINTR);
+			if (r <= 0) {
+				c->dead = true;
+				return 0;                  /* the front is gone */
+			}
+			c->rpos = 0;
+			c->rlen = (size_t)r;
+		}
 	}
-	do {
-		n = recvmsg(queue_fd, &msg, 0);
-	} while (n < 0 && errno == EINTR);
 	if (n == 0) {
-		return 0;
+		return 0;                          /* the queue is closed: askr is stopping */
+	}
+	if (n < 0) {
+		askr_log("ERROR", "recvmsg: %s", strerror(errno));
+		return -1;
 	}
 	if (n < QUEUE_MSG_HDR || (msg.msg_flags & MSG_TRUNC)) {
 		askr_log("ERROR", "bad queue message (%zd bytes%s)", n, (msg.msg_flags & MSG_TRUNC) ? ", truncated" : "");
@@ -996,52 +1162,24 @@ static int take_queued(int queue_fd, askr_chan *c, uint32_t worker_id)
 	return 1;
 }
 
-/* The worker's life: HELLO, then one request at a time until EOF or max_requests. */
-static int worker_run(const worker_config *cfg)
+/* The next request, decoded into W.req. 1 = got one, 0 = stop, -1 = error. */
+static int next_request(void)
 {
-	static askr_chan chan;
-	static askr_request req;
-	char hello[FRAME_HDR + 12];
-	unsigned long served = 0;
-	bool must_exit = false;
+	const worker_config *cfg = W.cfg;
+	uint8_t type;
+	uint32_t len;
+	struct timespec ts;
 
-	snprintf(g_log_name, sizeof(g_log_name), "%s#%u", g_log_base, cfg->worker_id);
-	chan.fd = channel_connect(cfg->channel_path);
-	if (chan.fd < 0) {
-		askr_log("ERROR", "cannot connect to %s: %s", cfg->channel_path, strerror(errno));
-		return 1;
-	}
-	chan.rbuf = malloc(READ_BUF_SIZE);
-	chan.body_at = SIZE_MAX;
-	if (!chan.rbuf || !out_reserve(&chan, 2 * OUT_HIGH_WATER)) {
-		askr_log("ERROR", "out of memory");
-		return 1;
-	}
-	req.chan = &chan;
-	req.worker_id = cfg->worker_id;
-	scoreboard_claim(cfg->worker_id);
-
-	hello[0] = F_HELLO;
-	put_u32(hello + 1, 12);
-	put_u32(hello + 5, cfg->worker_id);
-	put_u32(hello + 9, (uint32_t)getpid());
-	put_u32(hello + 13, cfg->generation);
-	if (!write_all(chan.fd, hello, sizeof(hello))) {
-		askr_log("ERROR", "cannot send HELLO: %s", strerror(errno));
-		return 1;
-	}
-
-	for (;;) {
-		uint8_t type;
-		uint32_t len;
-		struct timespec ts;
-		if (cfg->queue_fd >= 0) {
-			int took = take_queued(cfg->queue_fd, &chan, cfg->worker_id);
-			if (took <= 0) {
-				return took < 0 ? 1 : 0;
-			}
+	if (cfg->queue_fd >= 0) {
+		int took = take_queued(cfg->queue_fd, &W.chan, cfg->worker_id);
+		if (took <= 0) {
+			return took;
 		}
-		int rc = chan_read_header(&chan, &type, &len);
+	} else if (stop_requested()) {
+		return 0;
+	}
+	for (;;) {
+		int rc = chan_read_header(&W.chan, &type, &len);
 		if (rc == 0) {
 			return 0;                      /* front closed the channel: retire */
 		}
@@ -1049,23 +1187,502 @@ static int worker_run(const worker_config *cfg)
 			askr_log("WARNING", "channel broken while idle");
 			return 0;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		req.request_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-		if (type != F_REQUEST || !decode_request(&req, len)) {
-			askr_log("ERROR", "protocol error: bad frame (type 0x%02x, %u bytes) while idle", type, len);
-			return 1;
+		if (type != F_STOP || len != 0) {
+			break;
 		}
-		served++;
-		bool last = cfg->max_requests && served >= cfg->max_requests;
-		serve_classic(&req, last, &must_exit);
-		scoreboard_set(cfg->worker_id, 0);
-		if (chan.dead) {
-			return 0;                      /* front vanished mid-request */
-		}
-		if (last || must_exit) {
+		g_stop = true;
+		if (cfg->queue_fd < 0) {
 			return 0;
 		}
 	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	W.req.request_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	if (type != F_REQUEST || !decode_request(&W.req, len)) {
+		askr_log("ERROR", "protocol error: bad frame (type 0x%02x, %u bytes) while idle", type, len);
+		return -1;
+	}
+	W.served++;
+	volatile uint64_t *slot = scoreboard_slot(cfg->worker_id);
+	if (slot) {
+		slot[SB_SERVED] = W.served;
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Classic mode: each request runs SCRIPT_FILENAME from the top, like php-fpm. */
+/* ------------------------------------------------------------------ */
+
+static void serve_classic(askr_request *r)
+{
+	struct stat st;
+
+	if (!r->script || stat(r->script, &st) != 0 || !S_ISREG(st.st_mode)) {
+		respond_plain(r, 404, "File not found.\n", end_flags());   /* FPM: "Primary script unknown" */
+		return;
+	}
+	if (!request_begin(r)) {
+		askr_log("ERROR", "php_request_startup failed; worker exits after this response");
+		W.must_exit = true;
+		request_finish(r, true, end_flags());
+		return;
+	}
+	zend_file_handle fh;
+	zend_stream_init_filename(&fh, r->script);
+	zend_try {
+		php_execute_script(&fh);
+	} zend_end_try();
+	zend_destroy_file_handle(&fh);
+	request_finish(r, true, end_flags());
+}
+
+static int classic_loop(void)
+{
+	if (!send_hello()) {
+		return 1;
+	}
+	for (;;) {
+		int rc = next_request();
+		if (rc <= 0) {
+			return rc < 0 ? 1 : 0;
+		}
+		serve_classic(&W.req);
+		scoreboard_set(W.cfg->worker_id, 0);
+		if (W.chan.dead) {
+			return 0;                      /* front vanished mid-request */
+		}
+		if (W.must_exit) {
+			return 1;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Worker mode: the worker script boots the app once, then loops in    */
+/* askr_handle_request($handler). Each handled request gets a fresh    */
+/* request context inside the one long PHP request of the script: the  */
+/* parts of php_request_startup/shutdown that are per-request state.   */
+/* docs/worker-mode.md lists what is and is not reset.                 */
+/* ------------------------------------------------------------------ */
+
+/* Modules whose per-request state lives in their RINIT/RSHUTDOWN: filter keeps raw copies of
+ * the input arrays (filter_input), session its id, status and $_SESSION. */
+static zend_module_entry *g_reset_modules[2];
+
+static void reset_modules_find(void)
+{
+	g_reset_modules[0] = zend_hash_str_find_ptr(&module_registry, ZEND_STRL("filter"));
+	g_reset_modules[1] = zend_hash_str_find_ptr(&module_registry, ZEND_STRL("session"));
+}
+
+static void module_rshutdown(zend_module_entry *m)
+{
+	if (m && m->request_shutdown_func) {
+		zend_try {
+			m->request_shutdown_func(m->type, m->module_number);
+		} zend_end_try();
+	}
+}
+
+static void reset_modules_shutdown(void)
+{
+	/* session's RSHUTDOWN also drops user save handlers (session_set_save_handler); an app
+	 * sets those once at boot, so they are kept across requests. */
+	zval saved[PS_NUM_APIS];
+	for (int i = 0; i < PS_NUM_APIS; i++) {
+		ZVAL_COPY(&saved[i], &PS(mod_user_names).names[i]);
+	}
+	for (size_t i = 0; i < sizeof(g_reset_modules) / sizeof(*g_reset_modules); i++) {
+		module_rshutdown(g_reset_modules[i]);
+	}
+	for (int i = 0; i < PS_NUM_APIS; i++) {
+		zval_ptr_dtor(&PS(mod_user_names).names[i]);
+		ZVAL_COPY_VALUE(&PS(mod_user_names).names[i], &saved[i]);
+	}
+	/* The symbol table still holds $_SESSION; the next request must not see it. */
+	zend_hash_str_del(&EG(symbol_table), ZEND_STRL("_SESSION"));
+}
+
+static void reset_modules_startup(void)
+{
+	for (size_t i = 0; i < sizeof(g_reset_modules) / sizeof(*g_reset_modules); i++) {
+		zend_module_entry *m = g_reset_modules[i];
+		if (m && m->request_startup_func) {
+			m->request_startup_func(m->type, m->module_number);
+		}
+	}
+}
+
+/* Make `r` the current context: SAPI state, output layer, superglobals. */
+static bool context_begin(askr_request *r)
+{
+	volatile bool ok = true;
+	request_info_fill(r);
+	zend_try {
+		php_output_activate();
+		PG(header_is_being_sent) = 0;
+		PG(connection_status) = PHP_CONNECTION_NORMAL;
+		sapi_activate();           /* headers, status, reads POST data for the POST globals */
+		if (PG(expose_php)) {
+			sapi_add_header(SAPI_PHP_VERSION_HEADER, sizeof(SAPI_PHP_VERSION_HEADER) - 1, 1);
+		}
+		if (PG(output_handler) && PG(output_handler)[0]) {
+			zval handler;
+			ZVAL_STRING(&handler, PG(output_handler));
+			php_output_start_user(&handler, 0, PHP_OUTPUT_HANDLER_STDFLAGS);
+			zval_ptr_dtor(&handler);
+		} else if (PG(output_buffering)) {
+			php_output_start_user(NULL, PG(output_buffering) > 1 ? PG(output_buffering) : 0,
+				PHP_OUTPUT_HANDLER_STDFLAGS);
+		} else if (PG(implicit_flush)) {
+			php_output_set_implicit_flush(1);
+		}
+		php_hash_environment();    /* $_GET $_POST $_COOKIE $_FILES */
+		if (!r->is_boot) {
+			/* Scripts were compiled long ago, so the compiler will not create these on first
+			 * use (auto_globals_jit): create them now. */
+			zend_is_auto_global_str(ZEND_STRL("_SERVER"));
+			zend_is_auto_global_str(ZEND_STRL("_REQUEST"));
+		}
+		reset_modules_startup();
+	} zend_catch {
+		ok = false;
+	} zend_end_try();
+	SG(sapi_started) = 1;
+	return ok;
+}
+
+/* End the current context `r`: flush output and headers, write the session, free uploads and
+ * the request body, drop the superglobals; for a client request, complete its response. */
+static void context_end(askr_request *r)
+{
+	zend_try {
+		php_output_end_all();
+	} zend_end_try();
+	reset_modules_shutdown();      /* the session is written before the client sees END */
+	zend_try {
+		php_output_deactivate();   /* sends the headers if nothing did yet */
+	} zend_end_try();
+	if (SG(request_info).request_body) {
+		php_stream_close(SG(request_info).request_body);
+		SG(request_info).request_body = NULL;
+	}
+	zend_try {
+		sapi_deactivate();         /* also deletes uploaded files nobody moved */
+	} zend_end_try();
+	for (int i = 0; i < NUM_TRACK_VARS; i++) {
+		zval_ptr_dtor(&PG(http_globals)[i]);
+		ZVAL_UNDEF(&PG(http_globals)[i]);
+	}
+	zend_set_memory_limit(PG(memory_limit));
+	if (!r->is_boot) {
+		response_end(r, end_flags());
+		scoreboard_set(W.cfg->worker_id, 0);
+	}
+	r->active = false;
+	SG(server_context) = NULL;
+}
+
+/* PHP keeps the last error for error_get_last(); one request's must not surface in the next. */
+static void clear_last_error(void)
+{
+	if (PG(last_error_message)) {
+		zend_string_release(PG(last_error_message));
+		PG(last_error_message) = NULL;
+	}
+	if (PG(last_error_file)) {
+		zend_string_release(PG(last_error_file));
+		PG(last_error_file) = NULL;
+	}
+	PG(last_error_type) = 0;
+	PG(last_error_lineno) = 0;
+}
+
+/* askr_handle_request(callable $handler): bool -- see docs/worker-mode.md. */
+static PHP_FUNCTION(askr_handle_request)
+{
+	zend_fcall_info fci;
+	zend_fcall_info_cache fcc;
+
+	ZEND_PARSE_PARAMETERS_START(1, 1)
+		Z_PARAM_FUNC(fci, fcc)
+	ZEND_PARSE_PARAMETERS_END();
+
+	if (!W.script || W.in_handler) {
+		zend_throw_exception(spl_ce_RuntimeException, W.script
+			? "askr_handle_request() cannot be called from inside a request handler"
+			: "askr_handle_request() is only available to a worker script ([worker] script in askr.toml)", 0);
+		RETURN_THROWS();
+	}
+	if (!W.hello_sent && !send_hello()) {
+		RETURN_FALSE;              /* the front is gone */
+	}
+	if (W.must_exit || stop_requested()) {
+		RETURN_FALSE;
+	}
+	context_end(&W.boot);
+	zend_unset_timeout();          /* waiting is not execution time */
+	int rc = next_request();
+	if (rc <= 0) {
+		if (rc < 0) {
+			W.must_exit = true;
+		}
+		g_stop = true;             /* told to, or the queue/front is gone: this worker is done */
+		context_begin(&W.boot);
+		RETURN_FALSE;
+	}
+	if (!context_begin(&W.req)) {
+		askr_log("ERROR", "could not set up a request context; worker exits after this response");
+		W.must_exit = true;
+		context_end(&W.req);
+		context_begin(&W.boot);
+		RETURN_FALSE;
+	}
+	zend_set_timeout(INI_INT("max_execution_time"), 0);
+
+	zval retval;
+	volatile bool bailed = false;
+	fci.retval = &retval;
+	W.in_handler = true;
+	zend_try {
+		if (zend_call_function(&fci, &fcc) == SUCCESS) {
+			zval_ptr_dtor(&retval);
+		}
+	} zend_catch {
+		bailed = true;
+	} zend_end_try();
+	W.in_handler = false;
+	/* unclean_shutdown: a bailout happened even if something swallowed it on the way (the
+	 * memory-limit error is caught and re-thrown inside the allocator, and does not always
+	 * reach us as a bailout). */
+	if (bailed || CG(unclean_shutdown)) {
+		/* A fatal error (or timeout, or memory exhausted) unwound the handler: PHP's state is
+		 * not trustworthy. Unwind the worker script too; serve_worker_script() answers this
+		 * request through the normal shutdown (status 500 unless the app sent one) and exits. */
+		W.fatal_in_handler = true;
+		W.must_exit = true;
+		zend_bailout();
+	}
+	if (EG(exception)) {
+		/* An uncaught exception (or exit()) ends this request only: logged as PHP logs it,
+		 * 500 unless output already started. The worker goes on. */
+		zend_exception_error(EG(exception), E_ERROR);
+		clear_last_error();
+		EG(exit_status) = 0;
+	}
+	zend_unset_timeout();
+	context_end(&W.req);
+	context_begin(&W.boot);
+	RETURN_TRUE;
+}
+
+/* Tell the front why this worker never became ready (it relays it to the master). */
+static void report_boot_failure(const char *why)
+{
+	size_t len = strlen(why);
+	if (len > 4000) {
+		len = 4000;
+	}
+	askr_chan *c = &W.chan;
+	c->out_len = 0;
+	c->body_at = SIZE_MAX;
+	if (out_reserve(c, FRAME_HDR + 8 + len)) {
+		out_frame_header(c, F_BOOT_FAILED, (uint32_t)(8 + len));
+		put_u32(c->out + c->out_len, W.cfg->worker_id);
+		put_u32(c->out + c->out_len + 4, (uint32_t)getpid());
+		memcpy(c->out + c->out_len + 8, why, len);
+		c->out_len += 8 + len;
+		out_flush(c);
+	}
+}
+
+/* The worker script's own context: $_SERVER as a request for the script would have it. */
+static bool boot_context_init(askr_request *r, const char *script)
+{
+	char cwd[4096];
+	const char *base = strrchr(script, '/');
+	char self[1024];
+	snprintf(self, sizeof(self), "/%s", base ? base + 1 : script);
+	if (!getcwd(cwd, sizeof(cwd))) {
+		cwd[0] = '\0';
+	}
+	const char *kv[] = {
+		"SCRIPT_FILENAME", script, "SCRIPT_NAME", self, "PHP_SELF", self, "DOCUMENT_ROOT", cwd,
+		"SERVER_SOFTWARE", "Askr",
+	};
+	size_t len = 0;
+	for (size_t i = 0; i < sizeof(kv) / sizeof(*kv); i++) {
+		len += strlen(kv[i]) + 1;
+	}
+	if (!grow(&r->payload, &r->payload_cap, len + 2)) {
+		return false;
+	}
+	char *p = r->payload;
+	for (size_t i = 0; i < sizeof(kv) / sizeof(*kv); i++) {
+		size_t n = strlen(kv[i]) + 1;
+		memcpy(p, kv[i], n);
+		p += n;
+	}
+	r->is_boot = true;
+	r->chan = &W.chan;
+	return parse_request(r, (uint32_t)len);
+}
+
+static int serve_worker_script(void)
+{
+	char script[4096];
+	if (!realpath(W.script, script)) {
+		snprintf(g_last_error, sizeof(g_last_error), "worker script %s: %s", W.script, strerror(errno));
+		askr_log("ERROR", "%s", g_last_error);
+		report_boot_failure(g_last_error);
+		return EXIT_BOOT_FAILED;
+	}
+	if (!boot_context_init(&W.boot, script) || !request_begin(&W.boot)) {
+		askr_log("ERROR", "could not start the worker script's request");
+		report_boot_failure("php_request_startup failed");
+		return EXIT_BOOT_FAILED;
+	}
+	reset_modules_find();
+	zend_file_handle fh;
+	zend_stream_init_filename(&fh, script);
+	zend_try {
+		php_execute_script(&fh);
+	} zend_end_try();
+	zend_destroy_file_handle(&fh);
+
+	if (W.fatal_in_handler) {
+		/* The handler's request is still current: shutdown functions run (frameworks render
+		 * their error page there), output and headers go to that client, then END. */
+		askr_log("ERROR", "fatal error in the request handler; this worker exits and is replaced");
+		scoreboard_set(W.cfg->worker_id, 0);
+		request_finish(&W.req, true, END_FLAG_EXITING);
+		return 1;
+	}
+	bool booted = W.hello_sent;
+	request_finish(&W.boot, true, 0);
+	if (!booted) {
+		const char *why = g_last_error[0] ? g_last_error
+			: "the worker script ended without calling askr_handle_request()";
+		report_boot_failure(why);  /* the master logs it, with what it does about it */
+		return EXIT_BOOT_FAILED;
+	}
+	if (!W.must_exit && !stop_requested()) {
+		askr_log("INFO", "worker script returned after %lu requests; a new worker replaces it", W.served);
+	}
+	return W.must_exit ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* PHP functions for scripts (both modes unless noted)                 */
+/* ------------------------------------------------------------------ */
+
+/* fastcgi_finish_request(): the client gets its response now; the script goes on. */
+static PHP_FUNCTION(fastcgi_finish_request)
+{
+	ZEND_PARSE_PARAMETERS_NONE();
+	askr_request *r = current_request();
+	if (!r || r->finished) {
+		RETURN_FALSE;
+	}
+	php_output_end_all();
+	php_header();
+	response_end(r, 0);
+	RETURN_TRUE;
+}
+
+/* getallheaders(): the request headers as the client sent them. */
+static PHP_FUNCTION(getallheaders)
+{
+	ZEND_PARSE_PARAMETERS_NONE();
+	askr_request *r = current_request();
+	array_init(return_value);
+	if (!r) {
+		return;
+	}
+	for (uint32_t i = r->nparams; i < r->nparams + r->nheaders; i++) {
+		add_assoc_stringl_ex(return_value, r->kv[i].name, r->kv[i].name_len,
+			(char *)r->kv[i].value, r->kv[i].value_len);
+	}
+}
+
+/* headers_send(int $status = 200): int -- with a 1xx status (103 Early Hints), the headers set
+ * so far go to the client now as an informational response and stay set for the final one;
+ * otherwise the final headers are sent now (as FrankenPHP's function of that name). */
+static PHP_FUNCTION(headers_send)
+{
+	zend_long status = 200;
+	ZEND_PARSE_PARAMETERS_START(0, 1)
+		Z_PARAM_OPTIONAL
+		Z_PARAM_LONG(status)
+	ZEND_PARSE_PARAMETERS_END();
+
+	askr_request *r = current_request();
+	if (!r || r->finished || SG(headers_sent) || r->head_queued) {
+		RETURN_LONG(SAPI_HEADER_SEND_FAILED);
+	}
+	if (status >= 100 && status < 200) {
+		/* Same shape as HEAD, its own frame type; flushed now: that is the point of it. */
+		if (!queue_headers_frame(r->chan, F_EARLY_HINTS, (int)status, &SG(sapi_headers).headers)
+			|| !out_flush(r->chan)) {
+			RETURN_LONG(SAPI_HEADER_SEND_FAILED);
+		}
+		RETURN_LONG(SAPI_HEADER_SENT_SUCCESSFULLY);
+	}
+	SG(sapi_headers).http_response_code = (int)status;
+	RETURN_LONG(sapi_send_headers());
+}
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_askr_handle_request, 0, 1, _IS_BOOL, 0)
+	ZEND_ARG_TYPE_INFO(0, handler, IS_CALLABLE, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_fastcgi_finish_request, 0, 0, _IS_BOOL, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_getallheaders, 0, 0, IS_ARRAY, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_headers_send, 0, 0, IS_LONG, 0)
+	ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, status, IS_LONG, 0, "200")
+ZEND_END_ARG_INFO()
+
+/* The frankenphp_* and apache_* names let scripts written for those servers run unmodified. */
+static const zend_function_entry askr_functions[] = {
+	ZEND_RAW_FENTRY("askr_handle_request", zif_askr_handle_request, arginfo_askr_handle_request, 0)
+	ZEND_RAW_FENTRY("frankenphp_handle_request", zif_askr_handle_request, arginfo_askr_handle_request, 0)
+	ZEND_RAW_FENTRY("fastcgi_finish_request", zif_fastcgi_finish_request, arginfo_fastcgi_finish_request, 0)
+	ZEND_RAW_FENTRY("frankenphp_finish_request", zif_fastcgi_finish_request, arginfo_fastcgi_finish_request, 0)
+	ZEND_RAW_FENTRY("getallheaders", zif_getallheaders, arginfo_getallheaders, 0)
+	ZEND_RAW_FENTRY("apache_request_headers", zif_getallheaders, arginfo_getallheaders, 0)
+	ZEND_RAW_FENTRY("headers_send", zif_headers_send, arginfo_headers_send, 0)
+	ZEND_FE_END
+};
+
+/* ------------------------------------------------------------------ */
+/* The worker's life                                                   */
+/* ------------------------------------------------------------------ */
+
+static int worker_run(const worker_config *cfg, const char *script)
+{
+	W.cfg = cfg;
+	W.script = script;
+	snprintf(g_log_name, sizeof(g_log_name), "%s#%u", g_log_base, cfg->position);
+	W.chan.fd = channel_connect(cfg->channel_path);
+	if (W.chan.fd < 0) {
+		askr_log("ERROR", "cannot connect to %s: %s", cfg->channel_path, strerror(errno));
+		return 1;
+	}
+	W.chan.rbuf = malloc(READ_BUF_SIZE);
+	W.chan.body_at = SIZE_MAX;
+	if (!W.chan.rbuf || !out_reserve(&W.chan, 2 * OUT_HIGH_WATER)) {
+		askr_log("ERROR", "out of memory");
+		return 1;
+	}
+	W.req.chan = &W.chan;
+	W.req.worker_id = cfg->worker_id;
+	scoreboard_claim(cfg->worker_id);
+	/* Classic: ready now. Worker mode: ready when the script first asks for a request. */
+	return script ? serve_worker_script() : classic_loop();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1172,6 +1789,7 @@ static int zygote_run(int ctl_fd, uint32_t generation)
 			char *save, *cmd = strtok_r(start, " ", &save);
 			char *id = strtok_r(NULL, " ", &save), *path = strtok_r(NULL, " ", &save);
 			char *max = strtok_r(NULL, " ", &save), *queue = strtok_r(NULL, " ", &save);
+			char *position = strtok_r(NULL, " ", &save);
 			start = nl + 1;
 			if (!cmd || strcmp(cmd, "spawn") || !id || !path || !max || strtok_r(NULL, " ", &save)) {
 				askr_log("WARNING", "ignoring bad control line");
@@ -1181,6 +1799,7 @@ static int zygote_run(int ctl_fd, uint32_t generation)
 				.worker_id = (uint32_t)strtoul(id, NULL, 10), .generation = generation,
 				.max_requests = strtoul(max, NULL, 10), .channel_path = path,
 				.queue_fd = queue ? atoi(queue) : -1,
+				.position = (uint32_t)strtoul(position ? position : id, NULL, 10),
 			};
 			if (nkids == kids_cap) {
 				kids_cap = kids_cap ? kids_cap * 2 : 16;
@@ -1199,7 +1818,7 @@ static int zygote_run(int ctl_fd, uint32_t generation)
 				close(g_sigchld_pipe[1]);
 				close(ctl_fd);
 				free(kids);
-				return worker_run(&cfg);
+				return worker_run(&cfg, g_worker_mode ? g_worker_script : NULL);
 			}
 			if (pid < 0) {
 				askr_log("ERROR", "fork: %s", strerror(errno));
@@ -1265,7 +1884,7 @@ static bool scoreboard_map(const char *path)
 	if (fd < 0) {
 		return false;
 	}
-	if (fstat(fd, &st) < 0 || st.st_size < 16) {
+	if (fstat(fd, &st) < 0 || st.st_size < (off_t)(SB_WORDS * sizeof(uint64_t))) {
 		close(fd);
 		errno = EINVAL;
 		return false;
@@ -1276,14 +1895,15 @@ static bool scoreboard_map(const char *path)
 		return false;
 	}
 	g_scoreboard = p;
-	g_scoreboard_slots = (size_t)st.st_size / 16;
+	g_scoreboard_slots = (size_t)st.st_size / (SB_WORDS * sizeof(uint64_t));
 	return true;
 }
 
 static void usage(void)
 {
 	fputs("usage: askr-php --zygote --control-fd FD --generation G [--ini-file PATH]\n"
-		"                [--ini KEY=VALUE]... [--mode classic] [--worker-script PATH]\n"
+		"                [--ini KEY=VALUE]... [--mode classic|worker] [--worker-script PATH]\n"
+		"                [--app-base DIR]\n"
 		"                [--worker-log-name NAME] [--scoreboard PATH]\n", stderr);
 }
 
@@ -1305,7 +1925,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--generation")) generation = strtoul(v, NULL, 10);
 		else if (!strcmp(a, "--ini-file")) ini_file = v;
 		else if (!strcmp(a, "--mode")) mode = v;
-		else if (!strcmp(a, "--worker-script")) { /* worker mode: not implemented yet */ }
+		else if (!strcmp(a, "--worker-script")) g_worker_script = v;
+		else if (!strcmp(a, "--app-base")) g_app_base = v;
 		else if (!strcmp(a, "--worker-log-name")) log_name = v;
 		else if (!strcmp(a, "--scoreboard")) scoreboard = v;
 		else if (!strcmp(a, "--ini")) {
@@ -1324,8 +1945,14 @@ int main(int argc, char **argv)
 	fcntl(ctl_fd, F_SETFD, FD_CLOEXEC);
 	signal(SIGPIPE, SIG_IGN);   /* a dead peer is an EPIPE we handle, not a kill */
 
-	if (strcmp(mode, "classic")) {
-		ctl_send(ctl_fd, "failed mode %s is not supported yet\n", mode);
+	if (!strcmp(mode, "worker")) {
+		if (!g_worker_script) {
+			ctl_send(ctl_fd, "failed --mode worker needs --worker-script\n");
+			goto out;
+		}
+		g_worker_mode = true;
+	} else if (strcmp(mode, "classic")) {
+		ctl_send(ctl_fd, "failed unknown mode %s\n", mode);
 		goto out;
 	}
 	if (scoreboard && !scoreboard_map(scoreboard)) {
@@ -1335,6 +1962,7 @@ int main(int argc, char **argv)
 
 	/* Engine startup, in the order of php_cli.c's main(). */
 	zend_signal_startup();
+	askr_sapi_module.additional_functions = askr_functions;
 	sapi_startup(&askr_sapi_module);
 	sapi_started = true;
 	askr_sapi_module.ini_entries = ini;                 /* parsed after php.ini: they win */

@@ -31,7 +31,10 @@ log = logging.getLogger("askr.front")
 
 _HEADER = wire.HEADER
 _HEADER_SIZE = wire.HEADER_SIZE
-_SLOT = struct.Struct("=QQ")  # native, as the C worker stores them: request id, pid
+# A worker's scoreboard slot, native as the C worker stores it: request id, pid, stop, served
+_SLOT = struct.Struct("=QQQQ")
+_STOP_WORD = struct.Struct("=Q")
+_STOP_OFFSET = 16
 # Requests kept waiting in the kernel queue per ready worker, so a worker that finishes never
 # waits for the front to refill it (measured: 1 -> 2 -> 4 gave +13%, then +8% req/s). The queue
 # is shared and FIFO, so depth does not change who is served first; a request in it can no
@@ -54,6 +57,9 @@ class ResponseSink(Protocol):
 
     def php_backpressure(self, paused: bool) -> None:
         """The worker is not taking request body as fast as it arrives (paused) or caught up."""
+
+    def php_informational(self, status: int, header_block: bytes) -> None:
+        """A 1xx response (103 Early Hints) to send before the final one."""
 
 
 class Exchange:
@@ -101,6 +107,9 @@ class _Discard:
     def php_backpressure(self, paused: bool) -> None:
         pass
 
+    def php_informational(self, status: int, header_block: bytes) -> None:
+        pass
+
 
 class WorkerChannel(asyncio.Protocol):
     """The front's end of one worker's channel: frame parser plus the exchange in flight."""
@@ -144,10 +153,25 @@ class WorkerChannel(asyncio.Protocol):
             elif kind == wire.TAKEN:
                 self.pool.taken(self, wire.decode_taken(bytes(buf[start:pos])))
             elif kind == wire.END:
-                if length and buf[start] & wire.END_FLAG_EXITING:
+                flags = buf[start] if length else 0
+                if flags & wire.END_FLAG_EXITING:
                     self.exiting = True
                 self._deliver(status, block, body, True)
                 status, block, body = -1, b"", []
+                if flags & wire.END_FLAG_QUOTA:
+                    self.pool.worker_quota(self)
+            elif kind == wire.EARLY_HINTS:
+                exchange = self.exchange
+                if exchange is not None and not exchange.cancelled:
+                    if status >= 0 or body:  # keep the order: what came before goes first
+                        self._deliver(status, block, body, False)
+                        status, block, body = -1, b"", []
+                    hint = bytes(buf[start:pos])
+                    exchange.sink.php_informational((hint[0] << 8) | hint[1], hint[2:])
+            elif kind == wire.BOOT_FAILED:
+                worker_id, pid, reason = wire.decode_boot_failed(bytes(buf[start:pos]))
+                self.pool.on_event({"event": "worker_boot_failed", "worker_id": worker_id, "pid": pid,
+                                    "error": reason})
             elif kind == wire.HELLO:
                 self.worker_id, self.pid, self.generation = wire.decode_hello(bytes(buf[start:pos]))
                 self.pool.worker_hello(self)
@@ -308,6 +332,25 @@ class WorkerPool:
                        "generation": channel.generation})
         self._refill()
 
+    def worker_quota(self, channel: WorkerChannel) -> None:
+        """The worker reached max_requests: the master starts its replacement, then retires it."""
+        self.on_event({"event": "worker_quota", "worker_id": channel.worker_id, "pid": channel.pid})
+
+    def retire(self, worker_id: int, pid: int) -> None:
+        """Stop `worker_id` taking requests: it finishes the one it holds, then exits.
+
+        The scoreboard's stop word reaches it when busy (it checks between requests, no syscall);
+        STOP on its channel wakes it when idle (it waits on both the queue and the channel).
+        """
+        board = self.scoreboard
+        offset = worker_id * _SLOT.size
+        if (board is not None and worker_id >= 0 and offset + _SLOT.size <= len(board)
+                and _SLOT.unpack_from(board, offset)[1] == pid):
+            _STOP_WORD.pack_into(board, offset + _STOP_OFFSET, 1)
+        for channel in self.channels:
+            if channel.worker_id == worker_id and channel.pid == pid:
+                channel.send(wire.STOP_FRAME)
+
     def worker_gone(self, channel: WorkerChannel, exchange: Exchange | None) -> None:
         if channel not in self.channels:
             return
@@ -327,7 +370,7 @@ class WorkerPool:
         offset = channel.worker_id * _SLOT.size
         if board is None or channel.worker_id < 0 or offset + _SLOT.size > len(board):
             return None
-        request_id, pid = _SLOT.unpack_from(board, offset)
+        request_id, pid, _, _ = _SLOT.unpack_from(board, offset)
         if pid != channel.pid or not request_id:
             return None
         return self.sent.pop(request_id, None)  # never counted as running: TAKEN did not arrive

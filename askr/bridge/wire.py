@@ -8,14 +8,18 @@ import struct
 REQUEST = 0x01
 BODY = 0x02
 BODY_END = 0x03
+STOP = 0x04  # take no more requests (sent when the worker is idle; any frame boundary is fine)
 # worker -> front
 HELLO = 0x10
 HEAD = 0x11
 RESP_BODY = 0x12
 END = 0x13
 TAKEN = 0x14  # u64 request id: the worker took this request from the front's queue
+EARLY_HINTS = 0x15  # like HEAD, a 1xx informational response sent before the final one
+BOOT_FAILED = 0x16  # u32 worker id, u32 pid, UTF-8 reason: the worker script never got ready
 
-END_FLAG_EXITING = 0x01
+END_FLAG_EXITING = 0x01  # the worker exits after this response
+END_FLAG_QUOTA = 0x02  # max_requests reached: it serves on until a replacement is ready
 
 HEADER = struct.Struct("!BI")
 HEADER_SIZE = HEADER.size
@@ -30,6 +34,7 @@ MAX_QUEUE_MESSAGE = 256 * 1024  # the worker's receive buffer (READ_BUF_SIZE in 
 _U64 = struct.Struct("!Q")
 
 BODY_END_FRAME = HEADER.pack(BODY_END, 0)
+STOP_FRAME = HEADER.pack(STOP, 0)
 
 
 def frame(kind: int, payload: bytes = b"") -> bytes:
@@ -79,6 +84,12 @@ def decode_taken(payload: bytes) -> int:
 def decode_hello(payload: bytes) -> tuple[int, int, int]:
     """(worker_id, pid, generation)."""
     return _HELLO.unpack(payload)
+
+
+def decode_boot_failed(payload: bytes) -> tuple[int, int, str]:
+    """(worker_id, pid, reason)."""
+    worker_id, pid = struct.unpack_from("!II", payload)
+    return worker_id, pid, payload[8:].decode("utf-8", "replace")
 
 
 def decode_head(payload: bytes) -> tuple[int, list[bytes]]:

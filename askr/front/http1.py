@@ -591,6 +591,18 @@ class Http1Connection(asyncio.Protocol):
                       req.url.decode("latin-1"))
             self._abort()
 
+    def php_informational(self, status: int, header_block: bytes) -> None:
+        """103 Early Hints from headers_send(103): only HTTP/1.1 clients may get a 1xx, and only
+        its Link headers go out (cookies and the like belong to the final response)."""
+        req = self.queue[0] if self.queue else None
+        if req is None or req.version != "1.1" or self.resp_mode != 0 or status == 101:
+            return
+        links = [line for line in header_block.split(b"\n") if line[:5].lower() == b"link:"]
+        if links:
+            self.transport.write(  # type: ignore[union-attr]
+                status_line(status) + b"".join(line + b"\r\n" for line in links) + b"\r\n"
+            )
+
     def php_backpressure(self, paused: bool) -> None:
         if paused:
             self._pause_reading()

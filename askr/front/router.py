@@ -1,4 +1,4 @@
-"""Classic-mode routing: map a request path to a static file, a PHP script, a redirect or a refusal.
+"""Routing: map a request path to a static file, a PHP script, a redirect or a refusal.
 
 The semantics mirror nginx `try_files $uri $uri/ /index.php?$query_string` in front of php-fpm
 (with `fastcgi_split_path_info ^(.+?\\.php)(/.*)$`) and Caddy's `php_server`, plus the hardening
@@ -9,6 +9,10 @@ This runs once per request, so it is plain string work plus `lstat` calls: one `
 top-level file, one per path segment for deeper ones (to see symlinked parents without paying for
 `os.path.realpath` on every request). Router caches nothing (files change during deploys);
 RouteCache, at the bottom, keeps PHP routes for one second.
+
+In worker mode the same rules decide what is static; what would have run a script goes to the
+worker script instead (with the CGI variables of that script), and so does what would have been
+a 404 for want of a front controller: the app answers it.
 """
 
 from __future__ import annotations
@@ -132,9 +136,9 @@ def _location(url_path: str, query: bytes) -> str:
 class Router:
     """Resolve request paths against one document root (see the module docstring for the rules)."""
 
-    __slots__ = ("_fc_name", "_fc_segs", "_root", "_root_prefix")
+    __slots__ = ("_fc_name", "_fc_segs", "_root", "_root_prefix", "_worker_mode")
 
-    def __init__(self, root: str, front_controller: str = "index.php") -> None:
+    def __init__(self, root: str, front_controller: str = "index.php", worker_mode: bool = False) -> None:
         # Resolved once: the containment check compares real paths against this prefix.
         self._root = os.path.realpath(root)
         if not os.path.isdir(self._root):
@@ -144,6 +148,7 @@ class Router:
         if not self._fc_segs:
             raise ValueError(f"front controller must name a file: {front_controller!r}")
         self._fc_name = "/" + "/".join(self._fc_segs)
+        self._worker_mode = worker_mode
 
     @property
     def root(self) -> str:
@@ -227,6 +232,8 @@ class Router:
             return found
         if found is not None and S_ISREG(found[1].st_mode):
             return PhpScript(found[0], self._fc_name, "")
+        if self._worker_mode:  # the app routes it; no file needs to exist
+            return PhpScript(self._root_prefix + "/".join(self._fc_segs), self._fc_name, "")
         return _NOT_FOUND
 
     def _probe(self, base: str, names: list[str]) -> _Found | Refused | None:

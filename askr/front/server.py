@@ -71,10 +71,10 @@ class Front:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        with open(self.scoreboard_path, "rb") as f:
-            scoreboard = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        with open(self.scoreboard_path, "r+b") as f:
+            scoreboard = mmap.mmap(f.fileno(), 0)  # writable: the stop word retires a worker
         pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event)
-        router = RouteCache(Router(cfg.server.root))
+        router = RouteCache(Router(cfg.server.root, worker_mode=cfg.worker.script is not None))
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode())
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
@@ -108,9 +108,14 @@ class Front:
                 conn.check_deadline(now)
 
     async def read_control(self) -> None:
+        """Commands from the master, one JSON object per line; EOF means it is gone."""
         reader, _ = await asyncio.open_connection(sock=self.control)
-        while await reader.readline():
-            pass  # the master sends nothing yet; EOF means it is gone
+        while line := await reader.readline():
+            command = json.loads(line)
+            if command.get("cmd") == "retire":
+                self.ctx.pool.retire(command["worker_id"], command["pid"])
+            else:
+                log.error("unknown command from the master: %r", command)
         self.stopped.set()
 
     async def drain(self) -> None:

@@ -30,24 +30,39 @@ from askr.master.zygote import Zygote, ZygoteError
 log = logging.getLogger("askr.master")
 
 PR_SET_CHILD_SUBREAPER = 36
-SCOREBOARD_SLOT = 16  # per worker: u64 request id, u64 pid (see askr_php.c)
+SCOREBOARD_SLOT = 32  # per worker id: u64 request id, pid, stop word, requests served (askr_php.c)
 STOP_TIMEOUT = 40.0  # front drain (30 s) plus margin
 BACKOFF_START = 0.1
 BACKOFF_MAX = 10.0
 QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts as a failure
+EXIT_BOOT_FAILED = 3  # askr_php.c: the worker script never reached askr_handle_request()
+BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
+
+
+@dataclass
+class WorkerProc:
+    """One PHP worker process."""
+
+    worker_id: int  # its scoreboard slot: unique among live workers (see Arbiter.free_worker_id)
+    position: int
+    pid: int = 0
+    generation: int = 0
+    state: str = "starting"  # starting -> ready -> (retiring) -> exited; killed: on purpose
+    started_at: float = 0.0
 
 
 @dataclass
 class WorkerSlot:
-    """One of the configured worker positions and the process currently filling it."""
+    """One of the configured workers: the process serving it, and its replacement while that
+    boots (max_requests recycling starts the replacement first, so capacity never dips)."""
 
-    worker_id: int
-    pid: int = 0
-    generation: int = 0
-    state: str = "starting"  # starting -> ready -> exited (or killed, on purpose, -> exited)
-    started_at: float = 0.0
-    failures: int = 0  # consecutive quick deaths, for backoff
+    position: int
+    current: WorkerProc | None = None
+    successor: WorkerProc | None = None
+    wants_successor: bool = False  # quota reached while both worker ids were still in use
+    failures: int = 0  # consecutive failed starts, for backoff
     restarts: int = 0
+    last_error: str = ""
 
 
 @dataclass
@@ -60,6 +75,11 @@ class FrontHandle:
     queue_front: socket.socket  # the front sends requests here ...
     queue_workers: socket.socket  # ... and its workers take them from here
     proc: subprocess.Popen | None = None
+    control: asyncio.StreamWriter | None = None  # commands to the front, one JSON per line
+
+    def command(self, cmd: dict) -> None:
+        if self.control is not None and not self.control.is_closing():
+            self.control.write(json.dumps(cmd).encode() + b"\n")
 
 
 @dataclass
@@ -77,6 +97,7 @@ class Arbiter:
         self.events: asyncio.Queue[tuple] = asyncio.Queue()
         self.children = Children()
         self.slots = {i: WorkerSlot(i) for i in range(config.server.workers)}
+        self.procs: dict[int, WorkerProc] = {}  # live workers by worker id
         self.generation = 1
         self.stopping = False
         self.announced_ready = False
@@ -103,20 +124,28 @@ class Arbiter:
             self.children.fronts.append(FrontHandle(index, sock, path, *sockets.request_queue()))
         self.scoreboard_path = os.path.join(self.runtime_dir, "scoreboard")
         with open(self.scoreboard_path, "wb") as f:
-            f.truncate(SCOREBOARD_SLOT * len(self.slots))
+            f.truncate(SCOREBOARD_SLOT * 2 * len(self.slots))  # two ids per slot: see free_worker_id
 
-    def front_of(self, slot: WorkerSlot) -> FrontHandle:
+    def front_of(self, position: int) -> FrontHandle:
         """Workers are dealt to fronts round-robin; a front dispatches only to its own."""
         fronts = self.children.fronts
-        return fronts[slot.worker_id % len(fronts)]
+        return fronts[position % len(fronts)]
 
-    def quota(self, worker_id: int) -> int:
+    def free_worker_id(self, position: int) -> int | None:
+        """Slot p uses worker ids p and p + N in turn, so a replacement and the worker it
+        replaces never share a scoreboard entry."""
+        for worker_id in (position, position + len(self.slots)):
+            if worker_id not in self.procs:
+                return worker_id
+        return None
+
+    def quota(self, position: int) -> int:
         """max_requests, spread ±15% across workers so they never all recycle at once."""
         base = self.config.server.max_requests
         n = len(self.slots)
         if not base or n == 1:
             return base
-        spread = 0.30 * base * worker_id / (n - 1) - 0.15 * base
+        spread = 0.30 * base * position / (n - 1) - 0.15 * base
         return max(1, round(base + spread))
 
     async def start_zygote(self) -> Zygote:
@@ -142,13 +171,13 @@ class Arbiter:
         front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno(), queue_fd],
                                       stdin=subprocess.DEVNULL)
         theirs.close()
-        task = asyncio.get_running_loop().create_task(self._read_front(ours))
+        task = asyncio.get_running_loop().create_task(self._read_front(front, ours))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.info("front #%d started (pid %d)", front.index, front.proc.pid)
 
-    async def _read_front(self, sock: socket.socket) -> None:
-        reader, _ = await asyncio.open_connection(sock=sock)
+    async def _read_front(self, front: FrontHandle, sock: socket.socket) -> None:
+        reader, front.control = await asyncio.open_connection(sock=sock)
         while line := await reader.readline():
             self.events.put_nowait(("front", json.loads(line)))
 
@@ -165,11 +194,11 @@ class Arbiter:
         the new front's requests and answer the dead one), the queue is emptied, then a new front
         starts on the same sockets; replacement workers connect to it.
         """
-        for slot in self.slots.values():
-            if self.front_of(slot) is front and slot.pid and slot.state != "exited":
-                slot.state = "killed"  # on purpose: not a failure of the worker
+        for proc in self.procs.values():
+            if self.front_of(proc.position) is front and proc.pid:
+                proc.state = "killed"  # on purpose: not a failure of the worker
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(slot.pid, signal.SIGKILL)
+                    os.kill(proc.pid, signal.SIGKILL)
         with contextlib.suppress(BlockingIOError, OSError):
             while front.queue_workers.recv(wire.MAX_QUEUE_MESSAGE + 64, socket.MSG_DONTWAIT):
                 pass
@@ -220,8 +249,11 @@ class Arbiter:
             self.handle_front(event[1])
         elif kind == "respawn":
             slot = self.slots[event[1]]
-            if not self.stopping and slot.state == "exited":
-                self.spawn(slot)
+            if not self.stopping:
+                if slot.current is None:
+                    self.spawn(slot)
+                elif event[2] and slot.successor is None:
+                    self.spawn(slot, successor=True)
         return self.stopping and not self.children.fronts_running()
 
     def handle_signal(self, signum: int) -> bool:
@@ -234,34 +266,56 @@ class Arbiter:
                 self.signal_fronts(signal.SIGTERM)
         elif signum in (signal.SIGINT, signal.SIGQUIT):
             log.info("%s: stopping now", signal.Signals(signum).name)
-            self.stopping = True
-            self.signal_fronts(signal.SIGQUIT)
+            self.stop_now()
         elif signum == signal.SIGHUP:
             log.warning("SIGHUP: rolling reload is not available yet; ignoring")
         return self.stopping and not self.children.fronts_running()
 
-    def spawn(self, slot: WorkerSlot) -> None:
+    def stop_now(self) -> None:
+        self.stopping = True
+        self.signal_fronts(signal.SIGQUIT)
+
+    # -- PHP workers -------------------------------------------------------------------------
+    def spawn(self, slot: WorkerSlot, successor: bool = False) -> None:
+        """Start the worker for `slot`, or (successor) the one that will replace its current one."""
         zygote = self.children.zygote
         if zygote is None or zygote.writer is None:
             return
-        slot.state = "starting"
-        slot.pid = 0
-        slot.started_at = time.monotonic()
-        front = self.front_of(slot)
-        zygote.spawn(slot.worker_id, front.channel_path, self.quota(slot.worker_id),
-                     front.queue_workers.fileno())
+        worker_id = self.free_worker_id(slot.position)
+        if worker_id is None:
+            slot.wants_successor = successor  # the retiring worker still holds an id: on its exit
+            return
+        proc = WorkerProc(worker_id, slot.position, started_at=time.monotonic())
+        self.procs[worker_id] = proc
+        if successor:
+            slot.successor = proc
+        else:
+            slot.current = proc
+        slot.wants_successor = False
+        front = self.front_of(slot.position)
+        zygote.spawn(worker_id, front.channel_path, self.quota(slot.position),
+                     front.queue_workers.fileno(), slot.position)
+
+    def retire(self, proc: WorkerProc) -> None:
+        """Stop `proc` taking requests; it finishes the one in hand, then exits."""
+        proc.state = "retiring"
+        self.front_of(proc.position).command({"cmd": "retire", "worker_id": proc.worker_id, "pid": proc.pid})
 
     def handle_zygote(self, zygote: Zygote, fields: list[str]) -> None:
         if not fields:
             return
         what = fields[0]
         if what == "spawned":
-            slot = self.slots[int(fields[1])]
-            slot.pid = int(fields[2])
-            slot.generation = zygote.generation
+            proc = self.procs.get(int(fields[1]))
+            if proc is not None and proc.pid == 0:
+                proc.pid = int(fields[2])
+                proc.generation = zygote.generation
         elif what == "exited":
             worker_id, pid, code, sig = (int(x) for x in fields[1:5])
-            self.worker_exited(self.slots[worker_id], pid, code, sig)
+            proc = self.procs.get(worker_id)
+            if proc is not None and proc.pid in (pid, 0):
+                del self.procs[worker_id]
+                self.worker_exited(proc, pid, code, sig)
         elif what == "closed" and not self.stopping and zygote is self.children.zygote:
             log.error("the PHP zygote (pid %d) exited unexpectedly; starting a new one", zygote.pid)
             self.children.zygote = None
@@ -279,45 +333,96 @@ class Arbiter:
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             for slot in self.slots.values():
-                if slot.state == "exited":
+                if slot.current is None:
                     self.spawn(slot)
             return
 
-    def worker_exited(self, slot: WorkerSlot, pid: int, code: int, sig: int) -> None:
-        if pid != slot.pid:
-            return  # a stale report about a process this slot no longer holds
-        lived = time.monotonic() - slot.started_at
-        on_purpose = slot.state == "killed"
-        slot.state = "exited"
+    def worker_exited(self, proc: WorkerProc, pid: int, code: int, sig: int) -> None:
+        slot = self.slots[proc.position]
+        name = f"php#{proc.position} (pid {pid})"
+        if proc.state == "retiring":  # replaced already (max_requests)
+            log.info("%s retired", name)
+            if slot.wants_successor and not self.stopping:
+                self.spawn(slot, successor=True)
+            return
+        was_successor = slot.successor is proc
+        if was_successor:
+            slot.successor = None
+        elif slot.current is proc:
+            slot.current = None
         if self.stopping:
             return
         how = f"killed by signal {sig}" if sig else f"exited with code {code}"
-        clean = on_purpose or (not sig and code == 0)
-        if clean:
-            log.info("php#%d (pid %d) %s; replacing it", slot.worker_id, pid, how)
+        lived = time.monotonic() - proc.started_at
+        booted = proc.state != "starting"
+        if proc.state == "killed":  # on purpose (its front was replaced): not its failure
+            log.info("%s %s; replacing it", name, how)
+        elif code == EXIT_BOOT_FAILED and not sig:
+            log.error("%s: the worker script failed before askr_handle_request(): %s", name,
+                      slot.last_error or "see the PHP error above")
+            slot.failures += 1
+        elif not sig and code == 0:
+            log.info("%s %s; replacing it", name, how)
             slot.failures = 0
         else:
-            log.error("php#%d (pid %d) %s; replacing it", slot.worker_id, pid, how)
-            slot.failures = slot.failures + 1 if lived < QUICK_DEATH else 0
+            log.error("%s %s; replacing it", name, how)
+            slot.failures = slot.failures + 1 if lived < QUICK_DEATH or not booted else 0
+        if code == EXIT_BOOT_FAILED and self.nobody_ever_booted(slot):
+            log.error("no PHP worker could boot (%d attempts): %s", slot.failures,
+                      slot.last_error or "the worker script failed; see the PHP errors above")
+            self.exit_code = 1
+            self.stop_now()
+            return
         slot.restarts += 1
         delay = 0.0 if slot.failures == 0 else min(BACKOFF_START * 2 ** (slot.failures - 1), BACKOFF_MAX)
         if delay:
-            log.warning("php#%d failed %d times in a row; next start in %.1f s", slot.worker_id,
+            log.warning("php#%d failed %d times in a row; next start in %.1f s", proc.position,
                         slot.failures, delay)
-        asyncio.get_running_loop().call_later(delay, self.events.put_nowait, ("respawn", slot.worker_id))
+        asyncio.get_running_loop().call_later(delay, self.events.put_nowait,
+                                              ("respawn", proc.position, was_successor))
+
+    def nobody_ever_booted(self, slot: WorkerSlot) -> bool:
+        """True when askr has never been ready and `slot` used up its boot attempts: nothing
+        will serve, so exiting with the reason beats retrying forever in silence."""
+        return (not self.announced_ready and slot.failures >= BOOT_ATTEMPTS
+                and not any(p.state != "starting" for p in self.procs.values()))
 
     def handle_front(self, msg: dict) -> None:
-        if msg.get("event") == "worker_ready":
-            slot = self.slots.get(msg["worker_id"])
-            if slot is None or slot.pid != msg["pid"]:
-                return
-            slot.state = "ready"
-            slot.failures = 0
-            if not self.announced_ready and all(s.state == "ready" for s in self.slots.values()):
-                self.announced_ready = True
-                urls = ", ".join(f"http://{sockets.display_address(s)}" for s in self.listen_socks)
-                log.info("askr ready: %s (%d PHP workers, root %s)", urls, len(self.slots),
-                         self.config.server.root)
+        event = msg.get("event")
+        proc = self.procs.get(msg.get("worker_id", -1))
+        if proc is None or proc.pid != msg.get("pid"):
+            return
+        slot = self.slots[proc.position]
+        if event == "worker_ready":
+            self.worker_ready(slot, proc)
+        elif event == "worker_quota":
+            if slot.current is proc and slot.successor is None and not self.stopping:
+                log.info("php#%d (pid %d) reached max_requests; starting its replacement",
+                         proc.position, proc.pid)
+                self.spawn(slot, successor=True)
+        elif event == "worker_boot_failed":
+            # the first line says it; PHP's stack trace is in the worker's own log line
+            slot.last_error = msg.get("error", "").strip().split("\n")[0]
+
+    def worker_ready(self, slot: WorkerSlot, proc: WorkerProc) -> None:
+        if proc.state != "starting":
+            return
+        proc.state = "ready"
+        slot.failures = 0
+        slot.last_error = ""
+        if slot.successor is proc:
+            old, slot.current, slot.successor = slot.current, proc, None
+            if old is not None and old.state in ("starting", "ready"):
+                self.retire(old)
+        if not self.announced_ready and all(
+            s.current is not None and s.current.state == "ready" for s in self.slots.values()
+        ):
+            self.announced_ready = True
+            urls = ", ".join(f"http://{sockets.display_address(s)}" for s in self.listen_socks)
+            script = self.config.worker.script
+            mode = f"worker mode: {script}" if script else "classic mode"
+            log.info("askr ready: %s (%d PHP workers, %s, root %s)", urls, len(self.slots), mode,
+                     self.config.server.root)
 
     def reap(self) -> None:
         while True:
@@ -361,7 +466,7 @@ class Arbiter:
             if event[0] == "signal" and event[1] == signal.SIGCHLD:
                 self.reap()
             elif event[0] == "zygote" and event[2][:1] == ["exited"]:
-                self.slots[int(event[2][1])].state = "exited"
+                self.procs.pop(int(event[2][1]), None)
         for pid in self._live_workers():
             log.warning("php worker pid %d did not exit; killing it", pid)
             with contextlib.suppress(ProcessLookupError):
@@ -371,13 +476,13 @@ class Arbiter:
 
     def _live_workers(self) -> list[int]:
         live = []
-        for slot in self.slots.values():
-            if slot.pid and slot.state != "exited":
+        for worker_id, proc in list(self.procs.items()):
+            if proc.pid:
                 try:
-                    os.kill(slot.pid, 0)
-                    live.append(slot.pid)
+                    os.kill(proc.pid, 0)
+                    live.append(proc.pid)
                 except ProcessLookupError:
-                    slot.state = "exited"
+                    del self.procs[worker_id]
         return live
 
     def cleanup(self) -> None:

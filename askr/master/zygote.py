@@ -37,7 +37,14 @@ class Zygote:
 
     def command(self, control_fd: int) -> list[str]:
         cmd = [str(php_worker_binary()), "--zygote", "--control-fd", str(control_fd),
-               "--generation", str(self.generation), "--mode", "classic", "--scoreboard", self.scoreboard]
+               "--generation", str(self.generation), "--scoreboard", self.scoreboard]
+        worker = self.config.worker
+        if worker.script is not None:
+            cmd += ["--mode", "worker", "--worker-script", worker.script]
+            if worker.app_base is not None:
+                cmd += ["--app-base", worker.app_base]
+        else:
+            cmd += ["--mode", "classic"]
         for key, value in self.config.worker.ini.items():
             cmd += ["--ini", f"{key}={value}"]
         return cmd
@@ -74,9 +81,11 @@ class Zygote:
             self.on_line(self, line.decode(errors="replace").split())
         self.on_line(self, ["closed"])
 
-    def spawn(self, worker_id: int, channel_path: str, max_requests: int, queue_fd: int) -> None:
+    def spawn(self, worker_id: int, channel_path: str, max_requests: int, queue_fd: int,
+              position: int) -> None:
+        """Fork a worker: `worker_id` is its scoreboard slot, `position` names it in logs (php#N)."""
         assert self.writer is not None
-        self.writer.write(f"spawn {worker_id} {channel_path} {max_requests} {queue_fd}\n".encode())
+        self.writer.write(f"spawn {worker_id} {channel_path} {max_requests} {queue_fd} {position}\n".encode())
 
     def close(self) -> None:
         """Stop forking; the zygote exits, its workers serve on until their channels close."""

@@ -62,7 +62,8 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[server\n", "not valid TOML"),
         ("[server]\nworkers = 2\nfronts = 3\n", "[server] fronts = 3 is more than workers = 2"),
         ("[limits]\nmax_header_size = \"1M\"\n", "[limits] max_header_size = '1M': at most 64K"),
-        ("[worker]\nscript = \"w.php\"\n", "[worker] script: worker mode is not available"),
+        ("[worker]\nscript = \"w.php\"\n", "[worker] script = '"),
+        ("[worker]\napp_base = \".\"\n", "app_base is set but [worker] script is not"),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) -> None:
@@ -96,3 +97,12 @@ def test_every_setting_is_documented() -> None:
     assert config.reference_markdown() in docs, "regenerate docs/configuration.md (reference_markdown)"
     for setting in config.SETTINGS:
         assert f"`[{setting.section}] {setting.key}`" in docs
+
+
+def test_worker_mode_paths_are_relative_to_the_config_and_app_base_defaults(tmp_path: Path) -> None:
+    (tmp_path / "app" / "public").mkdir(parents=True)
+    (tmp_path / "app" / "worker.php").write_text("<?php")
+    path = write(tmp_path, '[server]\nroot = "app/public"\n[worker]\nscript = "app/worker.php"\n')
+    cfg = config.load(path)
+    assert cfg.worker.script == str(tmp_path / "app" / "worker.php")
+    assert cfg.worker.app_base == str(tmp_path / "app")  # the parent of the document root

@@ -229,6 +229,9 @@ class Zygote:
 # ---------------------------------------------------------------------------------------------
 
 SCRIPTS = {
+    # holds the request until the file ?gate= exists (at most 30 s)
+    "wait_gate.php": "<?php $t = microtime(true) + 30;"
+                     " while (!file_exists($_GET['gate']) && microtime(true) < $t) usleep(2000); echo 'ok';",
     "hello.php": '<?php echo "Hello, world\\n";',
     "headers.php": """<?php
 header('X-Askr: yes');
@@ -533,13 +536,18 @@ def test_large_response_body(worker: Worker, docroot: Path) -> None:
     assert r.body == b"a" * 300000 + b"bbbbb"
 
 
-def test_max_requests_exits_after_flagged_end(zygote: Zygote, docroot: Path) -> None:
+def test_max_requests_flags_quota_then_serves_until_stopped(zygote: Zygote, docroot: Path) -> None:
+    """At its quota a worker says so (END_FLAG_QUOTA) but keeps serving until STOP: its
+    replacement gets time to boot, so ready capacity never dips."""
     w = zygote.spawn(50, max_requests=2)
     try:
         assert w.request(params(docroot, "hello.php")).end_flags == 0
-        last = w.request(params(docroot, "hello.php"))
-        assert last.status == 200
-        assert last.end_flags & wire.END_FLAG_EXITING
+        at_quota = w.request(params(docroot, "hello.php"))
+        assert at_quota.status == 200
+        assert at_quota.end_flags == wire.END_FLAG_QUOTA
+        beyond = w.request(params(docroot, "hello.php"))
+        assert (beyond.status, beyond.end_flags) == (200, 0)
+        w.sock.sendall(wire.STOP_FRAME)
         assert w.at_eof()
     finally:
         w.close()
@@ -609,12 +617,15 @@ def test_ini_file_replaces_php_ini_and_ini_flags_still_win(php_bin: Path, docroo
 # ---------------------------------------------------------------------------------------------
 
 
+SLOT = struct.Struct("=QQQQ")  # request id, pid, stop word, requests served (askr_php.c)
+
+
 class QueueZygote(Zygote):
     """A zygote whose workers take requests from a shared queue and keep a scoreboard."""
 
     def __init__(self, binary: Path, workdir: Path, slots: int = 4):
         self.scoreboard = workdir / "scoreboard"
-        self.scoreboard.write_bytes(b"\0" * 16 * slots)
+        self.scoreboard.write_bytes(b"\0" * SLOT.size * slots)
         self.queue_front, self.queue_workers = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         super().__init__(binary, workdir, ["--scoreboard", str(self.scoreboard)],
                          extra_fds=(self.queue_workers.fileno(),))
@@ -630,7 +641,13 @@ class QueueZygote(Zygote):
         self.queue_front.sendall(wire.QUEUE_HEADER.pack(request_id, flags) + frames)
 
     def slot(self, worker_id: int) -> tuple[int, int]:
-        return struct.unpack_from("=QQ", self.scoreboard.read_bytes(), 16 * worker_id)
+        """(request id, pid) of the worker's scoreboard slot."""
+        return SLOT.unpack_from(self.scoreboard.read_bytes(), SLOT.size * worker_id)[:2]
+
+    def set_stop(self, worker_id: int) -> None:
+        with open(self.scoreboard, "r+b") as f:
+            f.seek(SLOT.size * worker_id + 16)
+            f.write(struct.pack("=Q", 1))
 
     def stop(self) -> None:
         self.queue_front.close()  # the queue ends: workers waiting on it exit
@@ -716,3 +733,36 @@ def test_worker_exits_when_the_queue_ends(queue_zygote: QueueZygote) -> None:
     queue_zygote.queue_front.close()
     queue_zygote.wait_line(rf"exited 3 {worker.pid} 0 0")
     worker.close()
+
+
+def test_idle_worker_stops_on_stop_frame(queue_zygote: QueueZygote) -> None:
+    """An idle worker waits on the queue and its channel: STOP wakes it and it exits."""
+    worker = queue_zygote.spawn_queued(0)
+    worker.sock.sendall(wire.STOP_FRAME)
+    queue_zygote.wait_line(rf"exited 0 {worker.pid} 0 0")
+    worker.close()
+
+
+def test_busy_worker_sees_stop_word_and_takes_no_more(queue_zygote: QueueZygote, docroot: Path) -> None:
+    """The stop word reaches a worker that is busy (it never reads its channel then): it finishes
+    the request in hand, then exits, leaving the next queued request for another worker."""
+    gate = docroot / "gate.txt"
+    gate.unlink(missing_ok=True)
+    worker = queue_zygote.spawn_queued(1)
+    queue_zygote.enqueue(11, _request_frames(docroot, "wait_gate.php", query=f"gate={gate}"))
+    deadline = time.monotonic() + TIMEOUT
+    while queue_zygote.slot(1)[0] != 11 and time.monotonic() < deadline:  # TAKEN comes with the answer
+        time.sleep(0.005)
+    queue_zygote.set_stop(1)
+    queue_zygote.enqueue(12, _request_frames(docroot, "hello.php"))
+    gate.write_text("go")
+    kind, payload = worker.read_frame()
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, 11)
+    assert worker.read_response().status == 200
+    queue_zygote.wait_line(rf"exited 1 {worker.pid} 0 0")
+    other = queue_zygote.spawn_queued(2)
+    kind, payload = other.read_frame()
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, 12)
+    assert other.read_response().status == 200
+    worker.close()
+    other.close()
