@@ -30,6 +30,7 @@ class RunningServer:
     host: str = ""
     port: int = 0
     lines: list[str] = field(default_factory=list)
+    mode: str = "classic"
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -148,11 +149,28 @@ def askr_module_server() -> Iterator[Callable[..., RunningServer]]:
     yield from _server_factory()
 
 
-@pytest.fixture(scope="module")
-def php_app(tmp_path_factory) -> Iterator[RunningServer]:
-    """One shared server (2 workers) over tests/php/app for read-only behaviour tests."""
-    server = start_server(
-        ["serve", "--root", str(PHP_FIXTURES / "app"), "--workers", "2", "--listen", "127.0.0.1:0"]
-    )
+WORKER_SCRIPT = PHP_FIXTURES / "worker.php"  # runs tests/php/app's scripts in worker mode
+
+
+def php_app_args(mode: str) -> list[str]:
+    args = ["serve", "--root", str(PHP_FIXTURES / "app"), "--workers", "2", "--listen", "127.0.0.1:0"]
+    return args + (["--worker", str(WORKER_SCRIPT)] if mode == "worker" else [])
+
+
+@pytest.fixture(scope="module", params=["classic", "worker"])
+def php_app(request) -> Iterator[RunningServer]:
+    """One shared server (2 workers) over tests/php/app for read-only behaviour tests, once in
+    classic mode and once in worker mode: every test using it must pass in both."""
+    server = start_server(php_app_args(request.param))
+    server.mode = request.param
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def both_modes() -> Iterator[dict[str, RunningServer]]:
+    """The tests/php/app server in classic and in worker mode at once, to compare answers."""
+    servers = {mode: start_server(php_app_args(mode)) for mode in ("classic", "worker")}
+    yield servers
+    for server in servers.values():
+        server.stop()

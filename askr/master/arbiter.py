@@ -397,8 +397,8 @@ class Arbiter:
             self.worker_ready(slot, proc)
         elif event == "worker_quota":
             if slot.current is proc and slot.successor is None and not self.stopping:
-                log.info("php#%d (pid %d) reached max_requests; starting its replacement",
-                         proc.position, proc.pid)
+                log.info("php#%d (pid %d) reached max_requests (%d); starting its replacement",
+                         proc.position, proc.pid, self.quota(proc.position))
                 self.spawn(slot, successor=True)
         elif event == "worker_boot_failed":
             # the first line says it; PHP's stack trace is in the worker's own log line
@@ -413,6 +413,7 @@ class Arbiter:
         if slot.successor is proc:
             old, slot.current, slot.successor = slot.current, proc, None
             if old is not None and old.state in ("starting", "ready"):
+                log.info("php#%d (pid %d) ready; retiring pid %d", proc.position, proc.pid, old.pid)
                 self.retire(old)
         if not self.announced_ready and all(
             s.current is not None and s.current.state == "ready" for s in self.slots.values()

@@ -16,6 +16,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent.parent
 APP = TESTS / "php" / "app"
+WORKER_APP = TESTS / "php" / "workers" / "app.php"  # a worker-mode app driven by ?do=
 REPO = TESTS.parent
 VERSION = re.search(r'__version__\s*=\s*"([^"]+)"', (REPO / "askr" / "__init__.py").read_text()).group(1)
 
