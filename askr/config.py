@@ -158,7 +158,8 @@ SETTINGS: tuple[Setting, ...] = (
             "front's share can be busy while another's is idle; raise it only when one front's CPU "
             "is the bottleneck (many cores), and keep workers a multiple of it. At most workers."),
     Setting("server", "max_requests", 0, _int(0),
-            "Recycle a PHP worker after this many requests (0 = never)."),
+            "Recycle a PHP worker after about this many requests (0 = never): quotas are spread "
+            "±15% across workers, and a replacement boots before the old worker retires."),
     Setting("server", "https", False, _bool,
             "Tell PHP the request came over https (TLS terminated by a load balancer in front)."),
     Setting("worker", "script", None, _str,
