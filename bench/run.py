@@ -178,7 +178,7 @@ pm.max_children = {workers}
 """
 
 
-def nginx_conf(tmp: Path, port: int) -> str:
+def nginx_conf(tmp: Path, port: int, root: Path = DOCROOT) -> str:
     as_root = "user root root;\n" if os.geteuid() == 0 else ""
     return f"""\
 {as_root}daemon off;
@@ -207,7 +207,7 @@ http {{
 
     server {{
         listen 127.0.0.1:{port};
-        root {DOCROOT};
+        root {root};
         index index.php index.html;
 
         location / {{
@@ -225,13 +225,14 @@ http {{
 """
 
 
-def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int) -> str:
-    """Start php-fpm and nginx in tmp; return the base URL once /hello.php answers 200."""
+def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
+                    ready_path: str = "/hello.php") -> str:
+    """Start php-fpm and nginx in tmp; return the base URL once `ready_path` answers 200."""
     port = free_port()
     fpm_cfg = tmp / "php-fpm.conf"
     fpm_cfg.write_text(fpm_conf(tmp, workers))
     nginx_cfg = tmp / "nginx.conf"
-    nginx_cfg.write_text(nginx_conf(tmp, port))
+    nginx_cfg.write_text(nginx_conf(tmp, port, root))
 
     fpm_argv = [PHP_FPM, "-F", "-y", str(fpm_cfg)] + (["-R"] if os.geteuid() == 0 else [])
     fpm = stack.enter_context(running(start("php-fpm", fpm_argv, tmp / "php-fpm.out")))
@@ -240,21 +241,22 @@ def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int) -> str:
     nginx = stack.enter_context(running(start("nginx", nginx_argv, tmp / "nginx.out")))
 
     base = f"http://127.0.0.1:{port}"
-    wait_ready([fpm, nginx], base + "/hello.php", NGINX_READY_TIMEOUT)
+    wait_ready([fpm, nginx], base + ready_path, NGINX_READY_TIMEOUT)
     return base
 
 
 # --------------------------------------------------------------------------- askr
 
 
-def start_askr(stack: ExitStack, tmp: Path, workers: int) -> str:
-    """Start `askr serve` on the docroot; return the base URL once /hello.php answers 200."""
+def start_askr(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
+               ready_path: str = "/hello.php", extra: tuple[str, ...] = (), name: str = "askr") -> str:
+    """Start `askr serve` on `root`; return the base URL once `ready_path` answers 200."""
     port = free_port()
-    argv = [sys.executable, "-m", "askr", "serve", "--root", str(DOCROOT),
-            "--listen", f"127.0.0.1:{port}", "--workers", str(workers)]
-    askr = stack.enter_context(running(start("askr", argv, tmp / "askr.out", cwd=REPO_ROOT)))
+    argv = [sys.executable, "-m", "askr", "serve", "--root", str(root),
+            "--listen", f"127.0.0.1:{port}", "--workers", str(workers), *extra]
+    askr = stack.enter_context(running(start(name, argv, tmp / f"{name}.out", cwd=REPO_ROOT)))
     base = f"http://127.0.0.1:{port}"
-    wait_ready([askr], base + "/hello.php", ASKR_READY_TIMEOUT)
+    wait_ready([askr], base + ready_path, ASKR_READY_TIMEOUT)
     return base
 
 

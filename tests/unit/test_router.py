@@ -316,6 +316,19 @@ def test_no_front_controller_is_404(root: Path) -> None:
     assert isinstance(router.resolve(b"/style.css"), StaticFile)
 
 
+def test_worker_mode_sends_what_is_not_static_to_the_app_without_an_index_php(root: Path) -> None:
+    """Worker mode: the worker script answers everything that is not a static file, with the
+    CGI variables of the front controller, whether or not index.php exists."""
+    (root / "index.php").unlink()
+    router = Router(str(root), worker_mode=True)
+    expected = PhpScript(os.path.realpath(root) + "/index.php", "/index.php", "")
+    assert router.resolve(b"/blog/post") == expected
+    assert router.resolve(b"/") == expected
+    assert isinstance(router.resolve(b"/style.css"), StaticFile)
+    assert router.resolve(b"/.env") == Refused(404)  # still never served, nor handed to the app
+    assert router.resolve(b"/../etc/passwd") == Refused(400)
+
+
 def test_custom_front_controller(root: Path) -> None:
     router = Router(str(root), front_controller="app.php")
     assert router.resolve(b"/blog/post") == PhpScript(str(root / "app.php"), "/app.php", "")
