@@ -1586,7 +1586,7 @@ static PHP_FUNCTION(fastcgi_finish_request)
 	}
 	php_output_end_all();
 	php_header();
-	response_end(r, 0);
+	response_end(r, end_flags());  /* the quota flag must not be lost */
 	RETURN_TRUE;
 }
 
