@@ -14,7 +14,7 @@
  * Per request: capture, handle, send, terminate -- exactly what public/index.php does. Between
  * requests (after the response is out, so no client waits for it) it resets the state Laravel
  * keeps in long-lived objects, which would otherwise carry one request's data into the next:
- * the request binding, auth guards (the logged-in user), the session store (its attributes
+ * the request binding, auth guards (the logged-in user), the session store's contents (they
  * would be merged into the next request's session), queued cookies, config and view data
  * changed during the request, instances bound during the request, scoped instances, open
  * database transactions, resolved facades. Your own static properties and singletons that
@@ -44,10 +44,14 @@ $resetAfterRequest = function () use ($app, $bootConfig, $bootViewShared, $insta
     if ($app->resolved('auth')) {
         $app['auth']->forgetGuards();
     }
-    if ($app->resolved('session')) {
-        $app['session']->forgetDrivers();       // a fresh Store for the next request's session
+    if ($app->resolved('session.store')) {
+        // Keep the Store object (the redirector and others hold it) but empty it: StartSession
+        // merges what it loads into the attributes already there.
+        $store = $app['session.store'];
+        $store->flush();
+        $store->setId(null);
+        (fn () => $this->started = false)->call($store);
     }
-    $app->forgetInstance('session.store');
     if ($app->resolved('cookie')) {
         $app['cookie']->flushQueuedCookies();
     }

@@ -23,7 +23,8 @@ def make_laravel_app(dest: Path) -> Path:
     """Copy the app to `dest`, create its writable directories and SQLite database, run the
     migrations; return the app's base directory (its document root is `<base>/public`)."""
     if not Path("/usr/share/php/Illuminate/autoload.php").exists():
-        raise FixtureError("Debian's php-laravel-framework is not installed (apt-get install php-laravel-framework)")
+        raise FixtureError("Debian's php-laravel-framework is not installed "
+                           "(apt-get install php-laravel-framework)")
     shutil.copytree(SOURCE, dest)
     for d in RUNTIME_DIRS:
         (dest / d).mkdir(parents=True, exist_ok=True)
