@@ -135,7 +135,7 @@ def rss_kib(pid: int) -> int:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
-def hammer(base: str, total: int, clients: int = 4) -> int:
+def hammer(base: str, total: int, url: str = URL, clients: int = 4) -> int:
     """`total` keep-alive GETs over `clients` connections; returns how many were not 200."""
     host, port = base.removeprefix("http://").split(":")
     bad = [0]
@@ -144,7 +144,7 @@ def hammer(base: str, total: int, clients: int = 4) -> int:
     def run() -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         for _ in range(per):
-            conn.request("GET", URL)
+            conn.request("GET", url)
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
@@ -163,14 +163,14 @@ def memory(args: argparse.Namespace, tmp: Path, app: Path) -> str:
     with ExitStack() as stack:
         base = start_targets(stack, tmp, app, args.workers, only_worker=True)[WORKER_LABEL]
         askr_pid = _find_askr(base)
-        hammer(base, 200)  # warm-up: autoloading, OPcache, Laravel's lazy services
+        hammer(base, 200, args.url)  # warm-up: autoloading, OPcache, Laravel's lazy services
         pids = worker_pids(askr_pid)
         before = {pid: rss_kib(pid) for pid in pids}
         started = time.monotonic()
-        failures = hammer(base, args.requests)
+        failures = hammer(base, args.requests, args.url)
         elapsed = time.monotonic() - started
         after = {pid: rss_kib(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
-    rows = [f"{args.requests:,} worker-mode requests to `GET {URL}` over 4 keep-alive connections "
+    rows = [f"{args.requests:,} worker-mode requests to `GET {args.url}` over 4 keep-alive connections "
             f"in {elapsed:.1f} s ({failures} not 200); RSS of each PHP worker after a 200-request "
             "warm-up and after the run:", "",
             "| worker pid | RSS before | RSS after | growth |", "|---|---:|---:|---:|"]
@@ -209,6 +209,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; median reported (default 3)")
     ap.add_argument("--memory", action="store_true", help="report worker RSS over --requests instead")
     ap.add_argument("--requests", type=int, default=10_000, help="requests for --memory (default 10000)")
+    ap.add_argument("--url", default=URL, help=f"path for --memory (default {URL}; /whoami uses the session)")
     return ap.parse_args(argv)
 
 

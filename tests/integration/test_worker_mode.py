@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from askrtest import APP, WORKER_APP
+from askrtest import APP, REPO, WORKER_APP
 from rawhttp import Conn, request_bytes
 
 
@@ -343,3 +343,14 @@ def test_sigterm_stops_idle_workers_in_worker_mode(askr_server):
     get_json(server, "/")
     assert server.stop(signal.SIGTERM) == 0
     assert "stopped" in server.log
+
+
+def test_plain_example_worker_runs(askr_server, tmp_path):
+    """examples/worker.php, the documented starting point, works as documented."""
+    (tmp_path / "public").mkdir()
+    server = askr_server("--root", tmp_path / "public", "--worker", REPO / "examples" / "worker.php",
+                         "--workers", "1")
+    first = get_json(server, "/?name=ada")
+    assert first["hello"] == "ada"
+    assert get_json(server, "/time")["served_by_this_worker"] == first["served_by_this_worker"] + 1
+    assert httpx.get(server.url + "/nope", timeout=30).status_code == 404
