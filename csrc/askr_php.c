@@ -1383,6 +1383,36 @@ static void context_end(askr_request *r)
 	SG(server_context) = NULL;
 }
 
+/* Limits one request may raise with ini_set() (a long export, a big import) return to what the
+ * worker had when it first asked for a request, so they do not carry over to every later one.
+ * Other ini_set() values are kept (docs/worker-mode.md). */
+static struct {
+	const char *name;
+	char boot[64];
+	zend_string *key;
+} g_request_limits[] = { { "memory_limit", "", NULL }, { "max_execution_time", "", NULL } };
+
+static void request_limits_remember(void)
+{
+	for (size_t i = 0; i < sizeof(g_request_limits) / sizeof(*g_request_limits); i++) {
+		const char *v = zend_ini_string(g_request_limits[i].name, strlen(g_request_limits[i].name), 0);
+		snprintf(g_request_limits[i].boot, sizeof(g_request_limits[i].boot), "%s", v ? v : "");
+		g_request_limits[i].key = zend_string_init_interned(g_request_limits[i].name,
+			strlen(g_request_limits[i].name), 1);
+	}
+}
+
+static void request_limits_restore(void)
+{
+	for (size_t i = 0; i < sizeof(g_request_limits) / sizeof(*g_request_limits); i++) {
+		const char *v = zend_ini_string(g_request_limits[i].name, strlen(g_request_limits[i].name), 0);
+		if (g_request_limits[i].key && v && strcmp(v, g_request_limits[i].boot)) {
+			zend_alter_ini_entry_chars(g_request_limits[i].key, g_request_limits[i].boot,
+				strlen(g_request_limits[i].boot), PHP_INI_USER, PHP_INI_STAGE_RUNTIME);
+		}
+	}
+}
+
 /* PHP keeps the last error for error_get_last(); one request's must not surface in the next. */
 static void clear_last_error(void)
 {
@@ -1414,8 +1444,11 @@ static PHP_FUNCTION(askr_handle_request)
 			: "askr_handle_request() is only available to a worker script ([worker] script in askr.toml)", 0);
 		RETURN_THROWS();
 	}
-	if (!W.hello_sent && !send_hello()) {
-		RETURN_FALSE;              /* the front is gone */
+	if (!W.hello_sent) {
+		request_limits_remember();
+		if (!send_hello()) {
+			RETURN_FALSE;          /* the front is gone */
+		}
 	}
 	if (W.must_exit || stop_requested()) {
 		RETURN_FALSE;
@@ -1471,6 +1504,7 @@ static PHP_FUNCTION(askr_handle_request)
 		EG(exit_status) = 0;
 	}
 	zend_unset_timeout();
+	request_limits_restore();
 	context_end(&W.req);
 	context_begin(&W.boot);
 	RETURN_TRUE;

@@ -122,6 +122,19 @@ def test_request_state_never_reaches_the_next_request(askr_server, tmp_path):
     assert get_json(server, "/")["input"] == ""
 
 
+def test_request_limits_return_to_boot_values_other_ini_values_stay(askr_server):
+    """memory_limit and max_execution_time raised by one request do not carry over; other
+    ini_set() values do (documented in docs/worker-mode.md)."""
+    server = worker_server(askr_server)
+    boot = get_json(server, "/")["ini"]
+    raised = get_json(server, "/?do=raise")["ini"]
+    assert raised["memory_limit"] == "512M" and raised["max_execution_time"] == "0"
+    after = get_json(server, "/")["ini"]
+    assert after["memory_limit"] == boot["memory_limit"]
+    assert after["max_execution_time"] == boot["max_execution_time"]
+    assert after["default_charset"] == "ISO-8859-1"
+
+
 def test_sessions_do_not_leak_between_clients(askr_server):
     server = worker_server(askr_server)
     with httpx.Client(base_url=server.url, timeout=30) as alice, \

@@ -41,6 +41,11 @@ $handler = function () use ($boot, &$served): void {
         file_put_contents($gate . '.after', 'ran on');
         return;
     }
+    if ($do === 'raise') {
+        ini_set('memory_limit', '512M');
+        ini_set('max_execution_time', '0');
+        ini_set('default_charset', 'ISO-8859-1');
+    }
     if ($do === 'session') {
         session_save_path(sys_get_temp_dir());
         session_start();
@@ -68,6 +73,8 @@ $handler = function () use ($boot, &$served): void {
         'frankenphp_worker' => $_SERVER['FRANKENPHP_WORKER'] ?? null,
         'request_uri' => $_SERVER['REQUEST_URI'],
         'script_name' => $_SERVER['SCRIPT_NAME'],
+        'ini' => array_map('ini_get', ['memory_limit' => 'memory_limit',
+            'max_execution_time' => 'max_execution_time', 'default_charset' => 'default_charset']),
     ], JSON_UNESCAPED_SLASHES);
 };
 
