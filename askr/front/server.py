@@ -74,7 +74,7 @@ class Front:
         with open(self.scoreboard_path, "r+b") as f:
             scoreboard = mmap.mmap(f.fileno(), 0)  # writable: the stop word retires a worker
         pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event)
-        router = RouteCache(Router(cfg.server.root, worker_mode=cfg.worker.script is not None))
+        router = self.make_router()
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode())
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
@@ -98,6 +98,11 @@ class Front:
             server.close()
         pool.close_all()
 
+    def make_router(self) -> RouteCache:
+        """Resolves the document root now: after a symlink swap, a new router serves the new tree."""
+        cfg = self.config
+        return RouteCache(Router(cfg.server.root, worker_mode=cfg.worker.script is not None))
+
     async def sweep_deadlines(self) -> None:
         loop = asyncio.get_running_loop()
         connections = self.ctx.connections
@@ -114,6 +119,11 @@ class Front:
             command = json.loads(line)
             if command.get("cmd") == "retire":
                 self.ctx.pool.retire(command["worker_id"], command["pid"])
+            elif command.get("cmd") == "reload":
+                try:
+                    self.ctx.router = self.make_router()
+                except (OSError, ValueError) as e:  # the root vanished mid-deploy: keep the old view
+                    log.error("reload: cannot resolve the document root: %s; keeping the previous one", e)
             else:
                 log.error("unknown command from the master: %r", command)
         self.stopped.set()

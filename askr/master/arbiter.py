@@ -37,6 +37,7 @@ BACKOFF_MAX = 10.0
 QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts as a failure
 EXIT_BOOT_FAILED = 3  # askr_php.c: the worker script never reached askr_handle_request()
 BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
+ROLL_TIMEOUT = 60.0  # a reload gives each replacement this long to become ready, then rolls back
 
 
 @dataclass
@@ -60,9 +61,16 @@ class WorkerSlot:
     current: WorkerProc | None = None
     successor: WorkerProc | None = None
     wants_successor: bool = False  # quota reached while both worker ids were still in use
+    quota_reached: bool = False  # the current worker asked to be replaced (max_requests)
     failures: int = 0  # consecutive failed starts, for backoff
     restarts: int = 0
     last_error: str = ""
+    rolled: asyncio.Future | None = None  # a reload waits here for this slot's successor
+
+    def needs_successor(self, generation: int) -> bool:
+        """Its worker must be replaced: it reached its quota, or runs another generation's code."""
+        current = self.current
+        return current is not None and (self.quota_reached or current.generation != generation)
 
 
 @dataclass
@@ -85,7 +93,8 @@ class FrontHandle:
 @dataclass
 class Children:
     fronts: list[FrontHandle] = field(default_factory=list)
-    zygote: Zygote | None = None
+    zygote: Zygote | None = None  # the current generation's: new workers fork from it
+    old_zygotes: list[Zygote] = field(default_factory=list)  # kept until their workers are gone
 
     def fronts_running(self) -> bool:
         return any(f.proc is not None for f in self.fronts)
@@ -98,7 +107,10 @@ class Arbiter:
         self.children = Children()
         self.slots = {i: WorkerSlot(i) for i in range(config.server.workers)}
         self.procs: dict[int, WorkerProc] = {}  # live workers by worker id
-        self.generation = 1
+        self.generation = 1  # the current PHP generation: new workers run its code
+        self.generations_started = 1  # numbers stay unique even after a rollback
+        self.reloading = False
+        self.reload_queued = False
         self.stopping = False
         self.announced_ready = False
         self.runtime_dir = ""
@@ -149,10 +161,13 @@ class Arbiter:
         return max(1, round(base + spread))
 
     async def start_zygote(self) -> Zygote:
+        """Start the next PHP generation's zygote (it becomes current only when the caller says)."""
+        generation = self.generations_started
+        self.generations_started += 1
         queue_fds = [front.queue_workers.fileno() for front in self.children.fronts]
-        zygote = Zygote(self.config, self.generation, self._zygote_line, queue_fds, self.scoreboard_path)
+        zygote = Zygote(self.config, generation, self._zygote_line, queue_fds, self.scoreboard_path)
         await zygote.start()
-        log.info("PHP generation %d ready (zygote pid %d)", self.generation, zygote.pid)
+        log.info("PHP generation %d ready (zygote pid %d)", generation, zygote.pid)
         return zygote
 
     def start_front(self, front: FrontHandle) -> None:
@@ -224,6 +239,7 @@ class Arbiter:
             except ZygoteError as e:
                 log.error("cannot start PHP: %s", e)
                 return 1
+            self.generation = self.children.zygote.generation
             for front in self.children.fronts:
                 self.start_front(front)
             for slot in self.slots.values():
@@ -252,7 +268,7 @@ class Arbiter:
             if not self.stopping:
                 if slot.current is None:
                     self.spawn(slot)
-                elif event[2] and slot.successor is None:
+                elif event[2] and slot.successor is None and slot.needs_successor(self.generation):
                     self.spawn(slot, successor=True)
         return self.stopping and not self.children.fronts_running()
 
@@ -267,8 +283,8 @@ class Arbiter:
         elif signum in (signal.SIGINT, signal.SIGQUIT):
             log.info("%s: stopping now", signal.Signals(signum).name)
             self.stop_now()
-        elif signum == signal.SIGHUP:
-            log.warning("SIGHUP: rolling reload is not available yet; ignoring")
+        elif signum == signal.SIGHUP and not self.stopping:
+            self.request_reload("SIGHUP")
         return self.stopping and not self.children.fronts_running()
 
     def stop_now(self) -> None:
@@ -285,7 +301,7 @@ class Arbiter:
         if worker_id is None:
             slot.wants_successor = successor  # the retiring worker still holds an id: on its exit
             return
-        proc = WorkerProc(worker_id, slot.position, started_at=time.monotonic())
+        proc = WorkerProc(worker_id, slot.position, generation=zygote.generation, started_at=time.monotonic())
         self.procs[worker_id] = proc
         if successor:
             slot.successor = proc
@@ -295,6 +311,97 @@ class Arbiter:
         front = self.front_of(slot.position)
         zygote.spawn(worker_id, front.channel_path, self.quota(slot.position),
                      front.queue_workers.fileno(), slot.position)
+
+    # -- rolling reload ----------------------------------------------------------------------
+    def request_reload(self, why: str) -> None:
+        if self.reloading:
+            log.info("%s: a reload is in progress; another one follows it", why)
+            self.reload_queued = True
+            return
+        log.info("%s: rolling reload", why)
+        self.reloading = True
+        task = asyncio.get_running_loop().create_task(self._reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self) -> None:
+        """A new PHP generation (fresh module startup: new code, a fresh OPcache; the root is
+        re-resolved, so a symlink swap takes effect), then each worker replaced in turn: the
+        replacement first, the old worker retired once it is ready, so capacity never dips.
+        If a replacement cannot get ready, everything rolls back to the previous generation."""
+        try:
+            while True:
+                old_zygote = self.children.zygote
+                try:
+                    new_zygote = await self.start_zygote()
+                except ZygoteError as e:
+                    log.error("reload failed: cannot start the new PHP generation: %s; nothing changed", e)
+                    return
+                if self.stopping:
+                    new_zygote.close()
+                    return
+                if old_zygote is not None:
+                    self.children.old_zygotes.append(old_zygote)
+                self.children.zygote = new_zygote
+                self.generation = new_zygote.generation
+                for front in self.children.fronts:
+                    front.command({"cmd": "reload"})
+                if await self._roll():
+                    log.info("reload complete: all %d PHP workers run generation %d", len(self.slots),
+                             self.generation)
+                elif old_zygote is not None and not self.stopping:
+                    failed, self.generation = self.generation, old_zygote.generation
+                    log.error("reload aborted: a generation %d worker did not get ready (%s); rolling "
+                              "back to generation %d", failed, self._last_errors(), self.generation)
+                    self.children.old_zygotes.remove(old_zygote)
+                    self.children.old_zygotes.append(new_zygote)
+                    self.children.zygote = old_zygote
+                    await self._roll()
+                self.close_idle_zygotes()
+                if not self.reload_queued or self.stopping:
+                    return
+                self.reload_queued = False
+                log.info("starting the queued reload")
+        finally:
+            self.reloading = False
+
+    async def _roll(self) -> bool:
+        """Bring every slot to the current generation, one at a time. False if one did not get
+        ready within ROLL_TIMEOUT (its failed starts are retried with backoff meanwhile)."""
+        for slot in self.slots.values():
+            # a loop: a replacement already booting (max_requests) may run the older code
+            while slot.needs_successor(self.generation):
+                if self.stopping:
+                    return False
+                slot.rolled = asyncio.get_running_loop().create_future()
+                if slot.successor is None:
+                    self.spawn(slot, successor=True)
+                try:
+                    ready = await asyncio.wait_for(asyncio.shield(slot.rolled), ROLL_TIMEOUT)
+                except TimeoutError:
+                    ready = False
+                finally:
+                    slot.rolled = None
+                if not ready:
+                    successor = slot.successor
+                    if successor is not None and successor.pid:
+                        successor.state = "killed"
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(successor.pid, signal.SIGKILL)
+                    return False
+        return True
+
+    def _last_errors(self) -> str:
+        errors = sorted({s.last_error for s in self.slots.values() if s.last_error})
+        return "; ".join(errors) or f"none within {ROLL_TIMEOUT:.0f} s"
+
+    def close_idle_zygotes(self) -> None:
+        """An old generation's zygote goes once none of its workers is left."""
+        live = {p.generation for p in self.procs.values()}
+        for zygote in list(self.children.old_zygotes):
+            if zygote.generation not in live:
+                zygote.close()
+                self.children.old_zygotes.remove(zygote)
 
     def retire(self, proc: WorkerProc) -> None:
         """Stop `proc` taking requests; it finishes the one in hand, then exits."""
@@ -324,9 +431,9 @@ class Arbiter:
     async def _restart_zygote(self) -> None:
         delay = BACKOFF_START
         while not self.stopping:
-            self.generation += 1
             try:
                 self.children.zygote = await self.start_zygote()
+                self.generation = self.children.zygote.generation
             except ZygoteError as e:
                 log.error("cannot restart PHP: %s; retrying in %.1f s", e, delay)
                 await asyncio.sleep(delay)
@@ -340,16 +447,19 @@ class Arbiter:
     def worker_exited(self, proc: WorkerProc, pid: int, code: int, sig: int) -> None:
         slot = self.slots[proc.position]
         name = f"php#{proc.position} (pid {pid})"
-        if proc.state == "retiring":  # replaced already (max_requests)
+        if proc.state == "retiring":  # replaced already (max_requests, reload)
             log.info("%s retired", name)
+            self.close_idle_zygotes()
             if slot.wants_successor and not self.stopping:
                 self.spawn(slot, successor=True)
             return
+        self.close_idle_zygotes()
         was_successor = slot.successor is proc
         if was_successor:
             slot.successor = None
         elif slot.current is proc:
             slot.current = None
+            slot.quota_reached = False
         if self.stopping:
             return
         how = f"killed by signal {sig}" if sig else f"exited with code {code}"
@@ -372,6 +482,10 @@ class Arbiter:
                       slot.last_error or "the worker script failed; see the PHP errors above")
             self.exit_code = 1
             self.stop_now()
+            return
+        rolled = slot.rolled
+        if was_successor and rolled is not None and not rolled.done() and slot.failures >= BOOT_ATTEMPTS:
+            rolled.set_result(False)  # a reload's new code does not start: roll back
             return
         slot.restarts += 1
         delay = 0.0 if slot.failures == 0 else min(BACKOFF_START * 2 ** (slot.failures - 1), BACKOFF_MAX)
@@ -396,10 +510,12 @@ class Arbiter:
         if event == "worker_ready":
             self.worker_ready(slot, proc)
         elif event == "worker_quota":
-            if slot.current is proc and slot.successor is None and not self.stopping:
-                log.info("php#%d (pid %d) reached max_requests (%d); starting its replacement",
-                         proc.position, proc.pid, self.quota(proc.position))
-                self.spawn(slot, successor=True)
+            if slot.current is proc and not self.stopping:
+                slot.quota_reached = True
+                if slot.successor is None:
+                    log.info("php#%d (pid %d) reached max_requests (%d); starting its replacement",
+                             proc.position, proc.pid, self.quota(proc.position))
+                    self.spawn(slot, successor=True)
         elif event == "worker_boot_failed":
             # the first line says it; PHP's stack trace is in the worker's own log line
             slot.last_error = msg.get("error", "").strip().split("\n")[0]
@@ -412,9 +528,12 @@ class Arbiter:
         slot.last_error = ""
         if slot.successor is proc:
             old, slot.current, slot.successor = slot.current, proc, None
+            slot.quota_reached = False
             if old is not None and old.state in ("starting", "ready"):
                 log.info("php#%d (pid %d) ready; retiring pid %d", proc.position, proc.pid, old.pid)
                 self.retire(old)
+            if slot.rolled is not None and not slot.rolled.done():
+                slot.rolled.set_result(True)
         if not self.announced_ready and all(
             s.current is not None and s.current.state == "ready" for s in self.slots.values()
         ):
@@ -442,9 +561,10 @@ class Arbiter:
                     log.error("front #%d (pid %d) exited with %s; restarting it", front.index, pid, code)
                     self.replace_front(front)
                 continue
-            zygote = self.children.zygote
-            if zygote is not None and zygote.proc is not None and pid == zygote.proc.pid:
-                zygote.proc.returncode = os.waitstatus_to_exitcode(status)
+            zygote = next((z for z in (self.children.zygote, *self.children.old_zygotes)
+                           if z is not None and z.proc is not None and z.proc.pid == pid), None)
+            if zygote is not None:
+                zygote.proc.returncode = os.waitstatus_to_exitcode(status)  # type: ignore[union-attr]
                 continue
             # anything else: a PHP worker orphaned by its zygote, re-parented to us (subreaper)
 
@@ -454,9 +574,9 @@ class Arbiter:
         idle workers waiting on a queue see it end and exit."""
         for front in self.children.fronts:
             front.queue_front.close()
-        zygote = self.children.zygote
-        if zygote is not None:
-            zygote.close()
+        for zygote in (self.children.zygote, *self.children.old_zygotes):
+            if zygote is not None:
+                zygote.close()
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and self._live_workers():
             try:
@@ -490,9 +610,9 @@ class Arbiter:
         for front in self.children.fronts:
             if front.proc is not None and front.proc.poll() is None:
                 front.proc.kill()
-        zygote = self.children.zygote
-        if zygote is not None and zygote.proc is not None and zygote.proc.poll() is None:
-            zygote.close()
+        for zygote in (self.children.zygote, *self.children.old_zygotes):
+            if zygote is not None and zygote.proc is not None and zygote.proc.poll() is None:
+                zygote.close()
         for sock in self.listen_socks:
             sock.close()
         if self.runtime_dir:

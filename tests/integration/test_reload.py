@@ -1,0 +1,159 @@
+"""Rolling reload (SIGHUP): a new PHP generation replaces the workers one at a time, each
+replacement ready before its predecessor retires; under load, no request fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import httpx
+
+WORKER = """<?php
+$version = trim(file_get_contents(__DIR__ . '/VERSION'));  // read once, at boot
+if ($version === 'broken') {
+    throw new RuntimeException('broken release');
+}
+while (askr_handle_request(function () use ($version) {
+    $body = file_get_contents('php://input');
+    echo $version, ' ', strlen($body);
+})) {
+}
+"""
+
+
+def make_release(base: Path, version: str) -> Path:
+    (base / "public").mkdir(parents=True, exist_ok=True)
+    (base / "public" / "static.txt").write_text(f"static {version}")
+    (base / "worker.php").write_text(WORKER)
+    (base / "VERSION").write_text(version)
+    return base
+
+
+def reload_and_wait(server, outcome: str = "reload complete") -> None:
+    start = len(server.lines)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_log(outcome, start=start, timeout=60)
+
+
+class Load:
+    """Bounded load while a reload happens: keep-alive GETs, a fresh connection per request, and
+    POSTs with 16 KB bodies, each in its own thread; every answer is recorded."""
+
+    def __init__(self, url: str, per_thread: int = 3000):
+        self.url = url
+        self.per_thread = per_thread
+        self.stop = threading.Event()
+        self.results: dict[str, list[str]] = {}
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(kind,))
+                        for kind in ("keepalive", "fresh", "post")]
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+    def seen(self, version: str) -> int:
+        return sum(body.startswith(version) for bodies in self.results.values() for body in bodies)
+
+    def _run(self, kind: str) -> None:
+        got = self.results.setdefault(kind, [])
+        keep = httpx.Client(timeout=30)
+        try:
+            for _ in range(self.per_thread):
+                if self.stop.is_set():
+                    return
+                try:
+                    if kind == "keepalive":
+                        r = keep.get(self.url)
+                    elif kind == "fresh":
+                        r = httpx.get(self.url, timeout=30, headers={"Connection": "close"})
+                    else:
+                        r = keep.post(self.url, content=b"x" * 16384)
+                except httpx.HTTPError as e:
+                    self.errors.append(f"{kind}: {e!r}")
+                    continue
+                if r.status_code != 200:
+                    self.errors.append(f"{kind}: HTTP {r.status_code} {r.text[:200]}")
+                got.append(r.text)
+        finally:
+            keep.close()
+
+
+def test_rolling_reload_under_load_drops_nothing(config_server, tmp_path):
+    release = make_release(tmp_path / "app", "v1")
+    server = config_server(root=release / "public", workers=2,
+                           worker={"script": str(release / "worker.php")})
+    with Load(server.url) as load:
+        while load.seen("v1") < 50 and not load.errors:
+            threading.Event().wait(0.01)
+        (release / "VERSION").write_text("v2")
+        reload_and_wait(server)
+        start = sum(map(len, load.results.values()))
+        while sum(map(len, load.results.values())) < start + 200 and not load.errors:
+            threading.Event().wait(0.01)
+    assert load.errors == []
+    bodies = [b for kind in load.results.values() for b in kind]
+    assert set(b.split()[0] for b in bodies) == {"v1", "v2"}
+    for kind, got in load.results.items():
+        assert got[-1].startswith("v2"), kind  # the new code serves once the reload is complete
+    assert all(b.endswith(" 16384") for b in load.results["post"])  # bodies arrived whole
+    assert "retiring pid" in server.log
+
+
+def test_reload_gives_classic_mode_a_fresh_opcache(config_server, tmp_path):
+    """With opcache.validate_timestamps=0 a changed script is never re-read by a running
+    generation; after a reload the new generation compiles it afresh."""
+    root = tmp_path / "public"
+    root.mkdir()
+    (root / "v.php").write_text("<?php echo 'one';")
+    os.utime(root / "v.php", (1, 1))  # older than opcache.file_update_protection, so it is cached
+    server = config_server(root=root, workers=1,
+                           worker={"ini": {"opcache.validate_timestamps": "0"}})
+    assert httpx.get(server.url + "/v.php", timeout=30).text == "one"
+    (root / "v.php").write_text("<?php echo 'two';")
+    os.utime(root / "v.php", (1, 1))
+    assert httpx.get(server.url + "/v.php", timeout=30).text == "one"  # still the cached script
+    reload_and_wait(server)
+    assert httpx.get(server.url + "/v.php", timeout=30).text == "two"
+
+
+def test_broken_release_rolls_back_and_old_code_keeps_serving(config_server, tmp_path):
+    release = make_release(tmp_path / "app", "v1")
+    server = config_server(root=release / "public", workers=2,
+                           worker={"script": str(release / "worker.php")})
+    (release / "VERSION").write_text("broken")
+    with Load(server.url, per_thread=400) as load:
+        reload_and_wait(server, "rolling back to generation 1")
+    assert load.errors == []
+    assert {b.split()[0] for kind in load.results.values() for b in kind} == {"v1"}
+    assert "broken release" in server.log
+    # a fixed release then reloads normally
+    (release / "VERSION").write_text("v3")
+    reload_and_wait(server)
+    assert httpx.get(server.url, timeout=30).text.startswith("v3")
+
+
+def test_reload_follows_a_symlink_swap(config_server, tmp_path):
+    """Deploys that switch a `current` symlink: the reload serves the new tree (PHP and static)."""
+    r1 = make_release(tmp_path / "releases" / "r1", "r1")
+    r2 = make_release(tmp_path / "releases" / "r2", "r2")
+    current = tmp_path / "current"
+    current.symlink_to(r1)
+    server = config_server(root=current / "public", workers=1,
+                           worker={"script": str(current / "worker.php"), "app_base": str(current)})
+    assert httpx.get(server.url + "/", timeout=30).text.startswith("r1")
+    assert httpx.get(server.url + "/static.txt", timeout=30).text == "static r1"
+    tmp_link = tmp_path / "current.new"
+    tmp_link.symlink_to(r2)
+    tmp_link.replace(current)  # atomic, as deploy tools do it
+    reload_and_wait(server)
+    assert httpx.get(server.url + "/", timeout=30).text.startswith("r2")
+    assert httpx.get(server.url + "/static.txt", timeout=30).text == "static r2"
