@@ -160,6 +160,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "max_requests", 0, _int(0),
             "Recycle a PHP worker after about this many requests (0 = never): quotas are spread "
             "±15% across workers, and a replacement boots before the old worker retires."),
+    Setting("server", "request_timeout", 60, _seconds,
+            "Wall-clock seconds one PHP request may take, from dispatch to the end of its response; "
+            "past it the client gets 504 and the worker is killed and replaced (Debian's PHP counts "
+            "max_execution_time in CPU time, so sleep() and blocked I/O escape that limit)."),
     Setting("server", "https", False, _bool,
             "Tell PHP the request came over https (TLS terminated by a load balancer in front)."),
     Setting("worker", "script", None, _str,
@@ -203,6 +207,7 @@ class ServerConfig:
     workers: int
     fronts: int
     max_requests: int
+    request_timeout: float
     https: bool
 
 

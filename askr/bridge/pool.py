@@ -65,7 +65,7 @@ class ResponseSink(Protocol):
 class Exchange:
     """One request on its way to a worker: the frames to send, where the answer goes."""
 
-    __slots__ = ("cancelled", "channel", "frames", "on_started", "sink")
+    __slots__ = ("cancelled", "channel", "frames", "on_started", "request_id", "sink")
 
     def __init__(
         self, frames: list[bytes], sink: ResponseSink, on_started: Callable[[Exchange], None] | None
@@ -75,6 +75,7 @@ class Exchange:
         self.sink = sink
         self.on_started = on_started
         self.channel: WorkerChannel | None = None
+        self.request_id = 0  # set when it enters the queue
         self.cancelled = False
 
     def send(self, frame: bytes) -> None:
@@ -289,6 +290,7 @@ class WorkerPool:
         except BlockingIOError:
             return False  # the queue's buffer is full: wait here instead
         self.next_id += 1
+        exchange.request_id = request_id
         exchange.frames = rest
         self.sent[request_id] = exchange
         return True
@@ -351,6 +353,24 @@ class WorkerPool:
             if channel.worker_id == worker_id and channel.pid == pid:
                 channel.send(wire.STOP_FRAME)
 
+    def holder(self, exchange: Exchange) -> WorkerChannel | None:
+        """The worker running `exchange`. Its TAKEN comes with the response, so until then the
+        scoreboard is where a worker says which request it holds."""
+        if exchange.channel is not None:
+            return exchange.channel
+        if not exchange.request_id:
+            return None
+        return next((c for c in self.channels if self._holding(c) == exchange.request_id), None)
+
+    def _holding(self, channel: WorkerChannel) -> int:
+        """The request id the worker on `channel` holds, per its scoreboard slot (0: none)."""
+        board = self.scoreboard
+        offset = channel.worker_id * _SLOT.size
+        if board is None or channel.worker_id < 0 or offset + _SLOT.size > len(board):
+            return 0
+        request_id, pid, _, _ = _SLOT.unpack_from(board, offset)
+        return request_id if pid == channel.pid else 0
+
     def worker_gone(self, channel: WorkerChannel, exchange: Exchange | None) -> None:
         if channel not in self.channels:
             return
@@ -366,14 +386,8 @@ class WorkerPool:
 
     def _held_by_dead_worker(self, channel: WorkerChannel) -> Exchange | None:
         """A request the worker took but had not yet answered (its TAKEN never arrived)."""
-        board = self.scoreboard
-        offset = channel.worker_id * _SLOT.size
-        if board is None or channel.worker_id < 0 or offset + _SLOT.size > len(board):
-            return None
-        request_id, pid, _, _ = _SLOT.unpack_from(board, offset)
-        if pid != channel.pid or not request_id:
-            return None
-        return self.sent.pop(request_id, None)  # never counted as running: TAKEN did not arrive
+        request_id = self._holding(channel)
+        return self.sent.pop(request_id, None) if request_id else None  # TAKEN never counted it
 
     def close_all(self) -> None:
         for channel in list(self.channels):

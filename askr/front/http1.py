@@ -101,6 +101,7 @@ class Http1Connection(asyncio.Protocol):
         # would cost more than the rest of the request's bookkeeping).
         self.deadline = 0.0
         self.on_deadline: Callable[[], None] | None = None
+        self.php_deadline = 0.0  # [server] request_timeout of the active PHP exchange (same scheme)
         self.body_timer: asyncio.TimerHandle | None = None
         self.closing = False
         self.lingering = False
@@ -181,12 +182,39 @@ class Http1Connection(asyncio.Protocol):
         elif deadline and now >= deadline and self.on_deadline is not None:
             self.deadline = 0.0
             self.on_deadline()
+        php_deadline = self.php_deadline
+        if php_deadline < 0:
+            self.php_deadline = now - php_deadline
+        elif php_deadline and now >= php_deadline:
+            self.php_deadline = 0.0
+            self._php_timeout()
 
     def _cancel_timers(self) -> None:
         self.deadline = 0.0
         if self.body_timer is not None:
             self.body_timer.cancel()
             self.body_timer = None
+
+    def _php_timeout(self) -> None:
+        """The active PHP request ran past request_timeout: 504 (or, mid-response, a cut
+        connection), and the master kills the worker, which cannot be interrupted otherwise."""
+        req = self.queue[0] if self.queue else None
+        ex = req.exchange if req is not None else None
+        if req is None or ex is None or req.responded:
+            return
+        channel = self.ctx.pool.holder(ex)
+        seconds = self.ctx.config.server.request_timeout
+        where = "waiting for a PHP worker" if channel is None else f"on php worker pid {channel.pid}"
+        log.error("request timeout: %s %s ran longer than %g s (%s); answering 504",
+                  req.method.decode(), req.url.decode("latin-1"), seconds, where)
+        self._cancel_exchange(req)
+        if channel is not None:
+            self.ctx.pool.on_event({"event": "request_timeout", "worker_id": channel.worker_id,
+                                    "pid": channel.pid, "uri": req.url.decode("latin-1")})
+        if self.resp_mode == 0:
+            self._respond_simple(req, 504)
+        else:
+            self._abort()
 
     def _idle_timeout(self) -> None:
         if not self.queue and self.parsing is None:
@@ -412,6 +440,7 @@ class Http1Connection(asyncio.Protocol):
             frames.append(wire.BODY_END_FRAME)
         self.resp_head_only = req.method == b"HEAD"
         self.resp_close = not req.keep_alive
+        self.php_deadline = -self.ctx.config.server.request_timeout
         exchange = Exchange(frames, self, self._php_started)
         req.exchange = exchange
         if not self.ctx.pool.submit(exchange):
@@ -480,6 +509,7 @@ class Http1Connection(asyncio.Protocol):
     def _finish(self, req: Request, close: bool) -> None:
         """The active request's response is fully written."""
         req.responded = True
+        self.php_deadline = 0.0
         if self.queue and self.queue[0] is req:
             self.queue.popleft()
         if close or self.ctx.draining:

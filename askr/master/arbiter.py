@@ -516,6 +516,12 @@ class Arbiter:
                     log.info("php#%d (pid %d) reached max_requests (%d); starting its replacement",
                              proc.position, proc.pid, self.quota(proc.position))
                     self.spawn(slot, successor=True)
+        elif event == "request_timeout":
+            log.error("php#%d (pid %d) exceeded request_timeout on %s; killing it", proc.position,
+                      proc.pid, msg.get("uri", "?"))
+            proc.state = "killed"  # on purpose: replaced at once, not counted as a crash
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
         elif event == "worker_boot_failed":
             # the first line says it; PHP's stack trace is in the worker's own log line
             slot.last_error = msg.get("error", "").strip().split("\n")[0]

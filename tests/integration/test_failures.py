@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+from askrtest import TESTS
 from rawhttp import Conn, request_bytes
+
+WORKER_SCRIPT = TESTS / "php" / "worker.php"  # tests/php/app in worker mode
 
 
 def get(server, target: str):
@@ -128,3 +132,18 @@ def test_client_leaving_an_endless_stream_frees_the_worker(config_server):
     # With one worker, this only answers once the streaming worker has let go.
     assert get(server, "/hello.php").body == b"hello"
     server.wait_for_log(r"php#0 \(pid \d+\) (exited|killed)")
+
+
+@pytest.mark.parametrize("mode", ["classic", "worker"])
+def test_request_timeout_answers_504_and_replaces_the_worker(config_server, mode):
+    """Wall-clock request_timeout: sleep() does not count as PHP execution time on Debian (CPU
+    time), so askr itself answers 504 and kills the worker; a fresh one serves the next request."""
+    worker = {"script": str(WORKER_SCRIPT)} if mode == "worker" else None
+    server = config_server(workers=1, server={"request_timeout": 1}, worker=worker)
+    before = worker_pid(server)
+    resp = get(server, "/sleep.php?ms=20000")
+    assert resp.status == 504
+    server.wait_for_log(r"request timeout: GET /sleep.php\?ms=20000 ran longer than 1 s")
+    server.wait_for_log(rf"php#0 \(pid {before}\) exceeded request_timeout on /sleep.php\?ms=20000; "
+                        "killing it")
+    assert worker_pid(server) != before
