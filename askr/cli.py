@@ -29,8 +29,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", metavar="N|auto", help="number of PHP workers ([server] workers)")
     serve.add_argument("--max-body-size", metavar="SIZE", help="largest request body, e.g. 64M")
     serve.add_argument("--worker", metavar="SCRIPT", help="worker mode with this script ([worker] script)")
+    serve.add_argument("--admin-listen", metavar="HOST:PORT", help="admin API address ([admin] listen)")
     serve.add_argument("--max-requests", metavar="N", type=int,
                        help="recycle a PHP worker after N requests ([server] max_requests)")
+    for name, text in (("status", "show the running server's state (admin API)"),
+                       ("reload", "rolling reload of the running server, and wait for its outcome")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", metavar="FILE", help="askr.toml naming [admin] listen and token")
+        cmd.add_argument("--admin", metavar="HOST:PORT", help="admin API address (default: from the "
+                         "config, else 127.0.0.1:9000)")
+        cmd.add_argument("--token", help="admin bearer token (default: from the config)")
+        if name == "status":
+            cmd.add_argument("--json", action="store_true", help="print the raw JSON")
+        else:
+            cmd.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -49,6 +61,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["worker.script"] = args.worker
     if args.max_requests is not None:
         out["server.max_requests"] = args.max_requests
+    if args.admin_listen:
+        out["admin.listen"] = args.admin_listen
     return out
 
 
@@ -70,4 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "version":
         print(f"askr {__version__}")
         sys.exit(0)
+    if args.command in ("status", "reload"):
+        from askr.admin import client
+
+        try:
+            sys.exit(client.main(args))
+        except ConfigError as e:
+            print(f"askr: config error: {e}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
     sys.exit(serve(args))

@@ -8,6 +8,7 @@ turns that into exit code 2.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -175,6 +176,14 @@ SETTINGS: tuple[Setting, ...] = (
             "$_SERVER['ASKR_APP_BASE']. Default: the parent of [server] root.", path=True),
     Setting("worker", "ini", {}, _ini_table,
             'php.ini overrides for every PHP worker, e.g. { memory_limit = "256M" }.'),
+    Setting("admin", "listen", "127.0.0.1:9000", parse_listen,
+            'Address of the admin API (GET /api/status, POST /api/reload): "HOST:PORT". A '
+            "non-loopback address needs a token."),
+    Setting("admin", "token", None, _str,
+            "Bearer token the admin API requires (Authorization: Bearer TOKEN). Prefer token_file."),
+    Setting("admin", "token_file", None, _str,
+            "File holding the admin token (its first line), so the token stays out of askr.toml.",
+            path=True),
     Setting("limits", "max_body_size", "8M", parse_size,
             "Largest request body accepted; larger ones get 413 without the rest being read."),
     # Upper bounds: a request's head must fit one message of the worker's queue (256 KiB).
@@ -219,6 +228,13 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminConfig:
+    listen: Listen
+    token: str | None
+    token_file: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class LimitsConfig:
     max_body_size: int
     max_header_size: int
@@ -236,6 +252,7 @@ class Config:
     server: ServerConfig
     worker: WorkerConfig
     limits: LimitsConfig
+    admin: AdminConfig
     source: str = "<defaults>"
 
 
@@ -315,12 +332,31 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
                           "app_base only applies to worker mode: set script or remove app_base")
     if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
         raise ConfigError(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
+    admin = parsed["admin"]
+    if admin["token_file"] is not None:
+        try:
+            admin["token"] = Path(admin["token_file"]).read_text().splitlines()[0].strip() or None
+        except (OSError, IndexError) as e:
+            raise ConfigError(f"{source}: [admin] token_file = {admin['token_file']!r}: cannot read a "
+                              f"token from it ({e}); write the token on its first line") from None
+    if not admin["token"] and not _is_loopback(admin["listen"].host):
+        raise ConfigError(f"{source}: [admin] listen = '{admin['listen']}' is reachable from other "
+                          "machines and no token is set: anyone could reload askr; set [admin] "
+                          "token_file (or token), or listen on 127.0.0.1")
     return Config(
         server=ServerConfig(**server),
         worker=WorkerConfig(**parsed["worker"]),
         limits=LimitsConfig(**parsed["limits"]),
+        admin=AdminConfig(**admin),
         source=source,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def dump(config: Config) -> str:
@@ -333,10 +369,12 @@ def restore(text: str) -> Config:
     data = json.loads(text)
     server = data["server"]
     server["listen"] = tuple(Listen(**item) for item in server["listen"])
+    data["admin"]["listen"] = Listen(**data["admin"]["listen"])
     return Config(
         server=ServerConfig(**server),
         worker=WorkerConfig(**data["worker"]),
         limits=LimitsConfig(**data["limits"]),
+        admin=AdminConfig(**data["admin"]),
         source=data["source"],
     )
 

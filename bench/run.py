@@ -253,7 +253,8 @@ def start_askr(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
     """Start `askr serve` on `root`; return the base URL once `ready_path` answers 200."""
     port = free_port()
     argv = [sys.executable, "-m", "askr", "serve", "--root", str(root),
-            "--listen", f"127.0.0.1:{port}", "--workers", str(workers), *extra]
+            "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--admin-listen", "127.0.0.1:0", *extra]
     askr = stack.enter_context(running(start(name, argv, tmp / f"{name}.out", cwd=REPO_ROOT)))
     base = f"http://127.0.0.1:{port}"
     wait_ready([askr], base + ready_path, ASKR_READY_TIMEOUT)

@@ -22,6 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PHP_FIXTURES = Path(__file__).resolve().parent / "php"
 READY = re.compile(r"askr ready: http://([\d.]+):(\d+)")
+ADMIN = re.compile(r"admin API: http://([\d.]+:\d+)/api/status")
 
 
 @dataclass
@@ -36,6 +37,10 @@ class RunningServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return "http://" + self.wait_for_log(ADMIN.pattern).group(1)
 
     @property
     def log(self) -> str:
@@ -92,6 +97,8 @@ def start_server(
     wait_ready: bool = True,
     timeout: float = 60.0,
 ) -> RunningServer:
+    if args[:1] == ["serve"] and "--config" not in args and "--admin-listen" not in args:
+        args = [*args, "--admin-listen", "127.0.0.1:0"]  # servers run side by side in the suite
     # PYTHONPATH: `python -m askr` must import this checkout even when cwd is elsewhere
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath, **(env or {})}

@@ -11,17 +11,21 @@ import contextlib
 import ctypes
 import json
 import logging
+import mmap
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
+from askr import __version__
 from askr import config as config_mod
+from askr.admin.server import AdminServer
 from askr.bridge import wire
 from askr.config import Config
 from askr.master import sockets
@@ -111,6 +115,10 @@ class Arbiter:
         self.generations_started = 1  # numbers stay unique even after a rollback
         self.reloading = False
         self.reload_queued = False
+        self.last_reload: dict | None = None  # what /api/status reports about the latest reload
+        self.started_at = time.time()
+        self.admin: AdminServer | None = None
+        self.scoreboard: mmap.mmap | None = None
         self.stopping = False
         self.announced_ready = False
         self.runtime_dir = ""
@@ -129,14 +137,16 @@ class Arbiter:
     def bind(self) -> None:
         """Bind every socket first: a port problem is reported before anything starts."""
         self.listen_socks = [sockets.bind_tcp(address) for address in self.config.server.listen]
+        self.admin_sock = sockets.bind_tcp(self.config.admin.listen, backlog=64, key="[admin] listen")
         self.runtime_dir = tempfile.mkdtemp(prefix="askr-")
         for index in range(self.config.server.fronts):
             path = os.path.join(self.runtime_dir, f"front-{index}.sock")
             sock = sockets.bind_unix(path, backlog=max(128, 4 * len(self.slots)))
             self.children.fronts.append(FrontHandle(index, sock, path, *sockets.request_queue()))
         self.scoreboard_path = os.path.join(self.runtime_dir, "scoreboard")
-        with open(self.scoreboard_path, "wb") as f:
+        with open(self.scoreboard_path, "w+b") as f:
             f.truncate(SCOREBOARD_SLOT * 2 * len(self.slots))  # two ids per slot: see free_worker_id
+            self.scoreboard = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
     def front_of(self, position: int) -> FrontHandle:
         """Workers are dealt to fronts round-robin; a front dispatches only to its own."""
@@ -244,6 +254,9 @@ class Arbiter:
                 self.start_front(front)
             for slot in self.slots.values():
                 self.spawn(slot)
+            self.admin = AdminServer(self.admin_sock, self.config.admin.token, self.status, self.reload_from)
+            await self.admin.start()
+            log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
             while True:
                 event = await self.events.get()
                 done = self.handle(event)
@@ -312,7 +325,51 @@ class Arbiter:
         zygote.spawn(worker_id, front.channel_path, self.quota(slot.position),
                      front.queue_workers.fileno(), slot.position)
 
+    # -- status (admin API) ------------------------------------------------------------------
+    def status(self) -> dict:
+        now, mono = time.time(), time.monotonic()
+        workers = []
+        for proc in sorted(self.procs.values(), key=lambda p: (p.position, p.started_at)):
+            request_id = served = 0
+            if self.scoreboard is not None and proc.pid:
+                request_id, pid, _, served = struct.unpack_from("=QQQQ", self.scoreboard,
+                                                                proc.worker_id * SCOREBOARD_SLOT)
+                if pid != proc.pid:
+                    request_id = served = 0
+            workers.append({
+                "position": proc.position, "worker_id": proc.worker_id, "pid": proc.pid,
+                "generation": proc.generation, "state": proc.state,
+                "busy": bool(request_id), "requests": served, "rss_kib": _rss_kib(proc.pid),
+                "started_at": round(now - (mono - proc.started_at), 3),
+            })
+        alive = [w for w in workers if w["pid"]]
+        return {
+            "version": __version__,
+            "uptime_seconds": round(now - self.started_at, 3),
+            "mode": "worker" if self.config.worker.script else "classic",
+            "generation": self.generation,
+            "workers_configured": len(self.slots),
+            "workers_alive": len(alive),
+            "workers_ready": sum(w["state"] == "ready" for w in alive),
+            "busy": sum(w["busy"] for w in alive),
+            "idle": sum(w["state"] == "ready" and not w["busy"] for w in alive),
+            "restarts": sum(s.restarts for s in self.slots.values()),
+            "failing": {f"php#{s.position}": {"failures": s.failures, "last_error": s.last_error}
+                        for s in self.slots.values() if s.failures},
+            "reloading": self.reloading,
+            "last_reload": self.last_reload,
+            "workers": workers,
+        }
+
     # -- rolling reload ----------------------------------------------------------------------
+    def reload_from(self, why: str) -> dict:
+        """The admin API's reload: start one (or queue it behind the one running)."""
+        if self.stopping:
+            return {"reload": "refused", "reason": "askr is stopping"}
+        queued = self.reloading
+        self.request_reload(why)
+        return {"reload": "queued" if queued else "started", "generation": self.generation}
+
     def request_reload(self, why: str) -> None:
         if self.reloading:
             log.info("%s: a reload is in progress; another one follows it", why)
@@ -320,6 +377,8 @@ class Arbiter:
             return
         log.info("%s: rolling reload", why)
         self.reloading = True
+        self.last_reload = {"requested_by": why, "started_at": time.time(), "finished_at": None,
+                            "outcome": "in progress", "from_generation": self.generation}
         task = asyncio.get_running_loop().create_task(self._reload())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -336,6 +395,7 @@ class Arbiter:
                     new_zygote = await self.start_zygote()
                 except ZygoteError as e:
                     log.error("reload failed: cannot start the new PHP generation: %s; nothing changed", e)
+                    self._reload_outcome(f"failed: {e}")
                     return
                 if self.stopping:
                     new_zygote.close()
@@ -349,6 +409,7 @@ class Arbiter:
                 if await self._roll():
                     log.info("reload complete: all %d PHP workers run generation %d", len(self.slots),
                              self.generation)
+                    self._reload_outcome("complete")
                 elif old_zygote is not None and not self.stopping:
                     failed, self.generation = self.generation, old_zygote.generation
                     log.error("reload aborted: a generation %d worker did not get ready (%s); rolling "
@@ -356,6 +417,8 @@ class Arbiter:
                     self.children.old_zygotes.remove(old_zygote)
                     self.children.old_zygotes.append(new_zygote)
                     self.children.zygote = old_zygote
+                    self._reload_outcome(f"rolled back: generation {failed} did not start "
+                                         f"({self._last_errors()})")
                     await self._roll()
                 self.close_idle_zygotes()
                 if not self.reload_queued or self.stopping:
@@ -364,6 +427,10 @@ class Arbiter:
                 log.info("starting the queued reload")
         finally:
             self.reloading = False
+
+    def _reload_outcome(self, outcome: str) -> None:
+        if self.last_reload is not None:
+            self.last_reload.update(outcome=outcome, finished_at=time.time(), generation=self.generation)
 
     async def _roll(self) -> bool:
         """Bring every slot to the current generation, one at a time. False if one did not get
@@ -619,7 +686,20 @@ class Arbiter:
         for zygote in (self.children.zygote, *self.children.old_zygotes):
             if zygote is not None and zygote.proc is not None and zygote.proc.poll() is None:
                 zygote.close()
+        if self.admin is not None:
+            self.admin.close()
         for sock in self.listen_socks:
             sock.close()
         if self.runtime_dir:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None

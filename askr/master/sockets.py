@@ -8,7 +8,7 @@ import socket
 from askr.config import ConfigError, Listen
 
 
-def bind_tcp(address: Listen, backlog: int = 1024) -> socket.socket:
+def bind_tcp(address: Listen, backlog: int = 1024, key: str = "[server] listen") -> socket.socket:
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -17,7 +17,7 @@ def bind_tcp(address: Listen, backlog: int = 1024) -> socket.socket:
         sock.listen(backlog)
     except OSError as e:
         sock.close()
-        raise ConfigError(f"[server] listen = {str(address)!r}: cannot listen there: {e.strerror}; "
+        raise ConfigError(f"{key} = {str(address)!r}: cannot listen there: {e.strerror}; "
                           "pick a free port or stop what is using it") from None
     sock.setblocking(False)
     return sock

@@ -61,6 +61,7 @@ def write_config(
     limits: dict[str, object] | None = None,
     server: dict[str, object] | None = None,
     worker: dict[str, object] | None = None,
+    admin: dict[str, object] | None = None,
     name: str = "askr.toml",
 ) -> Path:
     """An askr.toml listening on a free loopback port, with the given overrides."""
@@ -71,6 +72,7 @@ def write_config(
         sections["worker"] = dict(worker)
     if limits:
         sections["limits"] = dict(limits)
+    sections["admin"] = {"listen": "127.0.0.1:0", **(admin or {})}  # never the shared default port
     path = directory / name
     path.write_text(toml_text(sections))
     return path

@@ -1,0 +1,89 @@
+"""`askr status` and `askr reload`: the admin API from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from askr import config as config_mod
+
+POLL_INTERVAL = 0.5
+
+
+class AdminError(Exception):
+    pass
+
+
+def _endpoint(args: argparse.Namespace) -> tuple[str, str | None]:
+    listen, token = "127.0.0.1:9000", None
+    if args.config:
+        cfg = config_mod.load(args.config)
+        listen, token = str(cfg.admin.listen), cfg.admin.token
+    if args.admin:
+        listen = args.admin
+    return f"http://{listen}", args.token or token
+
+
+def call(base: str, token: str | None, method: str, path: str) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(base + path, method=method, data=b"" if method == "POST" else None)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+    except (urllib.error.URLError, OSError) as e:
+        raise AdminError(f"cannot reach the admin API at {base}: {getattr(e, 'reason', e)} "
+                         "(is askr running? see [admin] listen)") from None
+
+
+def render(status: dict[str, Any]) -> str:
+    lines = [
+        f"askr {status['version']}, up {status['uptime_seconds']:.0f} s, {status['mode']} mode, "
+        f"PHP generation {status['generation']}",
+        f"workers: {status['workers_ready']} ready of {status['workers_configured']} "
+        f"({status['busy']} busy, {status['idle']} idle), {status['restarts']} restarts",
+    ]
+    reload = status.get("last_reload")
+    if reload:
+        lines.append(f"last reload ({reload['requested_by']}): {reload['outcome']}")
+    for name, failing in status.get("failing", {}).items():
+        lines.append(f"{name}: {failing['failures']} failed starts in a row: {failing['last_error']}")
+    lines.append(f"{'worker':8} {'pid':>8} {'gen':>4} {'state':9} {'busy':5} {'requests':>9} {'rss':>9}")
+    for w in status["workers"]:
+        rss = f"{w['rss_kib'] / 1024:.1f}M" if w["rss_kib"] else "-"
+        lines.append(f"php#{w['position']:<4} {w['pid']:>8} {w['generation']:>4} {w['state']:9} "
+                     f"{'yes' if w['busy'] else 'no':5} {w['requests']:>9} {rss:>9}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    base, token = _endpoint(args)
+    try:
+        if args.command == "status":
+            code, body = call(base, token, "GET", "/api/status")
+            if code != 200:
+                raise AdminError(f"GET /api/status: HTTP {code}: {body.get('error', body)}")
+            print(json.dumps(body, indent=1) if args.json else render(body))
+            return 0
+        code, body = call(base, token, "POST", "/api/reload")
+        if code != 202:
+            raise AdminError(f"POST /api/reload: HTTP {code}: {body.get('error', body)}")
+        print(f"reload {body['reload']}")
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL)
+            _, status = call(base, token, "GET", "/api/status")
+            last = status.get("last_reload") or {}
+            if not status.get("reloading") and last.get("finished_at"):
+                print(f"reload {last['outcome']}; PHP generation {status['generation']}")
+                return 0 if last["outcome"] == "complete" else 1
+        raise AdminError(f"the reload did not finish within {args.timeout:.0f} s")
+    except AdminError as e:
+        print(f"askr: {e}")
+        return 1

@@ -1,0 +1,88 @@
+"""The admin API, served by the master on [admin] listen (loopback by default).
+
+    GET  /api/status          JSON: version, uptime, generation, workers, last reload
+    POST /api/reload          start a rolling reload (202); ?canary=1 is not available yet (501)
+
+One request per connection, JSON out, an optional bearer token ([admin] token / token_file).
+The master's loop owns all state; this module only reads it and asks for a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import socket
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("askr.admin")
+
+MAX_HEAD = 16 * 1024
+READ_TIMEOUT = 10.0
+
+
+class AdminServer:
+    def __init__(self, sock: socket.socket, token: str | None, status: Callable[[], dict[str, Any]],
+                 reload: Callable[[str], dict[str, Any]]):
+        self.sock = sock
+        self.token = token
+        self.status = status
+        self.reload = reload
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, sock=self.sock, limit=MAX_HEAD)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            status, body = self.respond(head)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            status, body = HTTPStatus.BAD_REQUEST, {"error": "malformed or incomplete request"}
+        payload = json.dumps(body, indent=1).encode() + b"\n"
+        head_out = (f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(payload)}\r\nconnection: close\r\n")
+        if status == HTTPStatus.UNAUTHORIZED:
+            head_out += 'www-authenticate: Bearer realm="askr"\r\n'
+        try:
+            writer.write(head_out.encode() + b"\r\n" + payload)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def respond(self, head: bytes) -> tuple[HTTPStatus, dict[str, Any]]:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            return HTTPStatus.BAD_REQUEST, {"error": "malformed request line"}
+        method, target = parts[0], urlsplit(parts[1])
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        if self.token is not None:
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                return HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}
+        if target.path == "/api/status":
+            if method != "GET":
+                return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET"}
+            return HTTPStatus.OK, self.status()
+        if target.path == "/api/reload":
+            if method != "POST":
+                return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST"}
+            if parse_qs(target.query).get("canary", ["0"])[0] not in ("0", ""):
+                return HTTPStatus.NOT_IMPLEMENTED, {"error": "canary reloads are not available yet"}
+            return HTTPStatus.ACCEPTED, self.reload("admin API")
+        return HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {target.path}"}
