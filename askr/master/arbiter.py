@@ -571,6 +571,8 @@ class Arbiter:
     def handle_front(self, msg: dict) -> None:
         event = msg.get("event")
         proc = self.procs.get(msg.get("worker_id", -1))
+        if proc is not None and proc.pid == 0:
+            proc.pid = msg.get("pid", 0)  # the front's news can beat the zygote's "spawned" line
         if proc is None or proc.pid != msg.get("pid"):
             return
         slot = self.slots[proc.position]
