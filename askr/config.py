@@ -165,6 +165,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Wall-clock seconds one PHP request may take, from dispatch to the end of its response; "
             "past it the client gets 504 and the worker is killed and replaced (Debian's PHP counts "
             "max_execution_time in CPU time, so sleep() and blocked I/O escape that limit)."),
+    Setting("server", "graceful_timeout", 30, _seconds,
+            "On SIGTERM, seconds in-flight requests get to finish (new connections are refused, idle "
+            "keep-alives closed, responses in flight sent with Connection: close); what is still "
+            "running then is cut off and logged."),
     Setting("server", "https", False, _bool,
             "Tell PHP the request came over https (TLS terminated by a load balancer in front)."),
     Setting("worker", "script", None, _str,
@@ -217,6 +221,7 @@ class ServerConfig:
     fronts: int
     max_requests: int
     request_timeout: float
+    graceful_timeout: float
     https: bool
 
 

@@ -25,7 +25,6 @@ from askr.front.router import RouteCache, Router
 
 log = logging.getLogger("askr.front")
 
-GRACEFUL_TIMEOUT = 30.0
 SWEEP_INTERVAL = 0.25  # resolution of header/keep-alive timeouts
 
 
@@ -141,7 +140,7 @@ class Front:
             conn.shutdown()
         if ctx.connections:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ctx.all_closed.wait(), GRACEFUL_TIMEOUT)
+                await asyncio.wait_for(ctx.all_closed.wait(), ctx.config.server.graceful_timeout)
         if ctx.connections:
             log.warning("graceful timeout: closing %d connections still open", len(ctx.connections))
         self.stopped.set()

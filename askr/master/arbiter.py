@@ -35,12 +35,12 @@ log = logging.getLogger("askr.master")
 
 PR_SET_CHILD_SUBREAPER = 36
 SCOREBOARD_SLOT = 32  # per worker id: u64 request id, pid, stop word, requests served (askr_php.c)
-STOP_TIMEOUT = 40.0  # front drain (30 s) plus margin
 BACKOFF_START = 0.1
 BACKOFF_MAX = 10.0
 QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts as a failure
 EXIT_BOOT_FAILED = 3  # askr_php.c: the worker script never reached askr_handle_request()
 BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
+WORKER_STOP_GRACE = 5.0  # after the fronts are gone: idle workers exit at once, busy ones get this
 ROLL_TIMEOUT = 60.0  # a reload gives each replacement this long to become ready, then rolls back
 
 
@@ -652,7 +652,7 @@ class Arbiter:
         for zygote in (self.children.zygote, *self.children.old_zygotes):
             if zygote is not None:
                 zygote.close()
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + WORKER_STOP_GRACE
         while time.monotonic() < deadline and self._live_workers():
             try:
                 event = await asyncio.wait_for(self.events.get(), 0.5)
@@ -664,7 +664,7 @@ class Arbiter:
             elif event[0] == "zygote" and event[2][:1] == ["exited"]:
                 self.procs.pop(int(event[2][1]), None)
         for pid in self._live_workers():
-            log.warning("php worker pid %d did not exit; killing it", pid)
+            log.warning("php worker pid %d was still running a request at shutdown; killing it", pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.reap()

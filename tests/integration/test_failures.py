@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import httpx
 import pytest
 from askrtest import TESTS
 from rawhttp import Conn, request_bytes
@@ -147,3 +148,19 @@ def test_request_timeout_answers_504_and_replaces_the_worker(config_server, mode
     server.wait_for_log(rf"php#0 \(pid {before}\) exceeded request_timeout on /sleep.php\?ms=20000; "
                         "killing it")
     assert worker_pid(server) != before
+
+
+def test_graceful_timeout_cuts_what_is_still_running(config_server):
+    """SIGTERM waits graceful_timeout for in-flight requests, then cuts them off and says so."""
+    server = config_server(workers=1, server={"graceful_timeout": 1})
+    with Conn(server.host, server.port, timeout=30) as c:
+        c.send(request_bytes("GET", "/sleep.php?ms=20000"))
+        for _ in range(500):  # until the worker holds the request (bounded)
+            if httpx.get(server.admin_url + "/api/status", timeout=30).json()["busy"] == 1:
+                break
+        server.proc.send_signal(signal.SIGTERM)
+        leftover = c.read_to_eof(timeout=20)  # cut off: a 502 if it makes it out before the exit
+        assert leftover == b"" or leftover.startswith(b"HTTP/1.1 502 "), leftover
+    assert server.proc.wait(30) == 0
+    server.wait_for_log(r"graceful timeout: closing 1 connections still open")
+    server.wait_for_log(r"was still running a request at shutdown; killing it")
