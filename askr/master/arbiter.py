@@ -29,6 +29,7 @@ from askr.admin.server import AdminServer
 from askr.bridge import wire
 from askr.config import Config
 from askr.master import sockets
+from askr.master.systemd import Notifier
 from askr.master.zygote import Zygote, ZygoteError
 
 log = logging.getLogger("askr.master")
@@ -118,6 +119,7 @@ class Arbiter:
         self.last_reload: dict | None = None  # what /api/status reports about the latest reload
         self.started_at = time.time()
         self.admin: AdminServer | None = None
+        self.systemd = Notifier()
         self.scoreboard: mmap.mmap | None = None
         self.stopping = False
         self.announced_ready = False
@@ -291,6 +293,7 @@ class Arbiter:
         elif signum == signal.SIGTERM:
             if not self.stopping:
                 log.info("SIGTERM: draining in-flight requests, then exiting")
+                self.systemd.stopping()
                 self.stopping = True
                 self.signal_fronts(signal.SIGTERM)
         elif signum in (signal.SIGINT, signal.SIGQUIT):
@@ -301,6 +304,8 @@ class Arbiter:
         return self.stopping and not self.children.fronts_running()
 
     def stop_now(self) -> None:
+        if not self.stopping:
+            self.systemd.stopping()
         self.stopping = True
         self.signal_fronts(signal.SIGQUIT)
 
@@ -376,6 +381,7 @@ class Arbiter:
             self.reload_queued = True
             return
         log.info("%s: rolling reload", why)
+        self.systemd.reloading()
         self.reloading = True
         self.last_reload = {"requested_by": why, "started_at": time.time(), "finished_at": None,
                             "outcome": "in progress", "from_generation": self.generation}
@@ -427,6 +433,11 @@ class Arbiter:
                 log.info("starting the queued reload")
         finally:
             self.reloading = False
+            if not self.stopping:
+                self.systemd.ready(f"PHP generation {self.generation}: {self._reload_text()}")
+
+    def _reload_text(self) -> str:
+        return f"last reload {self.last_reload['outcome']}" if self.last_reload else "serving"
 
     def _reload_outcome(self, outcome: str) -> None:
         if self.last_reload is not None:
@@ -618,6 +629,7 @@ class Arbiter:
             mode = f"worker mode: {script}" if script else "classic mode"
             log.info("askr ready: %s (%d PHP workers, %s, root %s)", urls, len(self.slots), mode,
                      self.config.server.root)
+            self.systemd.ready(f"serving {urls}, {len(self.slots)} PHP workers")
 
     def reap(self) -> None:
         while True:
