@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-size", metavar="SIZE", help="largest request body, e.g. 64M")
     serve.add_argument("--worker", metavar="SCRIPT", help="worker mode with this script ([worker] script)")
     serve.add_argument("--admin-listen", metavar="HOST:PORT", help="admin API address ([admin] listen)")
+    serve.add_argument("--canary", action="store_true", help="reloads start with a canary ([reload] canary)")
     serve.add_argument("--max-requests", metavar="N", type=int,
                        help="recycle a PHP worker after N requests ([server] max_requests)")
     for name, text in (("status", "show the running server's state (admin API)"),
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--json", action="store_true", help="print the raw JSON")
         else:
             cmd.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+            cmd.add_argument("--canary", action="store_true", help="start with a canary worker")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -63,6 +65,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["server.max_requests"] = args.max_requests
     if args.admin_listen:
         out["admin.listen"] = args.admin_listen
+    if args.canary:
+        out["reload.canary"] = True
     return out
 
 

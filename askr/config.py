@@ -180,6 +180,12 @@ SETTINGS: tuple[Setting, ...] = (
             "$_SERVER['ASKR_APP_BASE']. Default: the parent of [server] root.", path=True),
     Setting("worker", "ini", {}, _ini_table,
             'php.ini overrides for every PHP worker, e.g. { memory_limit = "256M" }.'),
+    Setting("reload", "canary", False, _bool,
+            "Every reload starts with a canary: one worker runs the new code for canary_seconds; "
+            "if it does not start, dies, or answers 5xx clearly more often than the old workers, the "
+            "reload is aborted and the old code keeps serving. Per reload: askr reload --canary."),
+    Setting("reload", "canary_seconds", 5, _seconds,
+            "How long a canary worker is watched before the rest of the workers roll."),
     Setting("admin", "listen", "127.0.0.1:9000", parse_listen,
             'Address of the admin API (GET /api/status, POST /api/reload): "HOST:PORT". A '
             "non-loopback address needs a token."),
@@ -233,6 +239,12 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadConfig:
+    canary: bool
+    canary_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     listen: Listen
     token: str | None
@@ -257,6 +269,7 @@ class Config:
     server: ServerConfig
     worker: WorkerConfig
     limits: LimitsConfig
+    reload: ReloadConfig
     admin: AdminConfig
     source: str = "<defaults>"
 
@@ -352,6 +365,7 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
         server=ServerConfig(**server),
         worker=WorkerConfig(**parsed["worker"]),
         limits=LimitsConfig(**parsed["limits"]),
+        reload=ReloadConfig(**parsed["reload"]),
         admin=AdminConfig(**admin),
         source=source,
     )
@@ -379,6 +393,7 @@ def restore(text: str) -> Config:
         server=ServerConfig(**server),
         worker=WorkerConfig(**data["worker"]),
         limits=LimitsConfig(**data["limits"]),
+        reload=ReloadConfig(**data["reload"]),
         admin=AdminConfig(**data["admin"]),
         source=data["source"],
     )

@@ -71,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
                 raise AdminError(f"GET /api/status: HTTP {code}: {body.get('error', body)}")
             print(json.dumps(body, indent=1) if args.json else render(body))
             return 0
-        code, body = call(base, token, "POST", "/api/reload")
+        code, body = call(base, token, "POST", "/api/reload?canary=1" if args.canary else "/api/reload")
         if code != 202:
             raise AdminError(f"POST /api/reload: HTTP {code}: {body.get('error', body)}")
         print(f"reload {body['reload']}")

@@ -1,7 +1,7 @@
 """The admin API, served by the master on [admin] listen (loopback by default).
 
     GET  /api/status          JSON: version, uptime, generation, workers, last reload
-    POST /api/reload          start a rolling reload (202); ?canary=1 is not available yet (501)
+    POST /api/reload          start a rolling reload (202); ?canary=1 starts it with a canary
 
 One request per connection, JSON out, an optional bearer token ([admin] token / token_file).
 The master's loop owns all state; this module only reads it and asks for a reload.
@@ -27,7 +27,7 @@ READ_TIMEOUT = 10.0
 
 class AdminServer:
     def __init__(self, sock: socket.socket, token: str | None, status: Callable[[], dict[str, Any]],
-                 reload: Callable[[str], dict[str, Any]]):
+                 reload: Callable[[str, bool], dict[str, Any]]):
         self.sock = sock
         self.token = token
         self.status = status
@@ -82,7 +82,6 @@ class AdminServer:
         if target.path == "/api/reload":
             if method != "POST":
                 return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST"}
-            if parse_qs(target.query).get("canary", ["0"])[0] not in ("0", ""):
-                return HTTPStatus.NOT_IMPLEMENTED, {"error": "canary reloads are not available yet"}
-            return HTTPStatus.ACCEPTED, self.reload("admin API")
+            canary = parse_qs(target.query).get("canary", ["0"])[0] not in ("0", "")
+            return HTTPStatus.ACCEPTED, self.reload("admin API", canary)
         return HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {target.path}"}

@@ -31,10 +31,9 @@ log = logging.getLogger("askr.front")
 
 _HEADER = wire.HEADER
 _HEADER_SIZE = wire.HEADER_SIZE
-# A worker's scoreboard slot, native as the C worker stores it: request id, pid, stop, served
-_SLOT = struct.Struct("=QQQQ")
+_SLOT = wire.SCOREBOARD_SLOT
 _STOP_WORD = struct.Struct("=Q")
-_STOP_OFFSET = 16
+_STOP_OFFSET = wire.SCOREBOARD_STOP_OFFSET
 # Requests kept waiting in the kernel queue per ready worker, so a worker that finishes never
 # waits for the front to refill it (measured: 1 -> 2 -> 4 gave +13%, then +8% req/s). The queue
 # is shared and FIFO, so depth does not change who is served first; a request in it can no
@@ -368,7 +367,7 @@ class WorkerPool:
         offset = channel.worker_id * _SLOT.size
         if board is None or channel.worker_id < 0 or offset + _SLOT.size > len(board):
             return 0
-        request_id, pid, _, _ = _SLOT.unpack_from(board, offset)
+        request_id, pid, *_ = _SLOT.unpack_from(board, offset)
         return request_id if pid == channel.pid else 0
 
     def worker_gone(self, channel: WorkerChannel, exchange: Exchange | None) -> None:

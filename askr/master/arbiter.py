@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,6 @@ from askr.master.zygote import Zygote, ZygoteError
 log = logging.getLogger("askr.master")
 
 PR_SET_CHILD_SUBREAPER = 36
-SCOREBOARD_SLOT = 32  # per worker id: u64 request id, pid, stop word, requests served (askr_php.c)
 BACKOFF_START = 0.1
 BACKOFF_MAX = 10.0
 QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts as a failure
@@ -43,6 +41,8 @@ EXIT_BOOT_FAILED = 3  # askr_php.c: the worker script never reached askr_handle_
 BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
 WORKER_STOP_GRACE = 5.0  # after the fronts are gone: idle workers exit at once, busy ones get this
 ROLL_TIMEOUT = 60.0  # a reload gives each replacement this long to become ready, then rolls back
+CANARY_MIN_REQUESTS = 3  # fewer answers than this in the window: too few to judge an error rate
+CANARY_ERROR_MARGIN = 0.10  # the canary may answer 5xx this much more often than the old workers
 
 
 @dataclass
@@ -116,6 +116,7 @@ class Arbiter:
         self.generations_started = 1  # numbers stay unique even after a rollback
         self.reloading = False
         self.reload_queued = False
+        self.reload_canary = False
         self.last_reload: dict | None = None  # what /api/status reports about the latest reload
         self.started_at = time.time()
         self.admin: AdminServer | None = None
@@ -147,7 +148,7 @@ class Arbiter:
             self.children.fronts.append(FrontHandle(index, sock, path, *sockets.request_queue()))
         self.scoreboard_path = os.path.join(self.runtime_dir, "scoreboard")
         with open(self.scoreboard_path, "w+b") as f:
-            f.truncate(SCOREBOARD_SLOT * 2 * len(self.slots))  # two ids per slot: see free_worker_id
+            f.truncate(wire.SCOREBOARD_SLOT.size * 2 * len(self.slots))  # two ids a slot: free_worker_id
             self.scoreboard = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
     def front_of(self, position: int) -> FrontHandle:
@@ -335,16 +336,11 @@ class Arbiter:
         now, mono = time.time(), time.monotonic()
         workers = []
         for proc in sorted(self.procs.values(), key=lambda p: (p.position, p.started_at)):
-            request_id = served = 0
-            if self.scoreboard is not None and proc.pid:
-                request_id, pid, _, served = struct.unpack_from("=QQQQ", self.scoreboard,
-                                                                proc.worker_id * SCOREBOARD_SLOT)
-                if pid != proc.pid:
-                    request_id = served = 0
+            request_id, served, errors = self.board(proc)
             workers.append({
                 "position": proc.position, "worker_id": proc.worker_id, "pid": proc.pid,
-                "generation": proc.generation, "state": proc.state,
-                "busy": bool(request_id), "requests": served, "rss_kib": _rss_kib(proc.pid),
+                "generation": proc.generation, "state": proc.state, "busy": bool(request_id),
+                "requests": served, "errors_5xx": errors, "rss_kib": _rss_kib(proc.pid),
                 "started_at": round(now - (mono - proc.started_at), 3),
             })
         alive = [w for w in workers if w["pid"]]
@@ -366,21 +362,33 @@ class Arbiter:
             "workers": workers,
         }
 
+    def board(self, proc: WorkerProc) -> tuple[int, int, int]:
+        """(request id held, requests served, 5xx sent) from the worker's scoreboard slot."""
+        if self.scoreboard is None or not proc.pid:
+            return 0, 0, 0
+        request_id, pid, _, served, errors = wire.SCOREBOARD_SLOT.unpack_from(
+            self.scoreboard, proc.worker_id * wire.SCOREBOARD_SLOT.size)
+        return (request_id, served, errors) if pid == proc.pid else (0, 0, 0)
+
     # -- rolling reload ----------------------------------------------------------------------
-    def reload_from(self, why: str) -> dict:
+    def reload_from(self, why: str, canary: bool = False) -> dict:
         """The admin API's reload: start one (or queue it behind the one running)."""
         if self.stopping:
             return {"reload": "refused", "reason": "askr is stopping"}
         queued = self.reloading
-        self.request_reload(why)
-        return {"reload": "queued" if queued else "started", "generation": self.generation}
+        self.request_reload(why, canary)
+        return {"reload": "queued" if queued else "started", "generation": self.generation,
+                "canary": canary or self.config.reload.canary}
 
-    def request_reload(self, why: str) -> None:
+    def request_reload(self, why: str, canary: bool = False) -> None:
+        canary = canary or self.config.reload.canary
         if self.reloading:
             log.info("%s: a reload is in progress; another one follows it", why)
             self.reload_queued = True
+            self.reload_canary = self.reload_canary or canary
             return
-        log.info("%s: rolling reload", why)
+        self.reload_canary = canary
+        log.info("%s: rolling reload%s", why, " with a canary" if canary else "")
         self.systemd.reloading()
         self.reloading = True
         self.last_reload = {"requested_by": why, "started_at": time.time(), "finished_at": None,
@@ -412,19 +420,29 @@ class Arbiter:
                 self.generation = new_zygote.generation
                 for front in self.children.fronts:
                     front.command({"cmd": "reload"})
-                if await self._roll():
+                canary = self.reload_canary
+                verdict = await self._canary(old_zygote) if canary and old_zygote is not None else ""
+                if canary and not verdict:
+                    log.info("canary healthy — rolling the rest")
+                if not verdict and await self._roll():
                     log.info("reload complete: all %d PHP workers run generation %d", len(self.slots),
                              self.generation)
                     self._reload_outcome("complete")
                 elif old_zygote is not None and not self.stopping:
                     failed, self.generation = self.generation, old_zygote.generation
-                    log.error("reload aborted: a generation %d worker did not get ready (%s); rolling "
-                              "back to generation %d", failed, self._last_errors(), self.generation)
+                    if verdict:
+                        log.error("canary UNHEALTHY — aborting reload; remaining workers keep old code "
+                                  "(%s)", verdict)
+                        self._reload_outcome(f"canary unhealthy: {verdict}")
+                    else:
+                        log.error("reload aborted: a generation %d worker did not get ready (%s); "
+                                  "rolling back to generation %d", failed, self._last_errors(),
+                                  self.generation)
+                        self._reload_outcome(f"rolled back: generation {failed} did not start "
+                                             f"({self._last_errors()})")
                     self.children.old_zygotes.remove(old_zygote)
                     self.children.old_zygotes.append(new_zygote)
                     self.children.zygote = old_zygote
-                    self._reload_outcome(f"rolled back: generation {failed} did not start "
-                                         f"({self._last_errors()})")
                     await self._roll()
                 self.close_idle_zygotes()
                 if not self.reload_queued or self.stopping:
@@ -443,30 +461,69 @@ class Arbiter:
         if self.last_reload is not None:
             self.last_reload.update(outcome=outcome, finished_at=time.time(), generation=self.generation)
 
+    async def _canary(self, old_zygote: Zygote) -> str:
+        """Roll one worker and watch it for canary_seconds while it takes its share of traffic.
+        Returns "" when healthy, else why not (it did not start, it died, or it answered 5xx
+        clearly more often than the old generation did meanwhile)."""
+        slot = next(iter(self.slots.values()))
+        log.info("canary: php#%d runs generation %d for %g s", slot.position, self.generation,
+                 self.config.reload.canary_seconds)
+        if not await self._roll_slot(slot):
+            return f"the canary did not start: {slot.last_error or 'not ready in time'}"
+        canary = slot.current
+        assert canary is not None
+        old = [p for p in self.procs.values() if p.generation == old_zygote.generation and p.state == "ready"]
+        start = {p.worker_id: self.board(p) for p in [canary, *old]}
+        deadline = time.monotonic() + self.config.reload.canary_seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if slot.current is not canary or canary.state != "ready":
+                return "the canary worker exited"
+        if self.stopping:
+            return "askr is stopping"
+
+        def delta(procs: list[WorkerProc]) -> tuple[int, int]:
+            now = [(self.board(p), start[p.worker_id]) for p in procs if p.worker_id in self.procs]
+            return (sum(n[1] - s[1] for n, s in now), sum(n[2] - s[2] for n, s in now))
+
+        served, errors = delta([canary])
+        old_served, old_errors = delta(old)
+        old_rate = old_errors / old_served if old_served else 0.0
+        if served >= CANARY_MIN_REQUESTS and errors / served > old_rate + CANARY_ERROR_MARGIN:
+            return (f"{errors} of its {served} responses were 5xx; the old generation's: "
+                    f"{old_errors} of {old_served}")
+        return ""
+
     async def _roll(self) -> bool:
         """Bring every slot to the current generation, one at a time. False if one did not get
         ready within ROLL_TIMEOUT (its failed starts are retried with backoff meanwhile)."""
         for slot in self.slots.values():
-            # a loop: a replacement already booting (max_requests) may run the older code
-            while slot.needs_successor(self.generation):
-                if self.stopping:
-                    return False
-                slot.rolled = asyncio.get_running_loop().create_future()
-                if slot.successor is None:
-                    self.spawn(slot, successor=True)
-                try:
-                    ready = await asyncio.wait_for(asyncio.shield(slot.rolled), ROLL_TIMEOUT)
-                except TimeoutError:
-                    ready = False
-                finally:
-                    slot.rolled = None
-                if not ready:
-                    successor = slot.successor
-                    if successor is not None and successor.pid:
-                        successor.state = "killed"
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(successor.pid, signal.SIGKILL)
-                    return False
+            if not await self._roll_slot(slot):
+                return False
+        return True
+
+    async def _roll_slot(self, slot: WorkerSlot) -> bool:
+        """Replace `slot`'s worker with a current-generation one; False if none got ready."""
+        # a loop: a replacement already booting (max_requests) may run the older code
+        while slot.needs_successor(self.generation):
+            if self.stopping:
+                return False
+            slot.rolled = asyncio.get_running_loop().create_future()
+            if slot.successor is None:
+                self.spawn(slot, successor=True)
+            try:
+                ready = await asyncio.wait_for(asyncio.shield(slot.rolled), ROLL_TIMEOUT)
+            except TimeoutError:
+                ready = False
+            finally:
+                slot.rolled = None
+            if not ready:
+                successor = slot.successor
+                if successor is not None and successor.pid:
+                    successor.state = "killed"
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(successor.pid, signal.SIGKILL)
+                return False
         return True
 
     def _last_errors(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import subprocess
 from collections.abc import Callable
@@ -40,9 +41,11 @@ class Zygote:
                "--generation", str(self.generation), "--scoreboard", self.scoreboard]
         worker = self.config.worker
         if worker.script is not None:
-            cmd += ["--mode", "worker", "--worker-script", worker.script]
+            # Resolved now: a generation keeps the release it started with, even after a
+            # `current` symlink moves on (a rollback must not pick up the new code).
+            cmd += ["--mode", "worker", "--worker-script", os.path.realpath(worker.script)]
             if worker.app_base is not None:
-                cmd += ["--app-base", worker.app_base]
+                cmd += ["--app-base", os.path.realpath(worker.app_base)]
         else:
             cmd += ["--mode", "classic"]
         for key, value in self.config.worker.ini.items():
@@ -60,7 +63,8 @@ class Zygote:
             # PHP does not chdir per script: SAPI_OPTION_NO_CHDIR).
             self.proc = subprocess.Popen(self.command(theirs.fileno()),
                                          pass_fds=[theirs.fileno(), *self.queue_fds],
-                                         stdin=subprocess.DEVNULL, cwd=self.config.server.root)
+                                         stdin=subprocess.DEVNULL,
+                                         cwd=os.path.realpath(self.config.server.root))
         finally:
             theirs.close()
         self.sock = ours

@@ -62,6 +62,7 @@ def write_config(
     server: dict[str, object] | None = None,
     worker: dict[str, object] | None = None,
     admin: dict[str, object] | None = None,
+    reload: dict[str, object] | None = None,
     name: str = "askr.toml",
 ) -> Path:
     """An askr.toml listening on a free loopback port, with the given overrides."""
@@ -72,6 +73,8 @@ def write_config(
         sections["worker"] = dict(worker)
     if limits:
         sections["limits"] = dict(limits)
+    if reload:
+        sections["reload"] = dict(reload)
     sections["admin"] = {"listen": "127.0.0.1:0", **(admin or {})}  # never the shared default port
     path = directory / name
     path.write_text(toml_text(sections))

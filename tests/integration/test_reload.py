@@ -4,6 +4,7 @@ replacement ready before its predecessor retires; under load, no request fails."
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -16,6 +17,9 @@ if ($version === 'broken') {
     throw new RuntimeException('broken release');
 }
 while (askr_handle_request(function () use ($version) {
+    if ($version === 'bad500') {
+        http_response_code(500);  // boots fine, then fails every request
+    }
     if (isset($_GET['slow'])) {
         usleep(50000);  // a slow handler: reloads must wait for it, not cut it
     }
@@ -44,9 +48,11 @@ class Load:
     """Bounded load while a reload happens: keep-alive GETs, a fresh connection per request, and
     POSTs with 16 KB bodies, each in its own thread; every answer is recorded."""
 
-    def __init__(self, url: str, per_thread: int = 3000):
+    def __init__(self, url: str, per_thread: int = 3000, expect_500: bool = False):
         self.url = url
         self.per_thread = per_thread
+        self.expect_500 = expect_500  # a canary that answers 500: recorded, not an error
+        self.http_500 = 0
         self.stop = threading.Event()
         self.results: dict[str, list[str]] = {}
         self.errors: list[str] = []
@@ -101,7 +107,9 @@ class Load:
                 except httpx.HTTPError as e:
                     self.errors.append(f"{kind}: {e!r}")
                     continue
-                if r.status_code != 200:
+                if r.status_code == 500 and self.expect_500:
+                    self.http_500 += 1
+                elif r.status_code != 200:
                     self.errors.append(f"{kind}: HTTP {r.status_code} {r.text[:200]}")
                 got.append(r.text)
         finally:
@@ -185,3 +193,87 @@ def test_reload_follows_a_symlink_swap(config_server, tmp_path):
     reload_and_wait(server)
     assert httpx.get(server.url + "/", timeout=30).text.startswith("r2")
     assert httpx.get(server.url + "/static.txt", timeout=30).text == "static r2"
+
+
+CANARY_ABORTED = "canary UNHEALTHY — aborting reload; remaining workers keep old code"
+
+
+def canary_server(config_server, release: Path):
+    return config_server(root=release / "public", workers=2, worker={"script": str(release / "worker.php")},
+                         reload={"canary": True, "canary_seconds": 1})
+
+
+def canary_reload(server, expect: str) -> int:
+    """Ask for a canary reload, wait for the log line `expect`; return the index after it."""
+    start = len(server.lines)
+    assert httpx.post(server.admin_url + "/api/reload?canary=1", timeout=30).status_code == 202
+    server.wait_for_log(expect, start=start, timeout=60)
+    return next(i for i in range(start, len(server.lines)) if re.search(expect, server.lines[i])) + 1
+
+
+def last_versions(load: Load) -> set[str]:
+    return {got[-1].split()[0] for got in load.results.values()}
+
+
+def test_canary_with_a_syntax_error_aborts_and_old_code_serves(config_server, tmp_path):
+    release = make_release(tmp_path / "app", "v1")
+    server = canary_server(config_server, release)
+    with Load(server.url, per_thread=2000) as load:
+        load.wait_for(20)
+        (release / "worker.php").write_text("<?php this is not php;\n")
+        canary_reload(server, CANARY_ABORTED)
+        server.wait_for_log("the canary did not start: PHP Parse error:")
+        load.wait_each(3)
+    assert load.errors == []
+    assert {b.split()[0] for got in load.results.values() for b in got} == {"v1"}
+    outcome = httpx.get(server.admin_url + "/api/status", timeout=30).json()["last_reload"]["outcome"]
+    assert outcome.startswith("canary unhealthy: the canary did not start")
+
+
+def test_canary_with_a_boot_fatal_aborts(config_server, tmp_path):
+    release = make_release(tmp_path / "app", "v1")
+    server = canary_server(config_server, release)
+    with Load(server.url, per_thread=2000) as load:
+        (release / "VERSION").write_text("broken")
+        canary_reload(server, CANARY_ABORTED + r" \(the canary did not start: PHP Fatal error:  Uncaught "
+                      r"RuntimeException: broken release")
+        load.wait_each(3)
+    assert load.errors == []
+    assert last_versions(load) == {"v1"}
+
+
+def test_canary_answering_500s_aborts_and_old_code_comes_back(config_server, tmp_path):
+    """A release that boots but fails its requests: the canary's 5xx rate gives it away, and the
+    rollback worker runs the previous release (paths are resolved per generation, so the moved
+    `current` symlink does not leak the bad release into it)."""
+    good = make_release(tmp_path / "releases" / "good", "v1")
+    bad = make_release(tmp_path / "releases" / "bad", "bad500")
+    current = tmp_path / "current"
+    current.symlink_to(good)
+    server = config_server(root=current / "public", workers=2, worker={"script": str(current / "worker.php")},
+                           reload={"canary": True, "canary_seconds": 1})
+    with Load(server.url, per_thread=4000, expect_500=True) as load:
+        load.wait_for(20)
+        link = tmp_path / "current.new"
+        link.symlink_to(bad)
+        link.replace(current)
+        after = canary_reload(server, CANARY_ABORTED + r" \(\d+ of its \d+ responses were 5xx; the old "
+                              r"generation's: 0 of \d+\)")
+        server.wait_for_log(r"ready; retiring pid", start=after)  # an old-generation worker is back
+        load.wait_each(5)
+    assert load.errors == []  # nothing failed but the canary's own answers, which it exists to catch
+    assert load.http_500 > 0
+    assert last_versions(load) == {"v1"}
+
+
+def test_good_canary_rolls_on(config_server, tmp_path):
+    release = make_release(tmp_path / "app", "v1")
+    server = canary_server(config_server, release)
+    with Load(server.url, per_thread=4000) as load:
+        load.wait_for(20)
+        (release / "VERSION").write_text("v2")
+        canary_reload(server, "canary healthy — rolling the rest")
+        server.wait_for_log("reload complete")
+        load.wait_each(3)
+    assert load.errors == []
+    assert last_versions(load) == {"v2"}

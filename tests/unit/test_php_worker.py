@@ -617,7 +617,7 @@ def test_ini_file_replaces_php_ini_and_ini_flags_still_win(php_bin: Path, docroo
 # ---------------------------------------------------------------------------------------------
 
 
-SLOT = struct.Struct("=QQQQ")  # request id, pid, stop word, requests served (askr_php.c)
+SLOT = wire.SCOREBOARD_SLOT  # request id, pid, stop word, requests served, 5xx sent
 
 
 class QueueZygote(Zygote):
