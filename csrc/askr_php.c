@@ -97,7 +97,7 @@ static inline void put_u64(char *p, uint64_t v)
  * and 0 when done, so the front knows which request a worker that died was holding; the pid
  * tells the front the slot is still that worker's. The front sets the stop word to retire the
  * worker (a busy worker sees it without reading its channel). Plain stores: no syscalls. */
-enum { SB_REQUEST, SB_PID, SB_STOP, SB_SERVED, SB_WORDS };
+enum { SB_REQUEST, SB_PID, SB_STOP, SB_SERVED, SB_ERRORS, SB_WORDS };
 static volatile uint64_t *g_scoreboard;
 static size_t g_scoreboard_slots;
 
@@ -121,6 +121,7 @@ static inline void scoreboard_claim(uint32_t worker_id)
 		slot[SB_REQUEST] = 0;
 		slot[SB_STOP] = 0;
 		slot[SB_SERVED] = 0;
+		slot[SB_ERRORS] = 0;
 		slot[SB_PID] = (uint64_t)getpid();
 	}
 }
@@ -508,6 +509,12 @@ static void queue_head(askr_request *r, int status, zend_llist *headers)
 	r->head_queued = true;
 	if (!queue_headers_frame(r->chan, F_HEAD, status, headers)) {
 		r->chan->dead = true;
+	}
+	if (status >= 500) {
+		volatile uint64_t *slot = scoreboard_slot(r->worker_id);
+		if (slot) {
+			slot[SB_ERRORS]++;     /* 5xx answers: a canary reload compares generations by them */
+		}
 	}
 }
 
