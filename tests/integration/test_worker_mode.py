@@ -367,3 +367,31 @@ def test_plain_example_worker_runs(askr_server, tmp_path):
     assert first["hello"] == "ada"
     assert get_json(server, "/time")["served_by_this_worker"] == first["served_by_this_worker"] + 1
     assert httpx.get(server.url + "/nope", timeout=30).status_code == 404
+
+
+def test_crash_looping_worker_backs_off_and_status_shows_it(askr_server, tmp_path):
+    """A worker script that starts crashing (here: it kills itself while booting once a flag file
+    exists) is restarted with exponential backoff, not in a tight loop, and /api/status says so."""
+    flag = tmp_path / "crash"
+    script = tmp_path / "worker.php"
+    script.write_text(f"<?php if (file_exists('{flag}')) posix_kill(getmypid(), 9);\n"
+                      "while (askr_handle_request(function () { echo getmypid(); })) {}\n")
+    (tmp_path / "public").mkdir()
+    server = askr_server("--root", tmp_path / "public", "--worker", script, "--workers", "1")
+    pid = int(httpx.get(server.url + "/", timeout=30).text)
+    flag.write_text("on")
+    os.kill(pid, signal.SIGKILL)
+    server.wait_for_log(r"php#0 failed 4 times in a row; next start in 0\.8 s", timeout=60)
+    status = httpx.get(server.admin_url + "/api/status", timeout=30).json()
+    assert status["failing"]["php#0"]["failures"] >= 4
+    assert status["workers_ready"] == 0
+    restarts = status["restarts"]
+    flag.unlink()  # the fault goes away: the next attempt boots and the backoff resets
+    for _ in range(600):  # bounded: the backoff is at most 10 s
+        status = httpx.get(server.admin_url + "/api/status", timeout=30).json()
+        if status["workers_ready"] == 1:
+            break
+        time.sleep(0.05)
+    assert status["workers_ready"] == 1 and status["failing"] == {}
+    assert status["restarts"] - restarts <= 3  # backoff, not a spin
+    assert httpx.get(server.url + "/", timeout=30).status_code == 200
