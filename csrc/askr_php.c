@@ -97,7 +97,13 @@ static inline void put_u64(char *p, uint64_t v)
  * and 0 when done, so the front knows which request a worker that died was holding; the pid
  * tells the front the slot is still that worker's. The front sets the stop word to retire the
  * worker (a busy worker sees it without reading its channel). Plain stores: no syscalls. */
-enum { SB_REQUEST, SB_PID, SB_STOP, SB_SERVED, SB_ERRORS, SB_WORDS };
+enum {
+	SB_REQUEST, SB_PID, SB_STOP, SB_SERVED, SB_ERRORS,
+	SB_STARTED,                   /* when the request held began, Unix time in microseconds */
+	SB_URI,                       /* its REQUEST_URI, NUL-terminated, SB_URI_BYTES at most */
+	SB_WORDS = SB_URI + 16,
+};
+#define SB_URI_BYTES (16 * sizeof(uint64_t))
 static volatile uint64_t *g_scoreboard;
 static size_t g_scoreboard_slots;
 
@@ -1211,6 +1217,18 @@ static int next_request(void)
 	W.served++;
 	volatile uint64_t *slot = scoreboard_slot(cfg->worker_id);
 	if (slot) {
+		/* For /api/status: what this worker is busy with, and since when. Racy reads are fine. */
+		const askr_kv *uri = find_param(&W.req, "REQUEST_URI", sizeof("REQUEST_URI") - 1);
+		char *dst = (char *)(uintptr_t)(slot + SB_URI);
+		size_t n = uri ? uri->value_len : 0;
+		if (n >= SB_URI_BYTES) {
+			n = SB_URI_BYTES - 1;
+		}
+		if (n) {
+			memcpy(dst, uri->value, n);
+		}
+		dst[n] = '\0';
+		slot[SB_STARTED] = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 		slot[SB_SERVED] = W.served;
 	}
 	return 1;

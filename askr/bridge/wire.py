@@ -35,8 +35,9 @@ _U64 = struct.Struct("!Q")
 
 # The scoreboard (a file the master creates, mapped by workers and fronts): one slot per worker
 # id, native u64 words as askr_php.c stores them: request id held (0 = idle), pid, stop word
-# (set to retire the worker), requests served, 5xx responses sent.
-SCOREBOARD_SLOT = struct.Struct("=QQQQQ")
+# (set to retire the worker), requests served, 5xx responses sent, when the latest request began
+# (Unix µs), then its REQUEST_URI (NUL-terminated, 128 bytes at most).
+SCOREBOARD_SLOT = struct.Struct("=QQQQQQ128s")
 SCOREBOARD_STOP_OFFSET = 16
 
 BODY_END_FRAME = HEADER.pack(BODY_END, 0)

@@ -336,10 +336,12 @@ class Arbiter:
         now, mono = time.time(), time.monotonic()
         workers = []
         for proc in sorted(self.procs.values(), key=lambda p: (p.position, p.started_at)):
-            request_id, served, errors = self.board(proc)
+            request_id, served, errors, began, uri = self.board(proc)
             workers.append({
                 "position": proc.position, "worker_id": proc.worker_id, "pid": proc.pid,
                 "generation": proc.generation, "state": proc.state, "busy": bool(request_id),
+                "current_uri": uri if request_id else None,
+                "current_seconds": round(max(0.0, now - began / 1e6), 3) if request_id and began else None,
                 "requests": served, "errors_5xx": errors, "rss_kib": _rss_kib(proc.pid),
                 "started_at": round(now - (mono - proc.started_at), 3),
             })
@@ -362,13 +364,16 @@ class Arbiter:
             "workers": workers,
         }
 
-    def board(self, proc: WorkerProc) -> tuple[int, int, int]:
-        """(request id held, requests served, 5xx sent) from the worker's scoreboard slot."""
+    def board(self, proc: WorkerProc) -> tuple[int, int, int, int, str]:
+        """From the worker's scoreboard slot: (request id held, requests served, 5xx sent,
+        when its latest request began in Unix µs, that request's URI)."""
         if self.scoreboard is None or not proc.pid:
-            return 0, 0, 0
-        request_id, pid, _, served, errors = wire.SCOREBOARD_SLOT.unpack_from(
+            return 0, 0, 0, 0, ""
+        request_id, pid, _, served, errors, began, uri = wire.SCOREBOARD_SLOT.unpack_from(
             self.scoreboard, proc.worker_id * wire.SCOREBOARD_SLOT.size)
-        return (request_id, served, errors) if pid == proc.pid else (0, 0, 0)
+        if pid != proc.pid:
+            return 0, 0, 0, 0, ""
+        return request_id, served, errors, began, uri.split(b"\0", 1)[0].decode("latin-1")
 
     # -- rolling reload ----------------------------------------------------------------------
     def reload_from(self, why: str, canary: bool = False) -> dict:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from askrtest import run_askr, write_config
+from rawhttp import Conn, request_bytes
 
 
 def test_status_reports_workers_and_generation(config_server):
@@ -74,3 +77,19 @@ def test_unknown_endpoint_and_wrong_method(config_server):
 def test_status_cli_without_a_server_says_so(tmp_path):
     code, out = run_askr(["status", "--admin", "127.0.0.1:1"])
     assert code == 1 and "cannot reach the admin API" in out
+
+
+def test_status_shows_what_a_busy_worker_is_doing(config_server, gate):
+    server = config_server(workers=1)
+    with Conn(server.host, server.port, timeout=30) as c:
+        c.send(request_bytes("GET", gate.target))
+        gate.wait_started(1)
+        time.sleep(0.2)  # let the request age a little, so its duration is visibly above zero
+        (worker,) = httpx.get(server.admin_url + "/api/status", timeout=30).json()["workers"]
+        assert worker["busy"] is True
+        assert worker["current_uri"] == gate.target[:127]  # the scoreboard keeps 127 bytes
+        assert worker["current_seconds"] >= 0.1
+        gate.open()
+        assert c.read_final_response().status == 200
+    (worker,) = httpx.get(server.admin_url + "/api/status", timeout=30).json()["workers"]
+    assert worker["busy"] is False and worker["current_uri"] is None
