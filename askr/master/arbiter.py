@@ -41,6 +41,7 @@ EXIT_BOOT_FAILED = 3  # askr_php.c: the worker script never reached askr_handle_
 BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
 WORKER_STOP_GRACE = 5.0  # after the fronts are gone: idle workers exit at once, busy ones get this
 ROLL_TIMEOUT = 60.0  # a reload gives each replacement this long to become ready, then rolls back
+CIRCUIT_FAILURES = 5  # failed starts in a row that open a slot's circuit (then retry every BACKOFF_MAX)
 CANARY_MIN_REQUESTS = 3  # fewer answers than this in the window: too few to judge an error rate
 CANARY_ERROR_MARGIN = 0.10  # the canary may answer 5xx this much more often than the old workers
 
@@ -71,6 +72,7 @@ class WorkerSlot:
     restarts: int = 0
     last_error: str = ""
     rolled: asyncio.Future | None = None  # a reload waits here for this slot's successor
+    circuit_open: bool = False  # CIRCUIT_FAILURES failed starts in a row: retried slowly
 
     def needs_successor(self, generation: int) -> bool:
         """Its worker must be replaced: it reached its quota, or runs another generation's code."""
@@ -357,7 +359,8 @@ class Arbiter:
             "busy": sum(w["busy"] for w in alive),
             "idle": sum(w["state"] == "ready" and not w["busy"] for w in alive),
             "restarts": sum(s.restarts for s in self.slots.values()),
-            "failing": {f"php#{s.position}": {"failures": s.failures, "last_error": s.last_error}
+            "failing": {f"php#{s.position}": {"failures": s.failures, "last_error": s.last_error,
+                                              "circuit": "open" if s.circuit_open else "closed"}
                         for s in self.slots.values() if s.failures},
             "reloading": self.reloading,
             "last_reload": self.last_reload,
@@ -629,7 +632,14 @@ class Arbiter:
             return
         slot.restarts += 1
         delay = 0.0 if slot.failures == 0 else min(BACKOFF_START * 2 ** (slot.failures - 1), BACKOFF_MAX)
-        if delay:
+        if slot.failures >= CIRCUIT_FAILURES:
+            delay = BACKOFF_MAX  # the circuit is open: a slow, steady retry until one start succeeds
+            if not slot.circuit_open:
+                slot.circuit_open = True
+                log.error("php#%d: circuit open after %d failed starts in a row (%s); retrying every "
+                          "%.0f s until a worker starts", proc.position, slot.failures,
+                          slot.last_error or how, BACKOFF_MAX)
+        elif delay:
             log.warning("php#%d failed %d times in a row; next start in %.1f s", proc.position,
                         slot.failures, delay)
         asyncio.get_running_loop().call_later(delay, self.events.put_nowait,
@@ -672,6 +682,9 @@ class Arbiter:
         if proc.state != "starting":
             return
         proc.state = "ready"
+        if slot.circuit_open:
+            log.info("php#%d: circuit closed: a worker started again", slot.position)
+        slot.circuit_open = False
         slot.failures = 0
         slot.last_error = ""
         if slot.successor is proc:
