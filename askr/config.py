@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -118,6 +119,12 @@ def _str(value: Any) -> str:
     return value
 
 
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError('expected a list of strings, e.g. ["--tries=3", "--queue=high,default"]')
+    return tuple(value)
+
+
 def _ini_table(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError('expected a table, e.g. ini = { memory_limit = "256M" }')
@@ -176,10 +183,42 @@ SETTINGS: tuple[Setting, ...] = (
             "askr_handle_request() (docs/worker-mode.md). Every request that is not a static file "
             "goes to it. Unset: classic mode, each request runs its script like php-fpm.", path=True),
     Setting("worker", "app_base", None, _str,
-            "Worker mode: the application's base directory, given to the script as "
-            "$_SERVER['ASKR_APP_BASE']. Default: the parent of [server] root.", path=True),
+            "The application's base directory, given to the worker, queue and scheduler scripts as "
+            "$_SERVER['ASKR_APP_BASE'] (queue workers and scheduler runs also start in it). "
+            "Default: the parent of [server] root.", path=True),
     Setting("worker", "ini", {}, _ini_table,
-            'php.ini overrides for every PHP worker, e.g. { memory_limit = "256M" }.'),
+            'php.ini overrides for every PHP process askr runs (HTTP workers, queue workers, the '
+            'scheduler), e.g. { memory_limit = "256M" }.'),
+    Setting("worker", "php_cli", "php", _str,
+            "The PHP command-line program that runs queue workers and the scheduler (PHP's CLI SAPI, "
+            "so PHP_SAPI is cli and pcntl signal handling works): a name looked up in PATH, or a path."),
+    Setting("queue", "script", None, _str,
+            "Queue workers: a PHP script that boots the app and runs queue:work in-process "
+            "(examples/askr-queue.php). askr runs it with --max-jobs, --max-time and [queue] args as "
+            "arguments, respawns it when it exits, and rolls it on reload. Unset: no queue workers.",
+            path=True),
+    Setting("queue", "workers", 1, _int(0), "How many queue worker processes run the queue script."),
+    Setting("queue", "max_jobs", 1000, _int(0),
+            "Passed as --max-jobs: a queue worker exits after this many jobs and is started afresh "
+            "(0 = no limit)."),
+    Setting("queue", "max_time", 3600, _int(0),
+            "Passed as --max-time: a queue worker exits after this many seconds (once its current job "
+            "is done) and is started afresh (0 = no limit)."),
+    Setting("queue", "args", [], _str_list,
+            'More queue:work arguments, e.g. ["--tries=3", "--queue=high,default", "--sleep=1"].'),
+    Setting("queue", "stop_timeout", 60, _seconds,
+            "On shutdown and reload a queue worker gets SIGTERM and finishes its current job; after "
+            "this many seconds it is killed. Keep it above your longest job."),
+    Setting("scheduler", "script", None, _str,
+            "Scheduler: a PHP script that boots the app and runs schedule:run in-process "
+            "(examples/askr-scheduler.php); askr runs it every interval, never two at once, with no "
+            "crontab. Unset: no scheduler.", path=True),
+    Setting("scheduler", "interval", 60, _seconds,
+            "Seconds between scheduler runs, at wall-clock multiples of it (60: at the start of every "
+            "minute, like cron). A run longer than this delays the next one; runs never overlap."),
+    Setting("scheduler", "stop_timeout", 60, _seconds,
+            "On shutdown a scheduler run in progress gets this many seconds to finish, then it (and "
+            "the commands it started) are killed."),
     Setting("reload", "canary", False, _bool,
             "Every reload starts with a canary: one worker runs the new code for canary_seconds; "
             "if it does not start, dies, or answers 5xx clearly more often than the old workers, the "
@@ -236,6 +275,24 @@ class WorkerConfig:
     script: str | None
     app_base: str | None
     ini: dict[str, str] = field(default_factory=dict)
+    php_cli: str = "php"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    script: str | None
+    workers: int
+    max_jobs: int
+    max_time: int
+    args: tuple[str, ...]
+    stop_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    script: str | None
+    interval: float
+    stop_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +328,8 @@ class Config:
     limits: LimitsConfig
     reload: ReloadConfig
     admin: AdminConfig
+    queue: QueueConfig
+    scheduler: SchedulerConfig
     source: str = "<defaults>"
 
 
@@ -339,15 +398,22 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
     if not Path(server["root"]).is_dir():
         raise ConfigError(f"{source}: [server] root = {server['root']!r}: no such directory; "
                           "point it at your app's public/ directory")
-    if worker["script"] is not None:
-        if not Path(worker["script"]).is_file():
-            raise ConfigError(f"{source}: [worker] script = {worker['script']!r}: no such file; "
-                              "point it at your worker script (e.g. public/askr-worker.php)")
+    scripts = {"[worker] script": worker["script"], "[queue] script": parsed["queue"]["script"],
+               "[scheduler] script": parsed["scheduler"]["script"]}
+    for name, script in scripts.items():
+        if script is not None and not Path(script).is_file():
+            raise ConfigError(f"{source}: {name} = {script!r}: no such file; point it at your script "
+                              "(see examples/ for Laravel ones)")
+    if any(scripts.values()):
         if worker["app_base"] is None:
             worker["app_base"] = str(Path(server["root"]).resolve().parent)
     elif worker["app_base"] is not None:
-        raise ConfigError(f"{source}: [worker] app_base is set but [worker] script is not; "
-                          "app_base only applies to worker mode: set script or remove app_base")
+        raise ConfigError(f"{source}: [worker] app_base is set but no script is; app_base only applies "
+                          "to worker mode, queue workers and the scheduler: set a script or remove it")
+    if (parsed["queue"]["script"] or parsed["scheduler"]["script"]) and not shutil.which(worker["php_cli"]):
+        raise ConfigError(f"{source}: [worker] php_cli = {worker['php_cli']!r}: no such program; queue "
+                          "workers and the scheduler need PHP's CLI (apt-get install php8.2-cli), or "
+                          "set php_cli to its path")
     if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
         raise ConfigError(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
     admin = parsed["admin"]
@@ -367,6 +433,8 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
         limits=LimitsConfig(**parsed["limits"]),
         reload=ReloadConfig(**parsed["reload"]),
         admin=AdminConfig(**admin),
+        queue=QueueConfig(**parsed["queue"]),
+        scheduler=SchedulerConfig(**parsed["scheduler"]),
         source=source,
     )
 
@@ -389,12 +457,15 @@ def restore(text: str) -> Config:
     server = data["server"]
     server["listen"] = tuple(Listen(**item) for item in server["listen"])
     data["admin"]["listen"] = Listen(**data["admin"]["listen"])
+    data["queue"]["args"] = tuple(data["queue"]["args"])
     return Config(
         server=ServerConfig(**server),
         worker=WorkerConfig(**data["worker"]),
         limits=LimitsConfig(**data["limits"]),
         reload=ReloadConfig(**data["reload"]),
         admin=AdminConfig(**data["admin"]),
+        queue=QueueConfig(**data["queue"]),
+        scheduler=SchedulerConfig(**data["scheduler"]),
         source=data["source"],
     )
 

@@ -59,7 +59,37 @@ def render(status: dict[str, Any]) -> str:
         rss = f"{w['rss_kib'] / 1024:.1f}M" if w["rss_kib"] else "-"
         lines.append(f"php#{w['position']:<4} {w['pid']:>8} {w['generation']:>4} {w['state']:9} "
                      f"{'yes' if w['busy'] else 'no':5} {w['requests']:>9} {rss:>9}")
+    lines.extend(_render_jobs(status))
     return "\n".join(lines)
+
+
+def _render_jobs(status: dict[str, Any]) -> list[str]:
+    lines = []
+    queue = status.get("queue_workers") or []
+    if queue:
+        lines.append(f"{'queue':8} {'pid':>8} {'gen':>4} {'state':10} {'restarts':>8}  started / last exit")
+    for q in queue:
+        started = time.strftime("%H:%M:%S", time.localtime(q["started_at"])) if q["started_at"] else "-"
+        lines.append(f"{q['name']:8} {q['pid'] or '-':>8} {q['generation'] or '-':>4} {q['state']:10} "
+                     f"{q['restarts']:>8}  {started} / {q['last_exit'] or '-'}")
+    scheduler = status.get("scheduler")
+    if scheduler:
+        last = scheduler["last_run"]
+        if last:
+            when = time.strftime("%H:%M:%S", time.localtime(last["started_at"]))
+            outcome = "ok" if last["ok"] else f"FAILED (exit status {last['exit_status']})"
+            text = f"last run {when}, {outcome}, {last['duration_seconds']:.2f} s"
+        else:
+            text = "no run yet"
+        if scheduler["running"]:
+            nxt = f"running now (pid {scheduler['pid']})"
+        elif scheduler["next_run_at"]:
+            nxt = time.strftime("next run %H:%M:%S", time.localtime(scheduler["next_run_at"]))
+        else:
+            nxt = "stopped"
+        lines.append(f"scheduler: every {scheduler['interval_seconds']:g} s; {text}; "
+                     f"{scheduler['runs']} runs, {scheduler['failed_runs']} failed; {nxt}")
+    return lines
 
 
 def main(args: argparse.Namespace) -> int:

@@ -27,6 +27,9 @@ from askr import config as config_mod
 from askr.admin.server import AdminServer
 from askr.bridge import wire
 from askr.config import Config
+from askr.jobs import process as cli_process
+from askr.jobs.queue import QueueWorkers
+from askr.jobs.scheduler import Scheduler
 from askr.master import sockets
 from askr.master.systemd import Notifier
 from askr.master.zygote import Zygote, ZygoteError
@@ -130,6 +133,8 @@ class Arbiter:
         self.listen_socks: list[socket.socket] = []
         self.exit_code = 0
         self._tasks: set[asyncio.Task] = set()
+        self.queue = QueueWorkers(config, self.events.put_nowait)
+        self.scheduler = Scheduler(config)
 
     # -- setup -------------------------------------------------------------------------------
     def _become_subreaper(self) -> None:
@@ -259,6 +264,8 @@ class Arbiter:
                 self.start_front(front)
             for slot in self.slots.values():
                 self.spawn(slot)
+            self.queue.start(self.generation)
+            self.scheduler.start(self.generation)
             self.admin = AdminServer(self.admin_sock, self.config.admin.token, self.status, self.reload_from)
             await self.admin.start()
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
@@ -288,7 +295,14 @@ class Arbiter:
                     self.spawn(slot)
                 elif event[2] and slot.successor is None and slot.needs_successor(self.generation):
                     self.spawn(slot, successor=True)
-        return self.stopping and not self.children.fronts_running()
+        elif kind == "queue_respawn":
+            self.queue.respawn(event[1])
+        return self.stopped()
+
+    def stopped(self) -> bool:
+        """Stopping, and the fronts, queue workers and scheduler run are all gone."""
+        return (self.stopping and not self.children.fronts_running() and not self.queue.live()
+                and not self.scheduler.running())
 
     def handle_signal(self, signum: int) -> bool:
         if signum == signal.SIGCHLD:
@@ -299,18 +313,22 @@ class Arbiter:
                 self.systemd.stopping()
                 self.stopping = True
                 self.signal_fronts(signal.SIGTERM)
+                self.queue.stop()
+                self.scheduler.stop()
         elif signum in (signal.SIGINT, signal.SIGQUIT):
             log.info("%s: stopping now", signal.Signals(signum).name)
             self.stop_now()
         elif signum == signal.SIGHUP and not self.stopping:
             self.request_reload("SIGHUP")
-        return self.stopping and not self.children.fronts_running()
+        return self.stopped()
 
     def stop_now(self) -> None:
         if not self.stopping:
             self.systemd.stopping()
         self.stopping = True
         self.signal_fronts(signal.SIGQUIT)
+        self.queue.stop(now=True)
+        self.scheduler.stop(now=True)
 
     # -- PHP workers -------------------------------------------------------------------------
     def spawn(self, slot: WorkerSlot, successor: bool = False) -> None:
@@ -365,6 +383,8 @@ class Arbiter:
             "reloading": self.reloading,
             "last_reload": self.last_reload,
             "workers": workers,
+            "queue_workers": self.queue.status(),
+            "scheduler": self.scheduler.status(),
         }
 
     def board(self, proc: WorkerProc) -> tuple[int, int, int, int, str]:
@@ -435,6 +455,8 @@ class Arbiter:
                 if not verdict and await self._roll():
                     log.info("reload complete: all %d PHP workers run generation %d", len(self.slots),
                              self.generation)
+                    self.scheduler.reload(self.generation)
+                    await self.queue.roll(self.generation)
                     self._reload_outcome("complete")
                 elif old_zygote is not None and not self.stopping:
                     failed, self.generation = self.generation, old_zygote.generation
@@ -714,6 +736,8 @@ class Arbiter:
                 return
             if pid == 0:
                 return
+            if self.queue.reaped(pid, status) or self.scheduler.reaped(pid, status):
+                continue
             front = next((f for f in self.children.fronts if f.proc is not None and f.proc.pid == pid), None)
             if front is not None:
                 code = os.waitstatus_to_exitcode(status)
@@ -755,6 +779,7 @@ class Arbiter:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.reap()
+        await cli_process.flush_logs()
         log.info("stopped")
 
     def _live_workers(self) -> list[int]:

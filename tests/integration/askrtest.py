@@ -63,6 +63,8 @@ def write_config(
     worker: dict[str, object] | None = None,
     admin: dict[str, object] | None = None,
     reload: dict[str, object] | None = None,
+    queue: dict[str, object] | None = None,
+    scheduler: dict[str, object] | None = None,
     name: str = "askr.toml",
 ) -> Path:
     """An askr.toml listening on a free loopback port, with the given overrides."""
@@ -73,8 +75,9 @@ def write_config(
         sections["worker"] = dict(worker)
     if limits:
         sections["limits"] = dict(limits)
-    if reload:
-        sections["reload"] = dict(reload)
+    for section, keys in (("reload", reload), ("queue", queue), ("scheduler", scheduler)):
+        if keys:
+            sections[section] = dict(keys)
     sections["admin"] = {"listen": "127.0.0.1:0", **(admin or {})}  # never the shared default port
     path = directory / name
     path.write_text(toml_text(sections))
@@ -156,3 +159,15 @@ def run_askr(args: list[str], cwd: Path | None = None, timeout: float = 60) -> t
         out, _ = proc.communicate(timeout=30)
         pytest.fail(f"askr {args} did not exit within {timeout}s; output:\n{out}")
     return proc.returncode, out
+
+
+def wait_until(predicate, timeout: float = 60.0, what: str = "the condition", interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)

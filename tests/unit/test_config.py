@@ -63,7 +63,13 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[server]\nworkers = 2\nfronts = 3\n", "[server] fronts = 3 is more than workers = 2"),
         ("[limits]\nmax_header_size = \"1M\"\n", "[limits] max_header_size = '1M': at most 64K"),
         ("[worker]\nscript = \"w.php\"\n", "[worker] script = '"),
-        ("[worker]\napp_base = \".\"\n", "app_base is set but [worker] script is not"),
+        ("[worker]\napp_base = \".\"\n", "app_base is set but no script is"),
+        ("[queue]\nscript = \"q.php\"\n", "[queue] script = '"),
+        ("[scheduler]\nscript = \"s.php\"\n", "[scheduler] script = '"),
+        ("[queue]\nworkers = -1\n", "[queue] workers = -1: expected an integer >= 0"),
+        ("[queue]\nargs = \"--tries=3\"\n", "[queue] args = '--tries=3': expected a list of strings"),
+        ("[scheduler]\ninterval = 0\n", "[scheduler] interval = 0: expected a number of seconds > 0"),
+        ("[queue]\nstop_timout = 5\n", "unknown key [queue] stop_timout. Did you mean 'stop_timeout'?"),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) -> None:
@@ -106,3 +112,33 @@ def test_worker_mode_paths_are_relative_to_the_config_and_app_base_defaults(tmp_
     cfg = config.load(path)
     assert cfg.worker.script == str(tmp_path / "app" / "worker.php")
     assert cfg.worker.app_base == str(tmp_path / "app")  # the parent of the document root
+
+
+def test_queue_and_scheduler(tmp_path: Path) -> None:
+    (tmp_path / "app" / "public").mkdir(parents=True)
+    for name in ("queue.php", "scheduler.php"):
+        (tmp_path / "app" / name).write_text("<?php")
+    cfg = config.load(write(tmp_path, """
+[server]
+root = "app/public"
+[queue]
+script = "app/queue.php"
+workers = 3
+args = ["--tries=3"]
+[scheduler]
+script = "app/scheduler.php"
+interval = 30
+"""))
+    assert (cfg.queue.script, cfg.queue.workers, cfg.queue.args) == (str(tmp_path / "app" / "queue.php"), 3,
+                                                                     ("--tries=3",))
+    assert (cfg.queue.max_jobs, cfg.queue.max_time, cfg.queue.stop_timeout) == (1000, 3600, 60)
+    assert (cfg.scheduler.script, cfg.scheduler.interval) == (str(tmp_path / "app" / "scheduler.php"), 30)
+    assert cfg.worker.app_base == str(tmp_path / "app")  # they run in the app's base directory
+    assert config.restore(config.dump(cfg)) == cfg
+
+
+def test_queue_needs_the_php_cli(tmp_path: Path) -> None:
+    (tmp_path / "q.php").write_text("<?php")
+    path = write(tmp_path, '[queue]\nscript = "q.php"\n[worker]\nphp_cli = "no-such-php"\n')
+    with pytest.raises(ConfigError, match=r"\[worker\] php_cli = 'no-such-php': no such program"):
+        config.load(path)

@@ -96,6 +96,12 @@ Route::get('/leak', function (Request $request) {
     return response()->json(['seen' => $seen, 'process_state' => $process, 'stored' => $secret]);
 });
 
+// Queue a job (the database queue): ?key= names it, ?seconds= is how long it works.
+Route::post('/jobs', function (Request $request) {
+    App\Jobs\RecordRun::dispatch((string) $request->query('key'), (float) $request->query('seconds', 0));
+    return response()->json(['queued' => $request->query('key')], 202);
+});
+
 Route::get('/stream', function () {
     return response()->stream(function () {
         for ($i = 1; $i <= 5; $i++) {

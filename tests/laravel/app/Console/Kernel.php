@@ -11,6 +11,13 @@ class Kernel extends ConsoleKernel
 
     protected function schedule(Schedule $schedule)
     {
+        $schedule->command('fixture:tick')->everyMinute();
+        $schedule->call(function () {
+            \Illuminate\Support\Facades\DB::table('ticks')->insert(['source' => 'closure', 'pid' => getmypid(), 'at' => microtime(true)]);
+        })->everyMinute()->name('fixture closure tick');
+        if (env('FIXTURE_SCHEDULE_FAIL')) {
+            $schedule->command('fixture:fail')->everyMinute();
+        }
     }
 
     protected function commands()
