@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--canary", action="store_true", help="reloads start with a canary ([reload] canary)")
     serve.add_argument("--max-requests", metavar="N", type=int,
                        help="recycle a PHP worker after N requests ([server] max_requests)")
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve https with this certificate ([tls] cert)")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key ([tls] key)")
     for name, text in (("status", "show the running server's state (admin API)"),
                        ("reload", "rolling reload of the running server, and wait for its outcome")):
         cmd = sub.add_parser(name, help=text)
@@ -65,6 +67,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["server.max_requests"] = args.max_requests
     if args.admin_listen:
         out["admin.listen"] = args.admin_listen
+    if args.tls_cert:
+        out["tls.cert"] = args.tls_cert
+    if args.tls_key:
+        out["tls.key"] = args.tls_key
     if args.canary:
         out["reload.canary"] = True
     return out

@@ -125,6 +125,18 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _cidr_list(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(str(item), strict=False)))
+        except ValueError:
+            raise ValueError(f'{item!r} is not an address or CIDR; expected e.g. '
+                             '["10.0.0.0/8", "127.0.0.1"]') from None
+    return tuple(out)
+
+
 def _ini_table(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError('expected a table, e.g. ini = { memory_limit = "256M" }')
@@ -177,7 +189,26 @@ SETTINGS: tuple[Setting, ...] = (
             "keep-alives closed, responses in flight sent with Connection: close); what is still "
             "running then is cut off and logged."),
     Setting("server", "https", False, _bool,
-            "Tell PHP the request came over https (TLS terminated by a load balancer in front)."),
+            "Tell PHP every request came over https (TLS terminated by a load balancer in front): "
+            "HTTPS=on, REQUEST_SCHEME=https. Not needed with [tls], nor for trusted_proxies that send "
+            "X-Forwarded-Proto."),
+    Setting("server", "trusted_proxies", [], _cidr_list,
+            'Load balancers / proxies (addresses or CIDRs, e.g. ["10.0.0.0/8"]) whose X-Forwarded-For, '
+            "-Proto, -Host, -Port and Forwarded headers askr believes: from them REMOTE_ADDR, HTTPS and "
+            "the host come from those headers. From any other peer those headers are removed before "
+            "PHP sees them. Empty (default): the headers are passed through untouched and not used."),
+    Setting("server", "h2c", False, _bool,
+            "Also speak HTTP/2 without TLS on the plain listeners (prior knowledge only, as h2load "
+            "--h2c or curl --http2-prior-knowledge do; browsers never use it). Off by default."),
+    Setting("server", "redirect_http", None, parse_listen,
+            'With [tls]: an extra plain listener, e.g. "0.0.0.0:80", that answers every request with '
+            "a 308 redirect to the same URL on https."),
+    Setting("tls", "cert", None, _str,
+            "TLS certificate chain (PEM, leaf first). With cert and key set, every [server] listen "
+            "address speaks TLS, negotiating HTTP/2 or HTTP/1.1 by ALPN. Re-read on reload "
+            "(SIGHUP, askr reload), so a renewed certificate is picked up without dropping "
+            "connections.", path=True),
+    Setting("tls", "key", None, _str, "The certificate's private key (PEM, unencrypted).", path=True),
     Setting("worker", "script", None, _str,
             "Worker mode: a PHP script each worker runs once; it boots the app and loops in "
             "askr_handle_request() (docs/worker-mode.md). Every request that is not a static file "
@@ -250,6 +281,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Minimum average request-body rate in bytes per second, checked per body_timeout window."),
     Setting("limits", "keepalive_timeout", 15, _seconds,
             "Seconds an idle keep-alive connection is kept open."),
+    Setting("limits", "max_streams", 100, _int(1),
+            "HTTP/2: streams (requests) one connection may have open at once (SETTINGS_MAX_CONCURRENT_"
+            "STREAMS). A client that resets more than twice this many streams within 10 s is cut off "
+            "(rapid-reset protection, CVE-2023-44487)."),
     Setting("limits", "max_queue", 1024, _int(0),
             "Requests that may wait for a busy PHP worker pool; beyond that, 503 with Retry-After."),
 )
@@ -268,6 +303,9 @@ class ServerConfig:
     request_timeout: float
     graceful_timeout: float
     https: bool
+    trusted_proxies: tuple[str, ...] = ()
+    h2c: bool = False
+    redirect_http: Listen | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +314,16 @@ class WorkerConfig:
     app_base: str | None
     ini: dict[str, str] = field(default_factory=dict)
     php_cli: str = "php"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    cert: str | None
+    key: str | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +366,7 @@ class LimitsConfig:
     body_timeout: float
     body_min_rate: int
     keepalive_timeout: float
+    max_streams: int
     max_queue: int
 
 
@@ -330,6 +379,7 @@ class Config:
     admin: AdminConfig
     queue: QueueConfig
     scheduler: SchedulerConfig
+    tls: TlsConfig = TlsConfig(None, None)
     source: str = "<defaults>"
 
 
@@ -416,6 +466,20 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
                           "set php_cli to its path")
     if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
         raise ConfigError(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
+    tls = parsed["tls"]
+    if (tls["cert"] is None) != (tls["key"] is None):
+        missing = "key" if tls["key"] is None else "cert"
+        raise ConfigError(f"{source}: [tls] {missing} is missing: TLS needs both cert and key")
+    if tls["cert"] is not None:
+        from askr.front.tls import TlsError, check_pair  # ssl is only imported when TLS is used
+
+        try:
+            check_pair(tls["cert"], tls["key"])
+        except TlsError as e:
+            raise ConfigError(f"{source}: [tls] {e}") from None
+    elif server["redirect_http"] is not None:
+        raise ConfigError(f"{source}: [server] redirect_http is set but [tls] is not: there is no "
+                          "https listener to redirect to; set [tls] cert and key, or remove it")
     admin = parsed["admin"]
     if admin["token_file"] is not None:
         try:
@@ -435,6 +499,7 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
         admin=AdminConfig(**admin),
         queue=QueueConfig(**parsed["queue"]),
         scheduler=SchedulerConfig(**parsed["scheduler"]),
+        tls=TlsConfig(**tls),
         source=source,
     )
 
@@ -456,6 +521,9 @@ def restore(text: str) -> Config:
     data = json.loads(text)
     server = data["server"]
     server["listen"] = tuple(Listen(**item) for item in server["listen"])
+    server["trusted_proxies"] = tuple(server["trusted_proxies"])
+    if server["redirect_http"] is not None:
+        server["redirect_http"] = Listen(**server["redirect_http"])
     data["admin"]["listen"] = Listen(**data["admin"]["listen"])
     data["queue"]["args"] = tuple(data["queue"]["args"])
     return Config(
@@ -466,6 +534,7 @@ def restore(text: str) -> Config:
         admin=AdminConfig(**data["admin"]),
         queue=QueueConfig(**data["queue"]),
         scheduler=SchedulerConfig(**data["scheduler"]),
+        tls=TlsConfig(**data["tls"]),
         source=data["source"],
     )
 

@@ -1020,6 +1020,7 @@ static struct {
 	bool must_exit;               /* PHP is unusable: exit after this response */
 } W;
 
+
 static bool send_hello(void)
 {
 	char hello[FRAME_HDR + 12];
@@ -1121,7 +1122,14 @@ static int take_queued(int queue_fd, askr_chan *c, uint32_t worker_id)
 		if (stop_requested()) {
 			return 0;
 		}
-		/* Non-blocking first: under load a request is waiting and this is the only syscall. */
+		/* A channel the front closed (its client left mid-response) must not take another
+		 * request: PHP would run it with nowhere to send the answer. */
+		char peek;
+		if (recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+			c->dead = true;
+			return 0;
+		}
+		/* Non-blocking first: under load a request is usually waiting. */
 		n = recvmsg(queue_fd, &msg, MSG_DONTWAIT);
 		if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
 			break;

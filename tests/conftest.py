@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PHP_FIXTURES = Path(__file__).resolve().parent / "php"
-READY = re.compile(r"askr ready: http://([\d.]+):(\d+)")
+READY = re.compile(r"askr ready: https?://([\d.]+):(\d+)")
 ADMIN = re.compile(r"admin API: http://([\d.]+:\d+)/api/status")
 
 

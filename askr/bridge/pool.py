@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import mmap
 import os
 import socket
 import struct
+import termios
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -249,6 +251,7 @@ class WorkerPool:
         self.running = 0  # requests a worker has taken and not finished
         self.sent: dict[int, Exchange] = {}  # in the queue, not yet taken
         self.waiting: deque[Exchange] = deque()  # not yet in the queue
+        self.unaccounted: set[int] = set()  # sent ids neither queued nor held at the last check
         # ids carry this front's pid, so answers to a previous front's requests are told apart
         self.next_id = (os.getpid() & 0xFFFFFFFF) << 32
 
@@ -351,6 +354,36 @@ class WorkerPool:
         for channel in self.channels:
             if channel.worker_id == worker_id and channel.pid == pid:
                 channel.send(wire.STOP_FRAME)
+
+    def check_lost(self) -> None:
+        """Called by the front's sweeper. A request can vanish between the queue and the front:
+        a worker takes it and answers, but the front has just closed that worker's channel (its
+        client left mid-response), so the answer is never read. Such a request is in `sent`
+        forever and holds a place in the queue's budget. When the queue is empty (nothing waits
+        in it: SIOCOUTQ of our end is 0) and no worker's scoreboard slot holds an id from
+        `sent`, at two checks in a row, that request is lost: fail it (502) and free its place."""
+        if not self.sent:
+            self.unaccounted.clear()
+            return
+        try:
+            queued = struct.unpack("i", fcntl.ioctl(self.queue.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return
+        if queued:
+            self.unaccounted.clear()
+            return
+        held = {self._holding(channel) for channel in self.channels}
+        suspects = {request_id for request_id in self.sent if request_id not in held}
+        lost = suspects & self.unaccounted
+        self.unaccounted = suspects - lost
+        for request_id in lost:
+            exchange = self.sent.pop(request_id)
+            log.error("a request taken by a PHP worker was never answered (its channel had closed); "
+                      "failing it")
+            if not exchange.cancelled:
+                exchange.sink.php_failed()
+        if lost:
+            self._refill()
 
     def holder(self, exchange: Exchange) -> WorkerChannel | None:
         """The worker running `exchange`. Its TAKEN comes with the response, so until then the

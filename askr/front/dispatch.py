@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 
 from askr import SERVER_SOFTWARE
 from askr.bridge import wire
+from askr.front.proxy import FORWARD_HEADERS, strip_forward_headers
 from askr.front.router import PhpScript
 
 if TYPE_CHECKING:
     from askr.front.http1 import Http1Connection, Request
+    from askr.front.http2 import Http2Connection, Http2Stream
     from askr.front.server import FrontContext
 
 _SOFTWARE = SERVER_SOFTWARE.encode()
@@ -21,7 +23,7 @@ def connection_params(ctx: FrontContext, transport: asyncio.BaseTransport) -> tu
     (REQUEST-frame params prefix, SERVER_ADDR)."""
     sock = transport.get_extra_info("sockname") or ("", 0)
     peer = transport.get_extra_info("peername") or ("", 0)
-    https = ctx.config.server.https
+    https = ctx.config.server.https or transport.get_extra_info("ssl_object") is not None
     server_addr = str(sock[0]).encode()
     params = [
         b"GATEWAY_INTERFACE", b"CGI/1.1",
@@ -48,7 +50,35 @@ def server_name(host: bytes | None, fallback: bytes) -> bytes:
     return host.partition(b":")[0]
 
 
-def request_params(conn: Http1Connection, req: Request, route: PhpScript) -> list[bytes]:
+_PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "2": b"HTTP/2.0"}
+
+
+def trusted_peer(ctx: FrontContext, transport: asyncio.BaseTransport) -> bool | None:
+    """None when [server] trusted_proxies is off; else whether this peer is one of them."""
+    if not ctx.proxies.enabled:
+        return None
+    peer = transport.get_extra_info("peername") or ("", 0)
+    return ctx.proxies.trusts(str(peer[0]))
+
+
+def php_headers(conn: Http1Connection | Http2Connection, req: Request | Http2Stream) -> list[bytes]:
+    """The headers PHP gets: forwarding headers from an untrusted peer are dropped; through a
+    trusted proxy, Host is the host the proxy was asked for."""
+    flat = req.flat_headers
+    trusted = conn.trusted_peer
+    if trusted is None or not any(name in req.headers for name in FORWARD_HEADERS):
+        return flat
+    if not trusted:
+        return strip_forward_headers(flat)
+    host = conn.ctx.proxies.host(req.header)
+    if host is None:
+        return flat
+    out = [value for i in range(0, len(flat), 2) if flat[i].lower() != b"host" for value in flat[i : i + 2]]
+    return [b"Host", host.encode(), *out]
+
+
+def request_params(conn: Http1Connection | Http2Connection, req: Request | Http2Stream,
+                   route: PhpScript) -> list[bytes]:
     """Flat [name, value, ...] CGI params for one request, after the per-connection ones."""
     script_name = route.script_name_bytes
     path_info = route.path_info
@@ -61,7 +91,7 @@ def request_params(conn: Http1Connection, req: Request, route: PhpScript) -> lis
         b"SCRIPT_NAME", script_name,
         b"PHP_SELF", document_uri,
         b"DOCUMENT_URI", document_uri,
-        b"SERVER_PROTOCOL", b"HTTP/1.1" if req.version == "1.1" else b"HTTP/1.0",
+        b"SERVER_PROTOCOL", _PROTOCOLS[req.version],
         b"SERVER_NAME", server_name(req.header(b"host"), conn.server_addr),
     ]
     if path_info:
@@ -73,4 +103,6 @@ def request_params(conn: Http1Connection, req: Request, route: PhpScript) -> lis
         params += [b"CONTENT_LENGTH", str(req.body_size).encode()]
     elif req.content_length is not None:
         params += [b"CONTENT_LENGTH", str(req.content_length).encode()]
+    if conn.trusted_peer:
+        params += conn.ctx.proxies.params(req.header)  # later params win in $_SERVER
     return params

@@ -111,6 +111,7 @@ class Http1Connection(asyncio.Protocol):
         self.buffered = 0  # body bytes held for requests not yet handed to a worker
         self.conn_params = b""  # this connection's fixed CGI params, already encoded
         self.server_addr = b""
+        self.trusted_peer: bool | None = None  # [server] trusted_proxies: is this peer one?
         # response state of the active PHP exchange
         self.resp_mode = 0  # 0 = none, 1 = content-length/identity, 2 = chunked, 3 = close-delimited
         self.resp_head_only = False
@@ -121,6 +122,7 @@ class Http1Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.ctx.connections.add(self)
         self.conn_params, self.server_addr = dispatch.connection_params(self.ctx, transport)
+        self.trusted_peer = dispatch.trusted_peer(self.ctx, transport)
         transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
         self._arm(self.limits.keepalive_timeout, self._idle_timeout)
 
@@ -133,7 +135,7 @@ class Http1Connection(asyncio.Protocol):
             # upstream, so PHP sees the abort on its next write (an endless stream would
             # otherwise run on for nobody). The worker exits and is replaced.
             ex = self.queue[0].exchange
-            if ex is not None and ex.channel is not None:
+            if ex is not None and ex.channel is not None and ex.channel.exchange is ex:
                 ex.channel.close()
         for req in self.queue:
             self._cancel_exchange(req)
@@ -430,7 +432,7 @@ class Http1Connection(asyncio.Protocol):
 
     def _start_php(self, req: Request, route: PhpScript) -> None:
         params = dispatch.request_params(self, req, route)
-        frames = [wire.encode_request(params, req.flat_headers, self.conn_params)]
+        frames = [wire.encode_request(params, dispatch.php_headers(self, req), self.conn_params)]
         if req.body:
             frames.extend(wire.encode_body(b) for b in req.body)
             self.buffered -= sum(map(len, req.body))

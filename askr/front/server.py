@@ -20,12 +20,16 @@ from askr import config as config_mod
 from askr import log as log_setup
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
+from askr.front import tls
 from askr.front.http1 import Http1Connection
+from askr.front.negotiate import AlpnSelector, PriorKnowledgeSniffer, RedirectToHttps
+from askr.front.proxy import ProxyTrust
 from askr.front.router import RouteCache, Router
 
 log = logging.getLogger("askr.front")
 
 SWEEP_INTERVAL = 0.25  # resolution of header/keep-alive timeouts
+TLS_SHUTDOWN_TIMEOUT = 5.0  # a TLS close waits this long for the client's close_notify
 
 
 @dataclass
@@ -35,6 +39,7 @@ class FrontContext:
     router: RouteCache
     pool: WorkerPool
     root_bytes: bytes
+    proxies: ProxyTrust
     connections: set = field(default_factory=set)
     draining: bool = False
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -47,9 +52,11 @@ class FrontContext:
 
 class Front:
     def __init__(self, config: Config, listen_fds: list[int], channel_fd: int, control_fd: int,
-                 queue_fd: int, scoreboard: str):
+                 queue_fd: int, scoreboard: str, redirect_fd: int | None = None):
         self.config = config
         self.listen_fds = listen_fds
+        self.redirect_fd = redirect_fd
+        self.tls_context = None
         self.channel_fd = channel_fd
         self.queue = socket.socket(fileno=queue_fd)
         self.scoreboard_path = scoreboard
@@ -74,15 +81,30 @@ class Front:
             scoreboard = mmap.mmap(f.fileno(), 0)  # writable: the stop word retires a worker
         pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event)
         router = self.make_router()
-        ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode())
+        ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode(),
+                           ProxyTrust(cfg.server.trusted_proxies))
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
+        if cfg.tls.enabled:
+            self.tls_context = tls.server_context(cfg.tls.cert, cfg.tls.key)  # type: ignore[arg-type]
+            factory = lambda: AlpnSelector(ctx)  # noqa: E731
+        elif cfg.server.h2c:
+            factory = lambda: PriorKnowledgeSniffer(ctx)  # noqa: E731
+        else:
+            factory = lambda: Http1Connection(ctx)  # noqa: E731
+        https_port = 443
         for fd in self.listen_fds:
             sock = socket.socket(fileno=fd)
-            self.servers.append(
-                await loop.create_server(lambda: Http1Connection(ctx), sock=sock, backlog=1024)
-            )
+            https_port = sock.getsockname()[1] if https_port == 443 else https_port
+            self.servers.append(await loop.create_server(
+                factory, sock=sock, backlog=1024, ssl=self.tls_context,
+                ssl_handshake_timeout=cfg.limits.header_timeout if self.tls_context else None,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if self.tls_context else None))
+        if self.redirect_fd is not None:
+            sock = socket.socket(fileno=self.redirect_fd)
+            self.servers.append(await loop.create_server(lambda: RedirectToHttps(ctx, https_port), sock=sock,
+                                                         backlog=1024))
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn_task(self.drain()))
         loop.add_signal_handler(signal.SIGINT, self.stopped.set)
         loop.add_signal_handler(signal.SIGQUIT, self.stopped.set)
@@ -110,6 +132,8 @@ class Front:
             now = loop.time()
             for conn in list(connections):
                 conn.check_deadline(now)
+            if self.ctx.pool.sent:
+                self.ctx.pool.check_lost()
 
     async def read_control(self) -> None:
         """Commands from the master, one JSON object per line; EOF means it is gone."""
@@ -123,9 +147,22 @@ class Front:
                     self.ctx.router = self.make_router()
                 except (OSError, ValueError) as e:  # the root vanished mid-deploy: keep the old view
                     log.error("reload: cannot resolve the document root: %s; keeping the previous one", e)
+                self.reload_certificate()
             else:
                 log.error("unknown command from the master: %r", command)
         self.stopped.set()
+
+    def reload_certificate(self) -> None:
+        """A renewed certificate: new handshakes use it; open connections are not touched."""
+        cfg = self.config.tls
+        if self.tls_context is None or cfg.cert is None or cfg.key is None:
+            return
+        try:
+            tls.reload_pair(self.tls_context, cfg.cert, cfg.key)
+        except (tls.TlsError, OSError, ValueError) as e:
+            log.error("reload: keeping the current TLS certificate: [tls] %s", e)
+            return
+        log.info("reload: TLS certificate re-read from %s", cfg.cert)
 
     async def drain(self) -> None:
         """Stop accepting; finish in-flight requests; close idle keep-alives; then stop."""
@@ -154,12 +191,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--queue-fd", type=int, required=True)
     parser.add_argument("--scoreboard", required=True)
+    parser.add_argument("--redirect-fd", type=int)
     args = parser.parse_args(argv)
     log_setup.setup()
     with open(args.config_json) as f:
         cfg = config_mod.restore(f.read())
     front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd,
-                  args.queue_fd, args.scoreboard)
+                  args.queue_fd, args.scoreboard, args.redirect_fd)
     uvloop.run(front.run())
 
 

@@ -131,6 +131,7 @@ class Arbiter:
         self.announced_ready = False
         self.runtime_dir = ""
         self.listen_socks: list[socket.socket] = []
+        self.redirect_sock: socket.socket | None = None
         self.exit_code = 0
         self._tasks: set[asyncio.Task] = set()
         self.queue = QueueWorkers(config, self.events.put_nowait)
@@ -147,6 +148,8 @@ class Arbiter:
     def bind(self) -> None:
         """Bind every socket first: a port problem is reported before anything starts."""
         self.listen_socks = [sockets.bind_tcp(address) for address in self.config.server.listen]
+        redirect = self.config.server.redirect_http
+        self.redirect_sock = sockets.bind_tcp(redirect, key="[server] redirect_http") if redirect else None
         self.admin_sock = sockets.bind_tcp(self.config.admin.listen, backlog=64, key="[admin] listen")
         self.runtime_dir = tempfile.mkdtemp(prefix="askr-")
         for index in range(self.config.server.fronts):
@@ -203,6 +206,9 @@ class Arbiter:
                "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(channel_fd),
                "--control-fd", str(theirs.fileno()), "--queue-fd", str(queue_fd),
                "--scoreboard", self.scoreboard_path]
+        if self.redirect_sock is not None:
+            cmd += ["--redirect-fd", str(self.redirect_sock.fileno())]
+            fds.append(self.redirect_sock.fileno())
         front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno(), queue_fd],
                                       stdin=subprocess.DEVNULL)
         theirs.close()
@@ -721,12 +727,15 @@ class Arbiter:
             s.current is not None and s.current.state == "ready" for s in self.slots.values()
         ):
             self.announced_ready = True
-            urls = ", ".join(f"http://{sockets.display_address(s)}" for s in self.listen_socks)
+            scheme = "https" if self.config.tls.enabled else "http"
+            urls = ", ".join(f"{scheme}://{sockets.display_address(s)}" for s in self.listen_socks)
             script = self.config.worker.script
             mode = f"worker mode: {script}" if script else "classic mode"
             log.info("askr ready: %s (%d PHP workers, %s, root %s)", urls, len(self.slots), mode,
                      self.config.server.root)
             self.systemd.ready(f"serving {urls}, {len(self.slots)} PHP workers")
+            if self.redirect_sock is not None:
+                log.info("redirecting http://%s to https", sockets.display_address(self.redirect_sock))
 
     def reap(self) -> None:
         while True:
@@ -802,7 +811,7 @@ class Arbiter:
                 zygote.close()
         if self.admin is not None:
             self.admin.close()
-        for sock in self.listen_socks:
+        for sock in [*self.listen_socks, *([self.redirect_sock] if self.redirect_sock else [])]:
             sock.close()
         if self.runtime_dir:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)

@@ -65,6 +65,7 @@ def write_config(
     reload: dict[str, object] | None = None,
     queue: dict[str, object] | None = None,
     scheduler: dict[str, object] | None = None,
+    tls: dict[str, object] | None = None,
     name: str = "askr.toml",
 ) -> Path:
     """An askr.toml listening on a free loopback port, with the given overrides."""
@@ -75,7 +76,7 @@ def write_config(
         sections["worker"] = dict(worker)
     if limits:
         sections["limits"] = dict(limits)
-    for section, keys in (("reload", reload), ("queue", queue), ("scheduler", scheduler)):
+    for section, keys in (("reload", reload), ("queue", queue), ("scheduler", scheduler), ("tls", tls)):
         if keys:
             sections[section] = dict(keys)
     sections["admin"] = {"listen": "127.0.0.1:0", **(admin or {})}  # never the shared default port

@@ -1,0 +1,762 @@
+"""HTTP/2 on one client connection (the `h2` library's state machine; our I/O and flow control).
+
+Each stream is a request. Streams are handed to PHP workers independently, so one connection's
+concurrent requests run in parallel on different workers. Flow control both ways:
+
+- uploads: a stream's window is re-opened only as its body moves on to a worker, so a slow
+  worker holds back that stream's sender, not the connection; the connection window is
+  re-opened at once (per-stream windows bound what we hold);
+- downloads: a stream's response waits in its own buffer until the client's window allows it;
+  past HIGH_WATER that stream's PHP worker is paused, so a slow reader does not stall other
+  streams or grow memory.
+
+Protections: SETTINGS_MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE from [limits], header and
+body limits per stream as in HTTP/1.1, and rapid reset (CVE-2023-44487): streams reset in the
+same read as they were opened never reach PHP, and a client resetting more than twice
+max_streams streams within RESET_WINDOW seconds gets GOAWAY(ENHANCE_YOUR_CALM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import GoAwayFrame
+
+from askr.bridge import wire
+from askr.bridge.pool import Exchange
+from askr.front import dispatch
+from askr.front.responses import DATE, SERVER_HEADER, reason
+from askr.front.router import PhpScript, Redirect, StaticFile
+from askr.front.static import serve_static
+
+if TYPE_CHECKING:
+    from askr.front.server import FrontContext
+
+log = logging.getLogger("askr.front")
+
+STREAM_WINDOW = 256 * 1024  # request body we accept per stream before a worker takes it
+HIGH_WATER = 256 * 1024  # response bytes buffered per stream before its worker is paused
+FILE_CHUNK = 256 * 1024
+RESET_WINDOW = 10.0
+NO_BODY_STATUS = frozenset((204, 304))
+# Connection-specific response headers (RFC 9113 8.2.2) and the ones the front sets itself.
+_DROPPED = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+_DATE_VALUE = DATE.get  # b"date: ...\r\n"
+_SERVER_VALUE = SERVER_HEADER[len(b"server: "):-2]
+
+
+class Http2Stream:
+    """One request/response. Quacks like http1.Request for dispatch.request_params, and is the
+    ResponseSink of its PHP exchange."""
+
+    __slots__ = (
+        "body",
+        "body_complete",
+        "body_size",
+        "chunked",
+        "closed",
+        "conn",
+        "content_length",
+        "end_after",
+        "exchange",
+        "file",
+        "flat_headers",
+        "head_only",
+        "headers",
+        "method",
+        "out",
+        "out_size",
+        "path",
+        "paused_worker",
+        "php_deadline",
+        "query",
+        "responded",
+        "response_started",
+        "stream_id",
+        "unacked",
+        "url",
+        "version",
+        "window_bytes",
+    )
+
+    def __init__(self, conn: Http2Connection, stream_id: int):
+        self.conn = conn
+        self.stream_id = stream_id
+        self.version = "2"
+        self.method = b""
+        self.url = b""
+        self.path = b""
+        self.query = b""
+        self.headers: dict[bytes, list] = {}  # lower name -> [name, value] (as http1.Request)
+        self.flat_headers: list[bytes] = []
+        self.content_length: int | None = None
+        self.chunked = False  # a body without content-length: collected first, like HTTP/1.1 chunked
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.body_complete = False
+        self.window_bytes = 0
+        self.unacked = 0  # body bytes received but whose window was not yet re-opened
+        self.exchange: Exchange | None = None
+        self.head_only = False
+        self.response_started = False
+        self.responded = False
+        self.closed = False
+        self.out: collections.deque[bytes] = collections.deque()
+        self.out_size = 0
+        self.end_after = False  # end the stream once `out` is sent
+        self.file: tuple[int, int, int] | None = None  # (fd, offset, remaining) of a static file
+        self.paused_worker = False
+        self.php_deadline = 0.0
+
+    def header(self, lower_name: bytes) -> bytes | None:
+        entry = self.headers.get(lower_name)
+        return entry[1] if entry else None
+
+    # -- ResponseSink ------------------------------------------------------------------------
+    def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
+        if complete:
+            self.exchange = None  # the worker is done with it, whatever happens to the stream
+        headers = [(b":status", b"%d" % status)]
+        has_date = has_server = False
+        for line in header_block.split(b"\n") if header_block else ():
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if not name or name in _DROPPED or (name == b"content-length" and complete
+                                                and not self.head_only):
+                continue
+            has_date = has_date or name == b"date"
+            has_server = has_server or name == b"server"
+            headers.append((name, value.strip()))
+        if not has_date:
+            headers.append((b"date", _DATE_VALUE()[6:-2]))
+        if not has_server:
+            headers.append((b"server", _SERVER_VALUE))
+        no_body = self.head_only or status in NO_BODY_STATUS
+        data = b"".join(body)
+        if complete and not no_body:
+            headers.append((b"content-length", b"%d" % len(data)))
+        self.conn.send_response_head(self, headers, end=complete and (no_body or not data))
+        if no_body:
+            body = []
+            self.out.clear()
+            self.out_size = 0
+        self.php_body(body if not complete else [data] if data and not no_body else [], complete)
+
+    def php_body(self, body: list[bytes], complete: bool) -> None:
+        if complete:
+            self.exchange = None
+        if self.closed:
+            return
+        if not self.head_only:
+            for part in body:
+                if part:
+                    self.out.append(part)
+                    self.out_size += len(part)
+        if complete:
+            self.php_deadline = 0.0
+            if not self.responded:
+                self.end_after = True
+        self.conn.flush_stream(self)
+
+    def php_failed(self) -> None:
+        if self.closed or self.responded:
+            return
+        self.exchange = None
+        if not self.response_started:
+            log.error("PHP worker died while handling %s %s (HTTP/2); answering 502",
+                      self.method.decode(), self.url.decode("latin-1"))
+            self.conn.respond_simple(self, 502)
+        else:
+            log.error("PHP worker died while streaming %s (HTTP/2); resetting the stream",
+                      self.url.decode("latin-1"))
+            self.conn.reset(self, h2.errors.ErrorCodes.INTERNAL_ERROR)
+
+    def php_backpressure(self, paused: bool) -> None:
+        """The worker is slow to take this stream's body: stop re-opening its window."""
+        if not paused:
+            self.conn.ack_body(self)
+
+    def php_informational(self, status: int, header_block: bytes) -> None:
+        if self.closed or self.response_started or status == 101:
+            return
+        links = [line.partition(b":")[2].strip() for line in header_block.split(b"\n")
+                 if line[:5].lower() == b"link:"]
+        if links:
+            self.conn.send_informational(self, status, links)
+
+
+class Http2Connection(asyncio.Protocol):
+    """asyncio.Protocol for one HTTP/2 connection (TLS with ALPN h2, or h2c prior knowledge)."""
+
+    def __init__(self, ctx: FrontContext):
+        self.ctx = ctx
+        self.limits = ctx.config.limits
+        self.loop = ctx.loop
+        self.transport: asyncio.Transport | None = None
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_inbound_headers=True)
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.streams: dict[int, Http2Stream] = {}
+        self.conn_params = b""
+        self.server_addr = b""
+        self.trusted_peer: bool | None = None
+        self.closing = False
+        self.goaway_sent = False
+        self.last_stream_id = 0  # the highest stream we accepted (GOAWAY's last-stream-id)
+        self.write_paused = False
+        self.resets: collections.deque[float] = collections.deque()
+        self.idle_since: float | None = None  # for keepalive_timeout (connection without streams)
+        self.new_streams: list[Http2Stream] = []  # opened in this read; dispatched after it
+        self._body_check_at = 0.0
+
+    # -- connection lifecycle ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.ctx.connections.add(self)
+        self.conn_params, self.server_addr = dispatch.connection_params(self.ctx, transport)
+        self.trusted_peer = dispatch.trusted_peer(self.ctx, transport)
+        transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
+        limits = self.limits
+        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 0,
+        })
+        self.h2.initiate_connection()
+        # The connection window covers every stream's window, so streams never starve each other.
+        self.h2.increment_flow_control_window(max(0, limits.max_streams * STREAM_WINDOW - 65535))
+        self.idle_since = None
+        self._write()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.ctx.connection_closed(self)
+        for stream in list(self.streams.values()):
+            self._abandon(stream)
+        self.streams.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for stream in list(self.streams.values()):
+            self.flush_stream(stream, write=False)
+        self._write()
+
+    def eof_received(self) -> bool:
+        return False
+
+    # -- input -------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            log.info("HTTP/2 protocol error from %s: %s; closing", self._peer(), e)
+            self._write()
+            self._close()
+            return
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.DataReceived:
+                self._on_data(event)
+            elif kind is h2.events.RequestReceived:
+                self._on_request(event)
+            elif kind is h2.events.StreamEnded:
+                self._on_body_end(event.stream_id)
+            elif kind is h2.events.WindowUpdated:
+                if event.stream_id:
+                    stream = self.streams.get(event.stream_id)
+                    if stream is not None:
+                        self.flush_stream(stream, write=False)
+                else:
+                    for stream in list(self.streams.values()):
+                        self.flush_stream(stream, write=False)
+            elif kind is h2.events.StreamReset:
+                self._on_reset(event.stream_id)
+            elif kind is h2.events.RemoteSettingsChanged:
+                for stream in list(self.streams.values()):
+                    self.flush_stream(stream, write=False)
+            elif kind is h2.events.ConnectionTerminated:
+                self.goaway_sent = True  # the client is leaving: nothing new, close when done
+            if self.closing:
+                return
+        new, self.new_streams = self.new_streams, []
+        for stream in new:
+            if not stream.closed:  # reset in the same read: never reaches a worker
+                self._dispatch(stream)
+        self._write()
+        if self.goaway_sent and not self.streams:
+            self._close()
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.goaway_sent:  # opened after our GOAWAY: refused, the client retries elsewhere
+            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        stream = Http2Stream(self, stream_id)
+        self.streams[stream_id] = stream
+        self.last_stream_id = max(self.last_stream_id, stream_id)
+        self.idle_since = None
+        status = self._parse_headers(stream, event.headers)
+        if event.stream_ended is not None:
+            stream.body_complete = True
+        if status:
+            self.respond_simple(stream, status)
+            return
+        self.new_streams.append(stream)
+
+    def _parse_headers(self, stream: Http2Stream, headers: list[tuple[bytes, bytes]]) -> int:
+        """Fill `stream` from the header block; a status to answer when a limit is broken."""
+        limits = self.limits
+        size = 0
+        authority = None
+        scheme = b""
+        if len(headers) > limits.max_headers + 4:
+            return 431
+        for name, value in headers:
+            size += len(name) + len(value) + 32
+            if b"\0" in value:
+                return 400
+            if name[:1] == b":":
+                if name == b":method":
+                    stream.method = value
+                elif name == b":path":
+                    stream.url = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme":
+                    scheme = value
+                continue
+            entry = stream.headers.get(name)
+            if entry is None:
+                stream.headers[name] = [name, value, len(stream.flat_headers)]
+                stream.flat_headers += [name, value]
+            else:  # HTTP/2 may split cookies over several fields (RFC 9113 8.2.3)
+                entry[1] += (b"; " if name == b"cookie" else b", ") + value
+                stream.flat_headers[entry[2] + 1] = entry[1]
+        if size > limits.max_header_size:
+            return 431
+        if authority is not None and b"host" not in stream.headers:
+            stream.headers[b"host"] = [b"host", authority, len(stream.flat_headers)]
+            stream.flat_headers += [b"host", authority]
+        stream.head_only = stream.method == b"HEAD"
+        if stream.method == b"CONNECT" or scheme not in (b"https", b"http"):
+            return 501
+        url = stream.url
+        if len(url) > limits.max_request_line:
+            return 414
+        if url[:1] != b"/":
+            if not (stream.method == b"OPTIONS" and url == b"*"):
+                return 400
+            url = b"/"
+        path, _, stream.query = url.partition(b"?")
+        stream.path = path.partition(b"#")[0]
+        length = stream.header(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return 400
+            stream.content_length = int(length)
+            if stream.content_length > limits.max_body_size:
+                return 413
+        return 0
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        # The connection window re-opens at once; the stream's only as its body moves on.
+        if event.flow_controlled_length:
+            self.h2.increment_flow_control_window(event.flow_controlled_length)
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream.closed:
+            return
+        data = event.data
+        stream.body_size += len(data)
+        stream.window_bytes += len(data)
+        stream.unacked += event.flow_controlled_length
+        limit = stream.content_length if stream.content_length is not None else self.limits.max_body_size
+        if stream.body_size > limit:
+            if stream.content_length is not None:  # more than it announced: a broken request
+                self.reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            else:
+                self.respond_simple(stream, 413)
+            return
+        if stream.responded or stream.response_started:
+            self.ack_body(stream)  # answered already (an error): read and drop the rest
+            return
+        ex = stream.exchange
+        if ex is not None:
+            ex.send(wire.encode_body(data))
+            if ex.channel is not None:
+                self.ack_body(stream)
+        else:
+            stream.body.append(data)
+            if stream.content_length is None:
+                self.ack_body(stream)  # collected whole (bounded by max_body_size), like chunked
+
+    def _on_body_end(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.closed:
+            return
+        stream.body_complete = True
+        if stream.exchange is not None:
+            stream.exchange.send(wire.BODY_END_FRAME)
+        elif stream.chunked and not stream.response_started:
+            self._start_php_collected(stream)
+        if stream.responded:
+            self._forget(stream)
+
+    def _on_reset(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return
+        now = self.loop.time()
+        resets = self.resets
+        resets.append(now)
+        while resets and resets[0] < now - RESET_WINDOW:
+            resets.popleft()
+        self._abandon(stream)
+        self._forget(stream)
+        if len(resets) > 2 * self.limits.max_streams:
+            log.warning("HTTP/2 client %s reset %d streams within %g s (rapid reset); closing the "
+                        "connection", self._peer(), len(resets), RESET_WINDOW)
+            self.h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                     last_stream_id=self.last_stream_id)
+            self._write()
+            self._close()
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def _dispatch(self, stream: Http2Stream) -> None:
+        route = self.ctx.router.resolve(stream.path, stream.query)
+        if type(route) is PhpScript:
+            if stream.content_length is None and not stream.body_complete:
+                stream.chunked = True  # no length: collect the body, then run PHP with one
+                return
+            self._start_php(stream, route)
+        elif type(route) is StaticFile:
+            self._serve_static(stream, route)
+        elif type(route) is Redirect:
+            self.respond_simple(stream, 301, [(b"location", route.location.encode())])
+        else:
+            self.respond_simple(stream, route.status)
+
+    def _start_php_collected(self, stream: Http2Stream) -> None:
+        route = self.ctx.router.resolve(stream.path, stream.query)
+        if type(route) is PhpScript:
+            self._start_php(stream, route)
+        else:
+            self._dispatch(stream)
+
+    def _start_php(self, stream: Http2Stream, route: PhpScript) -> None:
+        params = dispatch.request_params(self, stream, route)
+        frames = [wire.encode_request(params, dispatch.php_headers(self, stream), self.conn_params)]
+        if stream.body:
+            frames.extend(wire.encode_body(b) for b in stream.body)
+            stream.body = []
+        if stream.body_complete:
+            frames.append(wire.BODY_END_FRAME)
+        stream.php_deadline = -self.ctx.config.server.request_timeout
+        exchange = Exchange(frames, stream, lambda ex: self._php_started(stream))
+        stream.exchange = exchange
+        if not self.ctx.pool.submit(exchange):
+            stream.exchange = None
+            exchange.cancelled = True
+            log.warning("all PHP workers busy and %d requests queued; answering 503", self.limits.max_queue)
+            self.respond_simple(stream, 503, [(b"retry-after", b"1")])
+
+    def _php_started(self, stream: Http2Stream) -> None:
+        """A worker took the stream's request: the body held for it went along; re-open."""
+        if not stream.closed:
+            self.ack_body(stream)
+            self._write()
+
+    def ack_body(self, stream: Http2Stream) -> None:
+        n, stream.unacked = stream.unacked, 0
+        if n and not stream.closed and not stream.body_complete:
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self.h2.increment_flow_control_window(n, stream_id=stream.stream_id)
+            self._write()
+
+    def _serve_static(self, stream: Http2Stream, route: StaticFile) -> None:
+        headers = {name: entry[1] for name, entry in stream.headers.items()}
+        resp = serve_static(stream.method, headers, route)
+        head = [(b":status", b"%d" % resp.status), (b"date", _DATE_VALUE()[6:-2]), (b"server", _SERVER_VALUE)]
+        head += [(name.lower(), value) for name, value in resp.headers]
+        no_body = stream.head_only or (resp.file_path is None and not resp.body)
+        self.send_response_head(stream, head, end=no_body)
+        if no_body:
+            return
+        if resp.file_path is not None:
+            try:
+                fd = os.open(resp.file_path, os.O_RDONLY)
+            except OSError:
+                self.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                return
+            stream.file = (fd, resp.offset, resp.count)
+        else:
+            stream.out.append(resp.body)
+            stream.out_size = len(resp.body)
+        stream.end_after = True
+        self.flush_stream(stream)
+
+    # -- output ------------------------------------------------------------------------------
+    def send_response_head(self, stream: Http2Stream, headers: list[tuple[bytes, bytes]], end: bool) -> None:
+        if stream.closed:
+            return
+        stream.response_started = True
+        stream.php_deadline = 0.0 if end else stream.php_deadline
+        try:
+            self.h2.send_headers(stream.stream_id, headers, end_stream=end)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self._abandon(stream)
+            self._forget(stream)
+            return
+        if end:
+            self._finished(stream)
+        self._write()
+
+    def send_informational(self, stream: Http2Stream, status: int, links: list[bytes]) -> None:
+        try:
+            self.h2.send_headers(stream.stream_id, [(b":status", b"%d" % status)] +
+                                 [(b"link", link) for link in links])
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            return
+        self._write()
+
+    def respond_simple(self, stream: Http2Stream, status: int,
+                       extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """A small error/redirect response from the front itself."""
+        if stream.response_started or stream.closed:
+            return
+        if stream.exchange is not None:
+            self._abandon(stream, keep_open=True)
+        body = b"" if stream.head_only else f"{status} {reason(status)}\n".encode()
+        headers = [(b":status", b"%d" % status), (b"date", _DATE_VALUE()[6:-2]), (b"server", _SERVER_VALUE),
+                   (b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", b"%d" % len(f"{status} {reason(status)}\n")), *(extra or [])]
+        self.send_response_head(stream, headers, end=not body)
+        if body:
+            stream.out.append(body)
+            stream.out_size = len(body)
+            stream.end_after = True
+            self.flush_stream(stream)
+
+    def flush_stream(self, stream: Http2Stream, write: bool = True) -> None:
+        """Send what the client's windows allow of `stream`'s buffered response."""
+        if stream.closed or not stream.response_started:
+            return
+        h2conn = self.h2
+        sid = stream.stream_id
+        try:
+            while not self.write_paused:
+                if not stream.out and stream.file is not None:
+                    self._read_file(stream)
+                if not stream.out:
+                    break
+                window = min(h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size)
+                if window <= 0:
+                    break
+                chunk = stream.out[0]
+                if len(chunk) > window:
+                    stream.out[0] = chunk[window:]
+                    chunk = chunk[:window]
+                else:
+                    stream.out.popleft()
+                stream.out_size -= len(chunk)
+                h2conn.send_data(sid, chunk)
+            if stream.end_after and not stream.out and stream.file is None:
+                h2conn.end_stream(sid)
+                self._finished(stream)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self._abandon(stream)
+            self._forget(stream)
+        self._worker_backpressure(stream)
+        if write:
+            self._write()
+
+    def _read_file(self, stream: Http2Stream) -> None:
+        fd, offset, remaining = stream.file  # type: ignore[misc]
+        chunk = os.pread(fd, min(FILE_CHUNK, remaining), offset) if remaining else b""
+        if remaining and not chunk:  # the file shrank under us: the promised length cannot be met
+            self._close_file(stream)
+            self.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            return
+        remaining -= len(chunk)
+        if chunk:
+            stream.out.append(chunk)
+            stream.out_size += len(chunk)
+        if remaining:
+            stream.file = (fd, offset + len(chunk), remaining)
+        else:
+            self._close_file(stream)
+
+    @staticmethod
+    def _close_file(stream: Http2Stream) -> None:
+        if stream.file is not None:
+            os.close(stream.file[0])
+            stream.file = None
+
+    def _worker_backpressure(self, stream: Http2Stream) -> None:
+        """Pause the stream's PHP worker while its response waits for the client's window."""
+        ex = stream.exchange
+        channel = ex.channel if ex is not None else None
+        if channel is None:
+            return
+        if stream.out_size > HIGH_WATER and not stream.paused_worker:
+            stream.paused_worker = True
+            channel.pause_reading()
+        elif stream.out_size <= HIGH_WATER // 2 and stream.paused_worker:
+            stream.paused_worker = False
+            channel.resume_reading()
+
+    def _finished(self, stream: Http2Stream) -> None:
+        """The response is complete (END_STREAM sent)."""
+        stream.responded = True
+        stream.php_deadline = 0.0
+        if not stream.body_complete:
+            # answered before the body was read (an error): stop the upload (RFC 9113 8.1)
+            self._abandon(stream)
+            with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                self.h2.reset_stream(stream.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self._forget(stream)
+
+    def reset(self, stream: Http2Stream, code: h2.errors.ErrorCodes) -> None:
+        self._abandon(stream)
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.h2.reset_stream(stream.stream_id, code)
+        self._forget(stream)
+        self._write()
+
+    def _abandon(self, stream: Http2Stream, keep_open: bool = False) -> None:
+        """The stream ends without its PHP answer: let the worker go (as HTTP/1.1 does when its
+        client leaves: mid-response the worker's channel is closed, so PHP sees the abort)."""
+        ex = stream.exchange
+        stream.exchange = None
+        if ex is not None and not ex.cancelled:
+            channel = ex.channel
+            if stream.response_started and channel is not None and channel.exchange is ex:
+                channel.close()  # the worker is still writing this response
+            ex.cancel()
+            if not stream.body_complete:
+                ex.send(wire.BODY_END_FRAME)
+        self._close_file(stream)
+        if not keep_open:
+            stream.closed = True
+            stream.out.clear()
+            stream.out_size = 0
+
+    def _forget(self, stream: Http2Stream) -> None:
+        stream.closed = stream.closed or stream.responded
+        if (stream.responded or stream.closed) and self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+        if not self.streams:
+            self.idle_since = None  # the sweeper starts the keep-alive clock
+            if self.goaway_sent or self.ctx.draining:
+                self._write()
+                self._close()
+
+    def _write(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    # -- timers (called by the front's sweeper) ----------------------------------------------
+    def check_deadline(self, now: float) -> None:
+        if self.closing:
+            return
+        if not self.streams:
+            if self.idle_since is None:
+                self.idle_since = now
+            elif now - self.idle_since >= self.limits.keepalive_timeout:
+                self.shutdown()
+            return
+        for stream in list(self.streams.values()):
+            deadline = stream.php_deadline
+            if deadline < 0:
+                stream.php_deadline = now - deadline
+            elif deadline and now >= deadline:
+                stream.php_deadline = 0.0
+                self._php_timeout(stream)
+        self._check_body_windows(now)
+
+    def _check_body_windows(self, now: float) -> None:
+        """Slow-body protection per stream, on the same terms as HTTP/1.1: in every body_timeout
+        window a body must advance by body_min_rate x body_timeout bytes (unless we are the
+        ones holding it back)."""
+        if not self._body_check_at:
+            self._body_check_at = now + self.limits.body_timeout
+            return
+        if now < self._body_check_at:
+            return
+        self._body_check_at = now + self.limits.body_timeout
+        need = self.limits.body_min_rate * self.limits.body_timeout
+        for stream in list(self.streams.values()):
+            if stream.body_complete or stream.responded or stream.closed:
+                continue
+            waiting_on_us = stream.unacked > 0  # its window is shut because a worker is slow
+            if stream.window_bytes < need and not waiting_on_us:
+                log.info("HTTP/2 request body too slow from %s; answering 408", self._peer())
+                if stream.response_started:
+                    self.reset(stream, h2.errors.ErrorCodes.CANCEL)
+                else:
+                    self.respond_simple(stream, 408)
+            stream.window_bytes = 0
+
+    def _php_timeout(self, stream: Http2Stream) -> None:
+        ex = stream.exchange
+        if ex is None or stream.responded:
+            return
+        channel = self.ctx.pool.holder(ex)
+        seconds = self.ctx.config.server.request_timeout
+        where = "waiting for a PHP worker" if channel is None else f"on php worker pid {channel.pid}"
+        log.error("request timeout: %s %s ran longer than %g s (%s); answering 504",
+                  stream.method.decode(), stream.url.decode("latin-1"), seconds, where)
+        if channel is not None:
+            self.ctx.pool.on_event({"event": "request_timeout", "worker_id": channel.worker_id,
+                                    "pid": channel.pid, "uri": stream.url.decode("latin-1")})
+        if stream.response_started:
+            self.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        else:
+            self.respond_simple(stream, 504)
+
+    # -- closing -----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Drain: GOAWAY now (streams already open finish; newer ones are refused), close when
+        the last stream is done. The frame is written by hand: h2's close_connection() would end
+        the in-flight streams too."""
+        if self.closing:
+            return
+        if not self.goaway_sent:
+            self.goaway_sent = True
+            self._write()
+            frame = GoAwayFrame(stream_id=0)
+            frame.last_stream_id = self.last_stream_id
+            frame.error_code = h2.errors.ErrorCodes.NO_ERROR
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(frame.serialize())
+        if not self.streams:
+            self._close()
+
+    def _close(self) -> None:
+        if self.closing or self.transport is None:
+            return
+        self.closing = True
+        self.transport.close()
+        # done for the drain's purposes now: a TLS close waits on the client's close_notify
+        self.ctx.connection_closed(self)
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return f"{peer[0]}:{peer[1]}" if peer else "?"
