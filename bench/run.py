@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -119,8 +120,10 @@ def running(server: Server) -> Iterator[Server]:
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    # https here is always our own loopback server with a throwaway certificate
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -178,8 +181,13 @@ pm.max_children = {workers}
 """
 
 
-def nginx_conf(tmp: Path, port: int, root: Path = DOCROOT) -> str:
+def nginx_conf(tmp: Path, port: int, root: Path = DOCROOT, tls: tuple[str, str] | None = None) -> str:
+    """tls: (cert, key) to listen with TLS and HTTP/2 instead of plain HTTP/1.1."""
     as_root = "user root root;\n" if os.geteuid() == 0 else ""
+    listen = f"listen 127.0.0.1:{port};"
+    if tls:
+        listen = (f"listen 127.0.0.1:{port} ssl http2;\n        ssl_certificate {tls[0]};\n"
+                  f"        ssl_certificate_key {tls[1]};\n        ssl_protocols TLSv1.2 TLSv1.3;")
     return f"""\
 {as_root}daemon off;
 master_process on;
@@ -198,6 +206,9 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_timeout 65;
+    # nginx closes a connection after 1000 requests by default (HTTP/2: GOAWAY), which h2load
+    # does not reopen; askr sets no such limit, so neither does the baseline.
+    keepalive_requests 1000000;
 
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
@@ -206,7 +217,7 @@ http {{
     scgi_temp_path {tmp}/scgi;
 
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         root {root};
         index index.php index.html;
 
@@ -226,13 +237,13 @@ http {{
 
 
 def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
-                    ready_path: str = "/hello.php") -> str:
+                    ready_path: str = "/hello.php", tls: tuple[str, str] | None = None) -> str:
     """Start php-fpm and nginx in tmp; return the base URL once `ready_path` answers 200."""
     port = free_port()
     fpm_cfg = tmp / "php-fpm.conf"
     fpm_cfg.write_text(fpm_conf(tmp, workers))
     nginx_cfg = tmp / "nginx.conf"
-    nginx_cfg.write_text(nginx_conf(tmp, port, root))
+    nginx_cfg.write_text(nginx_conf(tmp, port, root, tls))
 
     fpm_argv = [PHP_FPM, "-F", "-y", str(fpm_cfg)] + (["-R"] if os.geteuid() == 0 else [])
     fpm = stack.enter_context(running(start("php-fpm", fpm_argv, tmp / "php-fpm.out")))
@@ -240,7 +251,7 @@ def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCR
     nginx_argv = [NGINX, "-p", f"{tmp}/", "-c", str(nginx_cfg), "-e", str(tmp / "nginx-error.log")]
     nginx = stack.enter_context(running(start("nginx", nginx_argv, tmp / "nginx.out")))
 
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     wait_ready([fpm, nginx], base + ready_path, NGINX_READY_TIMEOUT)
     return base
 
@@ -249,14 +260,17 @@ def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCR
 
 
 def start_askr(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
-               ready_path: str = "/hello.php", extra: tuple[str, ...] = (), name: str = "askr") -> str:
+               ready_path: str = "/hello.php", extra: tuple[str, ...] = (), name: str = "askr",
+               tls: tuple[str, str] | None = None) -> str:
     """Start `askr serve` on `root`; return the base URL once `ready_path` answers 200."""
     port = free_port()
     argv = [sys.executable, "-m", "askr", "serve", "--root", str(root),
             "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
             "--admin-listen", "127.0.0.1:0", *extra]
+    if tls:
+        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
     askr = stack.enter_context(running(start(name, argv, tmp / f"{name}.out", cwd=REPO_ROOT)))
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     wait_ready([askr], base + ready_path, ASKR_READY_TIMEOUT)
     return base
 

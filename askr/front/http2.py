@@ -23,6 +23,7 @@ import collections
 import contextlib
 import logging
 import os
+import re
 from typing import TYPE_CHECKING
 
 import h2.config
@@ -50,6 +51,14 @@ HIGH_WATER = 256 * 1024  # response bytes buffered per stream before its worker 
 FILE_CHUNK = 256 * 1024
 RESET_WINDOW = 10.0
 NO_BODY_STATUS = frozenset((204, 304))
+MALFORMED = -1
+_PSEUDO_REQUEST = frozenset((b":method", b":scheme", b":authority", b":path"))
+_CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                                  b"upgrade"))
+# Field names: lower-case token characters (a leading ':' for pseudo-headers); values: no NUL/CR/LF.
+_BAD_FIELD = re.compile(rb"[^a-z0-9!#$%&'*+\-.^_`|~]", re.ASCII)
+_BAD_VALUE = re.compile(rb"[\0\r\n]")
+_WHITESPACE = (b" ", b"\t")
 # Connection-specific response headers (RFC 9113 8.2.2) and the ones the front sets itself.
 _DROPPED = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
 _DATE_VALUE = DATE.get  # b"date: ...\r\n"
@@ -204,8 +213,12 @@ class Http2Connection(asyncio.Protocol):
         self.limits = ctx.config.limits
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
+        # Header validation is ours: inbound in _parse_headers (one pass instead of h2's several);
+        # outbound headers are built here from PHP's lines (lower-cased, connection-specific
+        # ones dropped, no CR/LF).
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=True)
+                                           validate_inbound_headers=False, validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
         self.streams: dict[int, Http2Stream] = {}
         self.conn_params = b""
@@ -219,6 +232,7 @@ class Http2Connection(asyncio.Protocol):
         self.idle_since: float | None = None  # for keepalive_timeout (connection without streams)
         self.new_streams: list[Http2Stream] = []  # opened in this read; dispatched after it
         self._body_check_at = 0.0
+        self.write_scheduled = False
 
     # -- connection lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -315,33 +329,54 @@ class Http2Connection(asyncio.Protocol):
         status = self._parse_headers(stream, event.headers)
         if event.stream_ended is not None:
             stream.body_complete = True
+        if status == MALFORMED:  # RFC 9113 8.1.1: a stream error, not an HTTP answer
+            self.reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return
         if status:
             self.respond_simple(stream, status)
             return
         self.new_streams.append(stream)
 
     def _parse_headers(self, stream: Http2Stream, headers: list[tuple[bytes, bytes]]) -> int:
-        """Fill `stream` from the header block; a status to answer when a limit is broken."""
+        """Fill `stream` from the header block (validated here, in one pass, rather than by h2:
+        RFC 9113 8.2 and 8.3). A status to answer when a limit is broken; MALFORMED when the
+        block breaks the protocol."""
         limits = self.limits
         size = 0
         authority = None
         scheme = b""
+        regular = False
         if len(headers) > limits.max_headers + 4:
             return 431
         for name, value in headers:
             size += len(name) + len(value) + 32
-            if b"\0" in value:
-                return 400
+            if (not name or _BAD_FIELD.search(name, 1 if name[:1] == b":" else 0) is not None
+                    or _BAD_VALUE.search(value) is not None
+                    or value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE):
+                return MALFORMED
             if name[:1] == b":":
+                if regular or name not in _PSEUDO_REQUEST:
+                    return MALFORMED  # unknown pseudo-header, or one after a regular field
                 if name == b":method":
+                    if stream.method:
+                        return MALFORMED
                     stream.method = value
                 elif name == b":path":
+                    if stream.url:
+                        return MALFORMED
                     stream.url = value
                 elif name == b":authority":
+                    if authority is not None:
+                        return MALFORMED
                     authority = value
                 elif name == b":scheme":
+                    if scheme:
+                        return MALFORMED
                     scheme = value
                 continue
+            regular = True
+            if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+                return MALFORMED
             entry = stream.headers.get(name)
             if entry is None:
                 stream.headers[name] = [name, value, len(stream.flat_headers)]
@@ -355,7 +390,11 @@ class Http2Connection(asyncio.Protocol):
             stream.headers[b"host"] = [b"host", authority, len(stream.flat_headers)]
             stream.flat_headers += [b"host", authority]
         stream.head_only = stream.method == b"HEAD"
-        if stream.method == b"CONNECT" or scheme not in (b"https", b"http"):
+        if stream.method == b"CONNECT":
+            return 501
+        if not stream.method or not stream.url or not scheme:
+            return MALFORMED
+        if scheme not in (b"https", b"http"):
             return 501
         url = stream.url
         if len(url) > limits.max_request_line:
@@ -575,9 +614,13 @@ class Http2Connection(asyncio.Protocol):
                 else:
                     stream.out.popleft()
                 stream.out_size -= len(chunk)
-                h2conn.send_data(sid, chunk)
-            if stream.end_after and not stream.out and stream.file is None:
-                h2conn.end_stream(sid)
+                last = stream.end_after and not stream.out and stream.file is None
+                h2conn.send_data(sid, chunk, end_stream=last)  # END_STREAM on the last DATA frame
+                if last:
+                    self._finished(stream)
+                    break
+            if not stream.responded and stream.end_after and not stream.out and stream.file is None:
+                h2conn.end_stream(sid)  # no data left to carry END_STREAM
                 self._finished(stream)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             self._abandon(stream)
@@ -668,6 +711,14 @@ class Http2Connection(asyncio.Protocol):
                 self._close()
 
     def _write(self) -> None:
+        """Send what h2 has queued, once per turn of the event loop: a burst of responses from
+        the workers becomes one TLS write instead of one per frame."""
+        if not self.write_scheduled:
+            self.write_scheduled = True
+            self.loop.call_soon(self._flush_output)
+
+    def _flush_output(self) -> None:
+        self.write_scheduled = False
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -740,7 +791,7 @@ class Http2Connection(asyncio.Protocol):
             return
         if not self.goaway_sent:
             self.goaway_sent = True
-            self._write()
+            self._flush_output()  # frames h2 already queued go first
             frame = GoAwayFrame(stream_id=0)
             frame.last_stream_id = self.last_stream_id
             frame.error_code = h2.errors.ErrorCodes.NO_ERROR
@@ -752,6 +803,7 @@ class Http2Connection(asyncio.Protocol):
     def _close(self) -> None:
         if self.closing or self.transport is None:
             return
+        self._flush_output()
         self.closing = True
         self.transport.close()
         # done for the drain's purposes now: a TLS close waits on the client's close_notify

@@ -41,7 +41,8 @@ class _GracefulGoaway(h2.connection.H2Connection):
 
 
 class H2Client:
-    def __init__(self, host: str, port: int, cafile: str | None = None, tls: bool = True):
+    def __init__(self, host: str, port: int, cafile: str | None = None, tls: bool = True,
+                 validate: bool = True):
         sock = socket.create_connection((host, port), timeout=30)
         if tls:
             context = ssl.create_default_context(cafile=cafile)
@@ -51,8 +52,9 @@ class H2Client:
         self.sock = sock
         self.authority = f"{host}:{port}".encode()
         self.scheme = b"https" if tls else b"http"
-        self.conn = _GracefulGoaway(
-            h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.conn = _GracefulGoaway(h2.config.H2Configuration(  # validate=False: send malformed blocks
+            client_side=True, header_encoding=None, validate_outbound_headers=validate,
+            normalize_outbound_headers=validate))
         self.conn.initiate_connection()
         self.responses: dict[int, Response] = {}
         self.hold: set[int] = set()  # streams whose received data we do not acknowledge

@@ -143,6 +143,22 @@ def test_static_files_and_errors_over_h2(server, certs):
     client.close()
 
 
+@pytest.mark.parametrize("headers", [
+    [("X-Upper", "1")],                     # upper-case field name
+    [("connection", "keep-alive")],         # connection-specific field
+    [("te", "gzip")],                       # te other than trailers
+    [("x-bad", "a\nb")],                   # LF in a value
+    [("x-space", " padded")],               # leading whitespace
+])
+def test_malformed_header_blocks_reset_the_stream_only(server, certs, headers):
+    client = H2Client("127.0.0.1", server.port, certs["ca"], validate=False)
+    bad = client.get("/hello.php", headers=headers)
+    assert bad.reset == h2.errors.ErrorCodes.PROTOCOL_ERROR and bad.status == 0
+    good = client.get("/hello.php")
+    assert (good.status, bytes(good.data)) == (200, b"hello")  # same connection, still fine
+    client.close()
+
+
 def test_early_hints_reach_the_client_before_the_response(server, certs):
     client = H2Client("127.0.0.1", server.port, certs["ca"])
     resp = client.get("/hints.php")

@@ -1,0 +1,147 @@
+"""HTTP/2 over TLS: askr against nginx (http2 + php-fpm), with h2load, in the same run.
+
+Usage (from the repository root):
+
+    .venv/bin/python bench/h2.py [--workers 2] [--duration 8] [--clients 16] [--streams 10] [--rounds 3]
+
+Both serve bench/docroot's hello.php over TLS 1.3 with a throwaway certificate (made here with
+trustme); `h2load -c CLIENTS -m STREAMS -t 2 -D DURATION` measures each, alternating, and the
+median round is reported with the ratio to nginx + php-fpm. Everything listens on 127.0.0.1
+and is stopped in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from run import NGINX, PHP_FPM, REPO_ROOT, BenchError, _terminate, _version, start_askr, start_nginx_fpm
+
+H2LOAD = "h2load"
+URL = "/hello.php"
+WARMUP_SECONDS = 2
+RESULTS = REPO_ROOT / "bench" / "results" / "h2.md"
+
+
+@dataclass
+class H2Result:
+    rps: float
+    succeeded: int
+    failed: int
+    errored: int
+    mean_ms: float
+    protocol: str
+
+
+def make_certificate(tmp: Path) -> tuple[str, str]:
+    import trustme  # a test dependency (pip install -e ".[test]")
+
+    leaf = trustme.CA().issue_cert("127.0.0.1")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    return str(cert), str(key)
+
+
+def run_h2load(url: str, clients: int, streams: int, duration: int) -> H2Result:
+    argv = [H2LOAD, "-c", str(clients), "-m", str(streams), "-t", "2", "-D", str(duration),
+            "--warm-up-time", "1", url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
+    out = done.stdout
+    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    counts = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+                       r"(\d+) errored", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+    proto = re.search(r"Application protocol: (\S+)", out)
+    if done.returncode != 0 or not rps or not counts or float(rps.group(1)) == 0:
+        raise BenchError(f"h2load {url} failed ({done.returncode}):\n{out[-600:]}\n{done.stderr[-600:]}")
+    mean_ms = _ms(mean.group(1)) if mean else float("nan")
+    return H2Result(float(rps.group(1)), *(int(x) for x in counts.groups()), mean_ms,
+                    proto.group(1) if proto else "?")
+
+
+def _ms(text: str) -> float:
+    """h2load's "851us", "12.34ms", "1.02s" -> milliseconds."""
+    m = re.fullmatch(r"([\d.]+)(us|µs|ms|s)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--streams", type=int, default=10, help="concurrent streams per client (-m)")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    missing = [t for t in (H2LOAD, NGINX, PHP_FPM) if shutil.which(t) is None]
+    if missing:
+        print(f"missing {', '.join(missing)} (Debian: apt-get install nghttp2-client nginx php8.2-fpm)",
+              file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _terminate)
+    tmp = Path(tempfile.mkdtemp(prefix="askr-bench-h2-"))
+    load = os.getloadavg()[0]
+    try:
+        pair = make_certificate(tmp)
+        samples: dict[str, list[H2Result]] = {}
+        with ExitStack() as stack:
+            bases = {"nginx+fpm (h2)": start_nginx_fpm(stack, tmp, args.workers, tls=pair),
+                     "askr (h2)": start_askr(stack, tmp, args.workers, tls=pair)}
+            for label, base in bases.items():
+                print(f"warm-up {label}", file=sys.stderr)
+                run_h2load(base + URL, args.clients, args.streams, WARMUP_SECONDS)
+            for n in range(args.rounds):
+                for label, base in bases.items():
+                    print(f"measuring {label} round {n + 1}/{args.rounds}", file=sys.stderr)
+                    samples.setdefault(label, []).append(
+                        run_h2load(base + URL, args.clients, args.streams, args.duration))
+    except BenchError as e:
+        print(f"bench failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    table = render(samples, args, load)
+    print(table)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(table)
+    return 0
+
+
+def render(samples: dict[str, list[H2Result]], args: argparse.Namespace, load: float) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = [f"**{now}** · nproc {os.cpu_count()} · load avg {load:.2f} at start · {args.workers} PHP "
+            f"workers · `h2load -c{args.clients} -m{args.streams} -t2 -D{args.duration}` over TLS, "
+            f"{args.rounds} alternating rounds, median", "",
+            "| target | protocol | req/s (median) | range | mean ms | failed+errored | ÷ nginx+fpm |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    medians = {label: sorted(runs, key=lambda r: r.rps)[len(runs) // 2] for label, runs in samples.items()}
+    base = medians.get("nginx+fpm (h2)")
+    for label, runs in samples.items():
+        m = medians[label]
+        spread = f"{min(r.rps for r in runs):,.0f}-{max(r.rps for r in runs):,.0f}"
+        bad = sum(r.failed + r.errored for r in runs)
+        ratio = f"{m.rps / base.rps:.2f}x" if base and base.rps else ""
+        rows.append(f"| {label} | {m.protocol} | {m.rps:,.0f} | {spread} | {m.mean_ms:.2f} | {bad} "
+                    f"| {ratio} |")
+    nginx_v = _version([NGINX, "-v"]).removeprefix("nginx version: ")
+    rows += ["", f"- nginx: {nginx_v}, `worker_processes 1`, `listen ssl http2`, php-fpm `pm = static`; "
+             f"askr: `askr serve --tls-cert --tls-key --workers {args.workers}` (one front process).",
+             "- h2load, the fronts and PHP share the machine's cores; compare rows of one run."]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
