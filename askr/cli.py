@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
             cmd.add_argument("--canary", action="store_true", help="start with a canary worker")
+    check = sub.add_parser("config-check",
+                           help="validate an askr.toml without starting (exit 0 valid, 1 not)")
+    check.add_argument("file", metavar="FILE", help="the askr.toml to check")
+    doctor = sub.add_parser("doctor", help="pre-deploy checks of this machine: PHP, the worker program, "
+                            "OPcache in a real worker, limits (exit 1 on any fail)")
+    doctor.add_argument("--config", metavar="FILE", help="also check this askr.toml and use its [worker] ini")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -88,12 +95,38 @@ def serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
 
+def config_check(path: str) -> int:
+    from askr import preflight
+
+    problems = preflight.config_check(path)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{path}: ok")
+    return 1 if problems else 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from askr import preflight
+
+    cfg = None
+    if args.config:
+        cfg, _ = config_mod.validate(args.config)
+    checks = preflight.doctor(cfg, args.config)
+    print(preflight.render(checks, args.json))
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     log_setup.setup()
     if args.command == "version":
         print(f"askr {__version__}")
         sys.exit(0)
+    if args.command == "config-check":
+        sys.exit(config_check(args.file))
+    if args.command == "doctor":
+        sys.exit(doctor(args))
     if args.command in ("status", "reload"):
         from askr.admin import client
 

@@ -389,8 +389,20 @@ def _suggest(word: str, options: list[str]) -> str:
 
 
 def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Read askr.toml (or nothing), apply CLI overrides ("section.key": value), validate."""
+    """Read askr.toml (or nothing), apply CLI overrides ("section.key": value), validate.
+    Raises ConfigError with the first problem."""
+    config, problems = validate(path, overrides)
+    if problems or config is None:
+        raise ConfigError(problems[0])
+    return config
+
+
+def validate(path: str | os.PathLike | None = None,
+             overrides: dict[str, Any] | None = None) -> tuple[Config | None, list[str]]:
+    """Every problem with the configuration, each naming the file, the key and the fix (what
+    `askr config-check` prints); the Config when there are none."""
     source = str(path) if path else "<command line>"
+    problems: list[str] = []
     raw: dict[str, Any] = {}
     base_dir = Path.cwd()
     if path is not None:
@@ -398,25 +410,28 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
         try:
             raw = tomllib.loads(p.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"{source}: file not found; check the --config path") from None
+            return None, [f"{source}: file not found; check the --config path"]
         except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{source}: cannot read: {e}") from None
+            return None, [f"{source}: cannot read: {e}"]
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{source}: not valid TOML: {e}") from None
+            return None, [f"{source}: not valid TOML: {e}"]
         base_dir = p.resolve().parent
 
     values: dict[str, dict[str, Any]] = {s: {} for s in _BY_SECTION}
     for section, table in raw.items():
         if section not in _BY_SECTION:
             hint = _suggest(section, list(_BY_SECTION))
-            raise ConfigError(f"{source}: unknown section [{section}].{hint}")
+            problems.append(f"{source}: unknown section [{section}].{hint}")
+            continue
         if not isinstance(table, dict):
-            raise ConfigError(f"{source}: [{section}] must be a table")
+            problems.append(f"{source}: [{section}] must be a table")
+            continue
         for key, value in table.items():
             setting = _BY_SECTION[section].get(key)
             if setting is None:
                 hint = _suggest(key, list(_BY_SECTION[section]))
-                raise ConfigError(f"{source}: unknown key [{section}] {key}.{hint}")
+                problems.append(f"{source}: unknown key [{section}] {key}.{hint}")
+                continue
             values[section][key] = (value, source, base_dir)
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".")
@@ -432,76 +447,93 @@ def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None
             result = setting.parse(value)
         except ValueError as e:
             where = origin or "default"
-            raise ConfigError(f"{where}: {setting.name} = {value!r}: {e}. {setting.doc}") from None
-        if setting.path and origin is not None:
-            result = str((rel_base / result).resolve()) if not os.path.isabs(result) else result
+            problems.append(f"{where}: {setting.name} = {value!r}: {e}. {setting.doc}")
+            result = None if setting.default is None else setting.parse(setting.default)
+        else:
+            if setting.path and origin is not None:
+                result = str((rel_base / result).resolve()) if not os.path.isabs(result) else result
         parsed[setting.section][setting.key] = result
 
+    problems += _cross_checks(source, parsed)
+    if problems:
+        return None, problems
+    return Config(
+        server=ServerConfig(**parsed["server"]),
+        worker=WorkerConfig(**parsed["worker"]),
+        limits=LimitsConfig(**parsed["limits"]),
+        reload=ReloadConfig(**parsed["reload"]),
+        admin=AdminConfig(**parsed["admin"]),
+        queue=QueueConfig(**parsed["queue"]),
+        scheduler=SchedulerConfig(**parsed["scheduler"]),
+        tls=TlsConfig(**parsed["tls"]),
+        source=source,
+    ), []
+
+
+def _cross_checks(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
+    """What no single setting can check alone: files, combinations, exposure. Fills in the
+    defaults that depend on other settings (root, app_base, the admin token from its file)."""
+    problems: list[str] = []
     server = parsed["server"]
     worker = parsed["worker"]
     if server["fronts"] > server["workers"]:
-        raise ConfigError(f"{source}: [server] fronts = {server['fronts']} is more than workers = "
-                          f"{server['workers']}: each front needs at least one PHP worker; "
-                          "lower fronts or raise workers")
+        problems.append(f"{source}: [server] fronts = {server['fronts']} is more than workers = "
+                        f"{server['workers']}: each front needs at least one PHP worker; "
+                        "lower fronts or raise workers")
     if server["root"] is None:
         server["root"] = str(Path("public").resolve()) if Path("public").is_dir() else str(EXAMPLE_ROOT)
     if not Path(server["root"]).is_dir():
-        raise ConfigError(f"{source}: [server] root = {server['root']!r}: no such directory; "
-                          "point it at your app's public/ directory")
+        problems.append(f"{source}: [server] root = {server['root']!r}: no such directory; "
+                        "point it at your app's public/ directory")
     scripts = {"[worker] script": worker["script"], "[queue] script": parsed["queue"]["script"],
                "[scheduler] script": parsed["scheduler"]["script"]}
     for name, script in scripts.items():
         if script is not None and not Path(script).is_file():
-            raise ConfigError(f"{source}: {name} = {script!r}: no such file; point it at your script "
-                              "(see examples/ for Laravel ones)")
+            problems.append(f"{source}: {name} = {script!r}: no such file; point it at your script "
+                            "(see examples/ for Laravel ones)")
     if any(scripts.values()):
         if worker["app_base"] is None:
             worker["app_base"] = str(Path(server["root"]).resolve().parent)
     elif worker["app_base"] is not None:
-        raise ConfigError(f"{source}: [worker] app_base is set but no script is; app_base only applies "
-                          "to worker mode, queue workers and the scheduler: set a script or remove it")
+        problems.append(f"{source}: [worker] app_base is set but no script is; app_base only applies "
+                        "to worker mode, queue workers and the scheduler: set a script or remove it")
     if (parsed["queue"]["script"] or parsed["scheduler"]["script"]) and not shutil.which(worker["php_cli"]):
-        raise ConfigError(f"{source}: [worker] php_cli = {worker['php_cli']!r}: no such program; queue "
-                          "workers and the scheduler need PHP's CLI (apt-get install php8.2-cli), or "
-                          "set php_cli to its path")
+        problems.append(f"{source}: [worker] php_cli = {worker['php_cli']!r}: no such program; queue "
+                        "workers and the scheduler need PHP's CLI (apt-get install php8.2-cli), or "
+                        "set php_cli to its path")
     if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
-        raise ConfigError(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
+        problems.append(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
     tls = parsed["tls"]
     if (tls["cert"] is None) != (tls["key"] is None):
         missing = "key" if tls["key"] is None else "cert"
-        raise ConfigError(f"{source}: [tls] {missing} is missing: TLS needs both cert and key")
-    if tls["cert"] is not None:
+        problems.append(f"{source}: [tls] {missing} is missing: TLS needs both cert and key")
+    elif tls["cert"] is not None:
         from askr.front.tls import TlsError, check_pair  # ssl is only imported when TLS is used
 
         try:
             check_pair(tls["cert"], tls["key"])
         except TlsError as e:
-            raise ConfigError(f"{source}: [tls] {e}") from None
+            problems.append(f"{source}: [tls] {e}")
     elif server["redirect_http"] is not None:
-        raise ConfigError(f"{source}: [server] redirect_http is set but [tls] is not: there is no "
-                          "https listener to redirect to; set [tls] cert and key, or remove it")
+        problems.append(f"{source}: [server] redirect_http is set but [tls] is not: there is no "
+                        "https listener to redirect to; set [tls] cert and key, or remove it")
+    addresses = [*server["listen"], parsed["admin"]["listen"], server["redirect_http"]]
+    taken = [a for a in addresses if a is not None and a.port]
+    for address in {a for a in taken if taken.count(a) > 1}:
+        problems.append(f"{source}: {address} is used twice (among [server] listen, redirect_http and "
+                        "[admin] listen); give each its own port")
     admin = parsed["admin"]
     if admin["token_file"] is not None:
         try:
             admin["token"] = Path(admin["token_file"]).read_text().splitlines()[0].strip() or None
         except (OSError, IndexError) as e:
-            raise ConfigError(f"{source}: [admin] token_file = {admin['token_file']!r}: cannot read a "
-                              f"token from it ({e}); write the token on its first line") from None
+            problems.append(f"{source}: [admin] token_file = {admin['token_file']!r}: cannot read a "
+                            f"token from it ({e}); write the token on its first line")
     if not admin["token"] and not _is_loopback(admin["listen"].host):
-        raise ConfigError(f"{source}: [admin] listen = '{admin['listen']}' is reachable from other "
-                          "machines and no token is set: anyone could reload askr; set [admin] "
-                          "token_file (or token), or listen on 127.0.0.1")
-    return Config(
-        server=ServerConfig(**server),
-        worker=WorkerConfig(**parsed["worker"]),
-        limits=LimitsConfig(**parsed["limits"]),
-        reload=ReloadConfig(**parsed["reload"]),
-        admin=AdminConfig(**admin),
-        queue=QueueConfig(**parsed["queue"]),
-        scheduler=SchedulerConfig(**parsed["scheduler"]),
-        tls=TlsConfig(**tls),
-        source=source,
-    )
+        problems.append(f"{source}: [admin] listen = '{admin['listen']}' is reachable from other "
+                        "machines and no token is set: anyone could reload askr; set [admin] "
+                        "token_file (or token), or listen on 127.0.0.1")
+    return problems
 
 
 def _is_loopback(host: str) -> bool:

@@ -138,10 +138,11 @@ class Gate:
         self.gate.write_text("open")
 
 
-def run_askr(args: list[str], cwd: Path | None = None, timeout: float = 60) -> tuple[int, str]:
+def run_askr(args: list[str], cwd: Path | None = None, timeout: float = 60,
+             env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run `python -m askr ...` to completion; a server that starts by mistake is killed (whole
     process group) when the timeout expires, and the test fails."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "askr", *args],
         cwd=cwd or REPO,
