@@ -1,6 +1,7 @@
 """The admin API, served by the master on [admin] listen (loopback by default).
 
     GET  /api/status          JSON: version, uptime, generation, workers, last reload
+    GET  /metrics             Prometheus text format (askr/metrics.py)
     POST /api/reload          start a rolling reload (202); ?canary=1 starts it with a canary
 
 One request per connection, JSON out, an optional bearer token ([admin] token / token_file).
@@ -27,8 +28,9 @@ READ_TIMEOUT = 10.0
 
 class AdminServer:
     def __init__(self, sock: socket.socket, token: str | None, status: Callable[[], dict[str, Any]],
-                 reload: Callable[[str, bool], dict[str, Any]]):
+                 reload: Callable[[str, bool], dict[str, Any]], metrics: Callable[[], bytes] | None = None):
         self.sock = sock
+        self.metrics = metrics
         self.token = token
         self.status = status
         self.reload = reload
@@ -47,8 +49,11 @@ class AdminServer:
             status, body = self.respond(head)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
             status, body = HTTPStatus.BAD_REQUEST, {"error": "malformed or incomplete request"}
-        payload = json.dumps(body, indent=1).encode() + b"\n"
-        head_out = (f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
+        if isinstance(body, bytes):  # /metrics
+            payload, content_type = body, "text/plain; version=0.0.4; charset=utf-8"
+        else:
+            payload, content_type = json.dumps(body, indent=1).encode() + b"\n", "application/json"
+        head_out = (f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: {content_type}\r\n"
                     f"content-length: {len(payload)}\r\nconnection: close\r\n")
         if status == HTTPStatus.UNAUTHORIZED:
             head_out += 'www-authenticate: Bearer realm="askr"\r\n'
@@ -60,7 +65,7 @@ class AdminServer:
         finally:
             writer.close()
 
-    def respond(self, head: bytes) -> tuple[HTTPStatus, dict[str, Any]]:
+    def respond(self, head: bytes) -> tuple[HTTPStatus, dict[str, Any] | bytes]:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
@@ -75,6 +80,10 @@ class AdminServer:
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 return HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}
+        if target.path == "/metrics" and self.metrics is not None:
+            if method != "GET":
+                return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET"}
+            return HTTPStatus.OK, self.metrics()
         if target.path == "/api/status":
             if method != "GET":
                 return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET"}

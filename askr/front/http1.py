@@ -51,7 +51,7 @@ class Request:
     __slots__ = (
         "body", "body_complete", "body_size", "chunked", "content_length", "dispatched", "exchange",
         "expect_continue", "flat_headers", "headers", "keep_alive", "method", "path", "query", "reject",
-        "responded", "url", "version", "window_bytes",
+        "responded", "started", "status", "url", "version", "window_bytes",
     )
 
     def __init__(self) -> None:
@@ -74,6 +74,8 @@ class Request:
         self.responded = False  # response fully written
         self.exchange: Exchange | None = None
         self.reject = 0  # answer this status and close when the request's turn comes
+        self.started = 0.0  # loop time its head was complete (for the duration metric)
+        self.status = 0  # the response's status, once its head is written
 
     def header(self, lower_name: bytes) -> bytes | None:
         entry = self.headers.get(lower_name)
@@ -341,6 +343,7 @@ class Http1Connection(asyncio.Protocol):
             req.expect_continue = req.expects_body
         if not self.queue:
             self.deadline = 0.0
+        req.started = self.loop.time()
         self.queue.append(req)
         if req.expects_body:
             self.body_timer = self.loop.call_later(self.limits.body_timeout, self._body_window)
@@ -454,6 +457,7 @@ class Http1Connection(asyncio.Protocol):
     def _serve_static(self, req: Request, route: StaticFile) -> None:
         headers = {name: entry[1] for name, entry in req.headers.items()}
         resp = serve_static(req.method, headers, route)
+        req.status = resp.status
         head = [status_line(resp.status), DATE.get(), SERVER_HEADER]
         head.extend(b"%s: %s\r\n" % pair for pair in resp.headers)
         close = not req.keep_alive or self.ctx.draining
@@ -503,6 +507,7 @@ class Http1Connection(asyncio.Protocol):
 
     def _respond_simple(self, req: Request, status: int, extra: bytes = b"", close: bool = False) -> None:
         close = close or not req.keep_alive or self.ctx.draining or not req.body_complete
+        req.status = status
         self.transport.write(  # type: ignore[union-attr]
             error_response(status, close, extra, head_only=req.method == b"HEAD")
         )
@@ -511,6 +516,7 @@ class Http1Connection(asyncio.Protocol):
     def _finish(self, req: Request, close: bool) -> None:
         """The active request's response is fully written."""
         req.responded = True
+        self.ctx.stats.record(req.status, self.loop.time() - req.started if req.started else 0.0)
         self.php_deadline = 0.0
         if self.queue and self.queue[0] is req:
             self.queue.popleft()
@@ -526,6 +532,7 @@ class Http1Connection(asyncio.Protocol):
     # -- ResponseSink (called by the worker channel) ----------------------------------------
     def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
         req = self.queue[0]
+        req.status = status
         head = [status_line(status)]
         has_length = has_date = has_server = False
         close = self.resp_close or self.ctx.draining

@@ -92,6 +92,8 @@ class Http2Stream:
         "query",
         "responded",
         "response_started",
+        "started",
+        "status",
         "stream_id",
         "unacked",
         "url",
@@ -127,6 +129,8 @@ class Http2Stream:
         self.file: tuple[int, int, int] | None = None  # (fd, offset, remaining) of a static file
         self.paused_worker = False
         self.php_deadline = 0.0
+        self.started = 0.0  # loop time the request arrived (for the duration metric)
+        self.status = 0
 
     def header(self, lower_name: bytes) -> bytes | None:
         entry = self.headers.get(lower_name)
@@ -323,6 +327,7 @@ class Http2Connection(asyncio.Protocol):
             self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         stream = Http2Stream(self, stream_id)
+        stream.started = self.loop.time()
         self.streams[stream_id] = stream
         self.last_stream_id = max(self.last_stream_id, stream_id)
         self.idle_since = None
@@ -555,6 +560,7 @@ class Http2Connection(asyncio.Protocol):
         if stream.closed:
             return
         stream.response_started = True
+        stream.status = int(headers[0][1])
         stream.php_deadline = 0.0 if end else stream.php_deadline
         try:
             self.h2.send_headers(stream.stream_id, headers, end_stream=end)
@@ -667,6 +673,7 @@ class Http2Connection(asyncio.Protocol):
     def _finished(self, stream: Http2Stream) -> None:
         """The response is complete (END_STREAM sent)."""
         stream.responded = True
+        self.ctx.stats.record(stream.status, self.loop.time() - stream.started)
         stream.php_deadline = 0.0
         if not stream.body_complete:
             # answered before the body was read (an error): stop the upload (RFC 9113 8.1)

@@ -25,6 +25,7 @@ from askr.front.http1 import Http1Connection
 from askr.front.negotiate import AlpnSelector, PriorKnowledgeSniffer, RedirectToHttps
 from askr.front.proxy import ProxyTrust
 from askr.front.router import RouteCache, Router
+from askr.metrics import STATS_INTERVAL, RequestStats
 
 log = logging.getLogger("askr.front")
 
@@ -40,6 +41,7 @@ class FrontContext:
     pool: WorkerPool
     root_bytes: bytes
     proxies: ProxyTrust
+    stats: RequestStats = field(default_factory=RequestStats)
     connections: set = field(default_factory=set)
     draining: bool = False
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,6 +112,7 @@ class Front:
         loop.add_signal_handler(signal.SIGQUIT, self.stopped.set)
         self.spawn_task(self.read_control())
         self.spawn_task(self.sweep_deadlines())
+        self.spawn_task(self.report_stats())
         gc.freeze()  # everything allocated so far lives for the whole process
         # Requests allocate a few short-lived containers each; collecting the young generation
         # every 700 allocations costs more than it frees here (no per-request cycles).
@@ -134,6 +137,14 @@ class Front:
                 conn.check_deadline(now)
             if self.ctx.pool.sent:
                 self.ctx.pool.check_lost()
+
+    async def report_stats(self) -> None:
+        """Counters for the master's /metrics, cumulative, every STATS_INTERVAL seconds."""
+        pool = self.ctx.pool
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            self.send_event({"event": "stats", **self.ctx.stats.snapshot(),
+                             "waiting": len(pool.waiting) + len(pool.sent)})
 
     async def read_control(self) -> None:
         """Commands from the master, one JSON object per line; EOF means it is gone."""

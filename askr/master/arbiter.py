@@ -33,6 +33,7 @@ from askr.jobs.scheduler import Scheduler
 from askr.master import sockets
 from askr.master.systemd import Notifier
 from askr.master.zygote import Zygote, ZygoteError
+from askr.metrics import MasterMetrics
 
 log = logging.getLogger("askr.master")
 
@@ -134,6 +135,7 @@ class Arbiter:
         self.redirect_sock: socket.socket | None = None
         self.exit_code = 0
         self._tasks: set[asyncio.Task] = set()
+        self.metrics = MasterMetrics(self.status)
         self.queue = QueueWorkers(config, self.events.put_nowait)
         self.scheduler = Scheduler(config)
 
@@ -220,7 +222,11 @@ class Arbiter:
     async def _read_front(self, front: FrontHandle, sock: socket.socket) -> None:
         reader, front.control = await asyncio.open_connection(sock=sock)
         while line := await reader.readline():
-            self.events.put_nowait(("front", json.loads(line)))
+            msg = json.loads(line)
+            if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
+                self.metrics.front_stats(front.index, msg, msg.get("waiting", 0))
+            else:
+                self.events.put_nowait(("front", msg))
 
     def signal_fronts(self, sig: int) -> None:
         for front in self.children.fronts:
@@ -272,7 +278,8 @@ class Arbiter:
                 self.spawn(slot)
             self.queue.start(self.generation)
             self.scheduler.start(self.generation)
-            self.admin = AdminServer(self.admin_sock, self.config.admin.token, self.status, self.reload_from)
+            self.admin = AdminServer(self.admin_sock, self.config.admin.token, self.status, self.reload_from,
+                                     self.metrics.render)
             await self.admin.start()
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
             while True:
@@ -456,6 +463,8 @@ class Arbiter:
                     front.command({"cmd": "reload"})
                 canary = self.reload_canary
                 verdict = await self._canary(old_zygote) if canary and old_zygote is not None else ""
+                if canary:
+                    self.metrics.canaries["unhealthy" if verdict else "healthy"] += 1
                 if canary and not verdict:
                     log.info("canary healthy — rolling the rest")
                 if not verdict and await self._roll():
@@ -496,6 +505,7 @@ class Arbiter:
     def _reload_outcome(self, outcome: str) -> None:
         if self.last_reload is not None:
             self.last_reload.update(outcome=outcome, finished_at=time.time(), generation=self.generation)
+        self.metrics.reload_finished(outcome)
 
     async def _canary(self, old_zygote: Zygote) -> str:
         """Roll one worker and watch it for canary_seconds while it takes its share of traffic.
@@ -647,6 +657,7 @@ class Arbiter:
             slot.failures = 0
         else:
             log.error("%s %s; replacing it", name, how)
+            self.metrics.worker_crashes += 1
             slot.failures = slot.failures + 1 if lived < QUICK_DEATH or not booted else 0
         if code == EXIT_BOOT_FAILED and self.nobody_ever_booted(slot):
             log.error("no PHP worker could boot (%d attempts): %s", slot.failures,

@@ -1,0 +1,134 @@
+"""Prometheus metrics: what the fronts count per request, what the master counts itself, and the
+exposition the admin API serves at GET /metrics (prometheus_client's text format).
+
+Each front keeps cumulative counters (RequestStats) and sends a snapshot to the master every
+STATS_INTERVAL seconds; the master adds them up. A front that restarts starts from zero again,
+so its last snapshot is folded into a base first: totals never go backwards.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+STATS_INTERVAL = 1.0
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class RequestStats:
+    """A front's counters: responses by status class, and a duration histogram."""
+
+    __slots__ = ("bucket_counts", "by_class", "count", "total_seconds")
+
+    def __init__(self) -> None:
+        self.by_class = [0] * 6
+        self.bucket_counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
+        self.count = 0
+        self.total_seconds = 0.0
+
+    def record(self, status: int, seconds: float) -> None:
+        self.by_class[min(max(status // 100, 1), 5)] += 1
+        self.bucket_counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.total_seconds += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"by_class": self.by_class[1:], "buckets": list(self.bucket_counts), "count": self.count,
+                "sum": self.total_seconds}
+
+
+def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {"by_class": [x + y for x, y in zip(a["by_class"], b["by_class"], strict=True)],
+            "buckets": [x + y for x, y in zip(a["buckets"], b["buckets"], strict=True)],
+            "count": a["count"] + b["count"], "sum": a["sum"] + b["sum"]}
+
+
+def _zero() -> dict[str, Any]:
+    return RequestStats().snapshot()
+
+
+class MasterMetrics(Collector):
+    """The master's view, collected at scrape time from its own state and the fronts' snapshots."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]):
+        self.status = status
+        self.base = _zero()  # what fronts that have since restarted had counted
+        self.fronts: dict[int, dict[str, Any]] = {}
+        self.waiting: dict[int, int] = {}
+        self.reloads: dict[str, int] = {}
+        self.canaries: dict[str, int] = {"healthy": 0, "unhealthy": 0}
+        self.worker_crashes = 0
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def front_stats(self, index: int, snapshot: dict[str, Any], waiting: int) -> None:
+        last = self.fronts.get(index)
+        if last is not None and snapshot["count"] < last["count"]:
+            self.base = _add(self.base, last)  # the front restarted: keep what it had counted
+        self.fronts[index] = snapshot
+        self.waiting[index] = waiting
+
+    def reload_finished(self, outcome: str) -> None:
+        kind = outcome.split(":")[0].strip().replace(" ", "_") or "unknown"
+        self.reloads[kind] = self.reloads.get(kind, 0) + 1
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterator[Any]:
+        status = self.status()
+        total = self.base
+        for snapshot in self.fronts.values():
+            total = _add(total, snapshot)
+        requests = CounterMetricFamily("askr_http_requests", "HTTP responses sent, by status class",
+                                       labels=["code"])
+        for name, value in zip(STATUS_CLASSES, total["by_class"], strict=True):
+            requests.add_metric([name], value)
+        yield requests
+        cumulative, buckets = 0, []
+        for bound, n in zip([*DURATION_BUCKETS, float("inf")], total["buckets"], strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily("askr_http_request_duration_seconds",
+                                    "Time from a request's head to the end of its response",
+                                    buckets=buckets, sum_value=total["sum"])
+        yield GaugeMetricFamily("askr_requests_waiting", "Requests waiting for a free PHP worker",
+                                value=sum(self.waiting.values()))
+        workers = GaugeMetricFamily("askr_php_workers", "PHP worker processes, by state", labels=["state"])
+        states = {"starting": 0, "idle": 0, "busy": 0, "retiring": 0}
+        for w in status["workers"]:
+            state = "busy" if w["busy"] else ("idle" if w["state"] == "ready" else w["state"])
+            states[state] = states.get(state, 0) + 1
+        for state, n in states.items():
+            workers.add_metric([state], n)
+        yield workers
+        yield CounterMetricFamily("askr_php_worker_restarts", "PHP workers started again after exiting "
+                                  "(any reason but recycling and reloads)", value=status["restarts"])
+        yield CounterMetricFamily("askr_php_worker_crashes", "PHP workers that died unexpectedly",
+                                  value=self.worker_crashes)
+        yield GaugeMetricFamily("askr_php_generation", "The PHP generation new workers run",
+                                value=status["generation"])
+        reloads = CounterMetricFamily("askr_reloads", "Finished reloads, by outcome", labels=["outcome"])
+        known = ("complete", "rolled_back", "failed", "canary_unhealthy")
+        for outcome in dict.fromkeys((*known, *self.reloads)):
+            reloads.add_metric([outcome], self.reloads.get(outcome, 0))
+        yield reloads
+        canary = CounterMetricFamily("askr_canaries", "Canary verdicts", labels=["verdict"])
+        for verdict, n in self.canaries.items():
+            canary.add_metric([verdict], n)
+        yield canary
+        yield CounterMetricFamily("askr_queue_worker_restarts", "Queue worker processes started again",
+                                  value=sum(q["restarts"] for q in {q["name"]: q for q in
+                                                                    status["queue_workers"]}.values()))
+        scheduler = status.get("scheduler") or {"runs": 0, "failed_runs": 0}
+        runs = CounterMetricFamily("askr_scheduler_runs", "Scheduler runs, by result", labels=["result"])
+        runs.add_metric(["ok"], scheduler["runs"] - scheduler["failed_runs"])
+        runs.add_metric(["failed"], scheduler["failed_runs"])
+        yield runs
+
