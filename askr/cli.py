@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--canary", action="store_true", help="reloads start with a canary ([reload] canary)")
     serve.add_argument("--max-requests", metavar="N", type=int,
                        help="recycle a PHP worker after N requests ([server] max_requests)")
+    serve.add_argument("--user", metavar="NAME", help="run fronts and PHP as this user ([server] user)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve https with this certificate ([tls] cert)")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key ([tls] key)")
     for name, text in (("status", "show the running server's state (admin API)"),
@@ -74,6 +75,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["server.max_requests"] = args.max_requests
     if args.admin_listen:
         out["admin.listen"] = args.admin_listen
+    if args.user:
+        out["server.user"] = args.user
     if args.tls_cert:
         out["tls.cert"] = args.tls_cert
     if args.tls_key:
@@ -88,6 +91,9 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_mod.load(args.config, _overrides(args))
+        refusal = config_mod.root_problem(cfg)
+        if refusal:
+            raise ConfigError(refusal)
         arbiter = Arbiter(cfg)
         return asyncio.run(arbiter.run())
     except ConfigError as e:

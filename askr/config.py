@@ -8,9 +8,11 @@ turns that into exit code 2.
 from __future__ import annotations
 
 import difflib
+import grp
 import ipaddress
 import json
 import os
+import pwd
 import re
 import shutil
 import tomllib
@@ -188,6 +190,12 @@ SETTINGS: tuple[Setting, ...] = (
             "On SIGTERM, seconds in-flight requests get to finish (new connections are refused, idle "
             "keep-alives closed, responses in flight sent with Connection: close); what is still "
             "running then is cut off and logged."),
+    Setting("server", "user", None, _str,
+            "The user the fronts, PHP workers, queue workers and scheduler run as; the master keeps "
+            "root only to bind the listen sockets (ports below 1024 too) and supervise. When askr "
+            'starts as root this must be set: "www-data" for instance, or "root" to run PHP as root '
+            "knowingly. Files PHP and the fronts read must be readable by this user."),
+    Setting("server", "group", None, _str, "Their group. Default: the user's primary group."),
     Setting("server", "https", False, _bool,
             "Tell PHP every request came over https (TLS terminated by a load balancer in front): "
             "HTTPS=on, REQUEST_SCHEME=https. Not needed with [tls], nor for trusted_proxies that send "
@@ -303,6 +311,8 @@ class ServerConfig:
     request_timeout: float
     graceful_timeout: float
     https: bool
+    user: str | None = None
+    group: str | None = None
     trusted_proxies: tuple[str, ...] = ()
     h2c: bool = False
     redirect_http: Listen | None = None
@@ -517,6 +527,21 @@ def _cross_checks(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
     elif server["redirect_http"] is not None:
         problems.append(f"{source}: [server] redirect_http is set but [tls] is not: there is no "
                         "https listener to redirect to; set [tls] cert and key, or remove it")
+    if server["user"] is not None:
+        try:
+            pwd.getpwnam(server["user"])
+        except KeyError:
+            problems.append(f"{source}: [server] user = {server['user']!r}: no such user on this machine; "
+                            "create it (adduser --system askr) or name an existing one")
+        else:
+            if os.geteuid() != 0 and pwd.getpwnam(server["user"]).pw_uid != os.geteuid():
+                problems.append(f"{source}: [server] user = {server['user']!r}: only root can run "
+                                "processes as another user; start askr as root or remove user")
+    if server["group"] is not None:
+        try:
+            grp.getgrnam(server["group"])
+        except KeyError:
+            problems.append(f"{source}: [server] group = {server['group']!r}: no such group")
     addresses = [*server["listen"], parsed["admin"]["listen"], server["redirect_http"]]
     taken = [a for a in addresses if a is not None and a.port]
     for address in {a for a in taken if taken.count(a) > 1}:
@@ -534,6 +559,32 @@ def _cross_checks(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
                         "machines and no token is set: anyone could reload askr; set [admin] "
                         "token_file (or token), or listen on 127.0.0.1")
     return problems
+
+
+def root_problem(config: Config) -> str | None:
+    """Serving as root with no [server] user would run PHP as root: refused unless asked for."""
+    if os.geteuid() != 0 or config.server.user is not None:
+        return None
+    return (f"{config.source}: askr is running as root and [server] user is not set, so PHP would run as "
+            'root; set [server] user = "www-data" (or another unprivileged user), or user = "root" to '
+            "allow it knowingly (askr serve --user)")
+
+
+def run_as(config: Config) -> tuple[int, int] | None:
+    """(uid, gid) children switch to, or None when they stay as we are."""
+    user = config.server.user
+    if user is None or os.geteuid() != 0:
+        return None
+    entry = pwd.getpwnam(user)
+    gid = grp.getgrnam(config.server.group).gr_gid if config.server.group else entry.pw_gid
+    if entry.pw_uid == 0 and gid == 0:
+        return None
+    return entry.pw_uid, gid
+
+
+def popen_user(run_as: tuple[int, int] | None) -> dict[str, Any]:
+    """subprocess.Popen arguments that start a child as `run_as` (no supplementary groups)."""
+    return {"user": run_as[0], "group": run_as[1], "extra_groups": []} if run_as else {}
 
 
 def _is_loopback(host: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import pwd
 import re
 import resource
 import shutil
@@ -100,7 +101,7 @@ def doctor(config: Config | None, config_path: str | None) -> list[Check]:
     checks += _cli_check(config)
     checks.append(_io_uring_check())
     checks.append(_nofile_check())
-    checks.append(_root_check())
+    checks.append(_root_check(config))
     return checks
 
 
@@ -123,8 +124,10 @@ def _probe_worker(config: Config | None) -> list[Check]:
     ini = dict(config.worker.ini) if config is not None else {}
     with tempfile.TemporaryDirectory(prefix="askr-doctor-") as tmp:
         (Path(tmp) / "probe.php").write_text(PROBE)
+        user = (config.server.user if config is not None else None) or pwd.getpwuid(os.geteuid()).pw_name
         argv = [sys.executable, "-m", "askr", "serve", "--root", tmp, "--listen", "127.0.0.1:0",
-                "--admin-listen", "127.0.0.1:0", "--workers", "1"]
+                "--admin-listen", "127.0.0.1:0", "--workers", "1", "--user", user]
+        os.chmod(tmp, 0o755)  # readable by that user
         conf = Path(tmp) / "askr.toml"
         if ini:
             conf.write_text("[worker]\nini = { " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}"
@@ -235,11 +238,17 @@ def _nofile_check() -> Check:
                  f"LimitNOFILE={NOFILE_WANTED * 4} in the systemd unit (ulimit -n)")
 
 
-def _root_check() -> Check:
+def _root_check(config: Config | None) -> Check:
     if os.geteuid() != 0:
         return Check("user", "ok", f"running as uid {os.geteuid()}")
-    return Check("user", "warn", "running as root: PHP then runs as root too; run askr under a "
-                 "dedicated user (systemd User=)")
+    user = config.server.user if config is not None else None
+    if user is None:
+        return Check("user", "fail" if config is not None else "warn",
+                     "running as root with no [server] user: askr serve refuses to run PHP as root; set "
+                     '[server] user = "www-data" (or "root" to allow it)')
+    if user == "root":
+        return Check("user", "warn", 'PHP runs as root ([server] user = "root")')
+    return Check("user", "ok", f"the master binds as root; fronts and PHP run as {user}")
 
 
 def render(checks: list[Check], as_json: bool) -> str:

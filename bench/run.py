@@ -267,6 +267,8 @@ def start_askr(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
     argv = [sys.executable, "-m", "askr", "serve", "--root", str(root),
             "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
             "--admin-listen", "127.0.0.1:0", *extra]
+    if os.geteuid() == 0:
+        argv += ["--user", "root"]  # as php-fpm runs here with -R: the same privileges for both
     if tls:
         argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
     askr = stack.enter_context(running(start(name, argv, tmp / f"{name}.out", cwd=REPO_ROOT)))

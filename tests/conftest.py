@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
+from askrtest import allow_root  # the suite's helpers live beside the integration tests
+
 REPO = Path(__file__).resolve().parent.parent
 PHP_FIXTURES = Path(__file__).resolve().parent / "php"
 READY = re.compile(r"askr ready: https?://([\d.]+):(\d+)")
@@ -97,6 +100,7 @@ def start_server(
     wait_ready: bool = True,
     timeout: float = 60.0,
 ) -> RunningServer:
+    args = allow_root(args)
     if args[:1] == ["serve"] and "--config" not in args and "--admin-listen" not in args:
         args = [*args, "--admin-listen", "127.0.0.1:0"]  # servers run side by side in the suite
     # PYTHONPATH: `python -m askr` must import this checkout even when cwd is elsewhere

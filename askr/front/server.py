@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import mmap
+import os
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -194,6 +195,14 @@ class Front:
         self.stopped.set()
 
 
+def drop_privileges(uid: int, gid: int) -> None:
+    """[server] user: the front starts as root (the interpreter may live where only root can
+    read) and switches once everything it needs is imported and its sockets are inherited."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="askr-front")
     parser.add_argument("--config-json", required=True)
@@ -203,12 +212,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queue-fd", type=int, required=True)
     parser.add_argument("--scoreboard", required=True)
     parser.add_argument("--redirect-fd", type=int)
+    parser.add_argument("--run-as", metavar="UID:GID", help="drop root to this user once started")
     args = parser.parse_args(argv)
     log_setup.setup()
     with open(args.config_json) as f:
         cfg = config_mod.restore(f.read())
     front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd,
                   args.queue_fd, args.scoreboard, args.redirect_fd)
+    if args.run_as:
+        drop_privileges(*(int(x) for x in args.run_as.split(":")))
     uvloop.run(front.run())
 
 

@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from askr import config as config_mod
 from askr.config import Config
 
 READ_CHUNK = 65536
@@ -90,7 +91,8 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     err_r, err_w = os.pipe()
     try:
         proc = subprocess.Popen(command, cwd=release.app_base, env=child_env, stdin=subprocess.DEVNULL,
-                                stdout=out_w, stderr=err_w, process_group=0)
+                                stdout=out_w, stderr=err_w, process_group=0,
+                                **config_mod.popen_user(config_mod.run_as(config)))
     except OSError:
         for fd in (out_r, err_r):
             os.close(fd)

@@ -138,6 +138,7 @@ class Arbiter:
         self.metrics = MasterMetrics(self.status)
         self.queue = QueueWorkers(config, self.events.put_nowait)
         self.scheduler = Scheduler(config)
+        self.run_as: tuple[int, int] | None = None
 
     # -- setup -------------------------------------------------------------------------------
     def _become_subreaper(self) -> None:
@@ -154,6 +155,7 @@ class Arbiter:
         self.redirect_sock = sockets.bind_tcp(redirect, key="[server] redirect_http") if redirect else None
         self.admin_sock = sockets.bind_tcp(self.config.admin.listen, backlog=64, key="[admin] listen")
         self.runtime_dir = tempfile.mkdtemp(prefix="askr-")
+        self.run_as = config_mod.run_as(self.config)
         for index in range(self.config.server.fronts):
             path = os.path.join(self.runtime_dir, f"front-{index}.sock")
             sock = sockets.bind_unix(path, backlog=max(128, 4 * len(self.slots)))
@@ -162,6 +164,10 @@ class Arbiter:
         with open(self.scoreboard_path, "w+b") as f:
             f.truncate(wire.SCOREBOARD_SLOT.size * 2 * len(self.slots))  # two ids a slot: free_worker_id
             self.scoreboard = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if self.run_as is not None:
+            # the fronts and workers (as [server] user) open these; the master stays root
+            for name in (".", "scoreboard", *(f"front-{i}.sock" for i in range(self.config.server.fronts))):
+                os.chown(os.path.join(self.runtime_dir, name), *self.run_as)
 
     def front_of(self, position: int) -> FrontHandle:
         """Workers are dealt to fronts round-robin; a front dispatches only to its own."""
@@ -190,7 +196,8 @@ class Arbiter:
         generation = self.generations_started
         self.generations_started += 1
         queue_fds = [front.queue_workers.fileno() for front in self.children.fronts]
-        zygote = Zygote(self.config, generation, self._zygote_line, queue_fds, self.scoreboard_path)
+        zygote = Zygote(self.config, generation, self._zygote_line, queue_fds, self.scoreboard_path,
+                        self.run_as)
         await zygote.start()
         log.info("PHP generation %d ready (zygote pid %d)", generation, zygote.pid)
         return zygote
@@ -208,6 +215,8 @@ class Arbiter:
                "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(channel_fd),
                "--control-fd", str(theirs.fileno()), "--queue-fd", str(queue_fd),
                "--scoreboard", self.scoreboard_path]
+        if self.run_as is not None:
+            cmd += ["--run-as", f"{self.run_as[0]}:{self.run_as[1]}"]
         if self.redirect_sock is not None:
             cmd += ["--redirect-fd", str(self.redirect_sock.fileno())]
             fds.append(self.redirect_sock.fileno())

@@ -13,6 +13,7 @@ import socket
 import subprocess
 from collections.abc import Callable
 
+from askr import config as config_mod
 from askr.config import Config
 from askr.paths import php_worker_binary
 
@@ -25,7 +26,8 @@ class ZygoteError(Exception):
 
 class Zygote:
     def __init__(self, config: Config, generation: int, on_line: Callable[[Zygote, list[str]], None],
-                 queue_fds: list[int], scoreboard: str):
+                 queue_fds: list[int], scoreboard: str, run_as: tuple[int, int] | None = None):
+        self.run_as = run_as  # (uid, gid) the zygote and so its workers run as
         self.config = config
         self.queue_fds = queue_fds  # inherited by every worker; `spawn` names the one to read
         self.scoreboard = scoreboard
@@ -64,7 +66,8 @@ class Zygote:
             self.proc = subprocess.Popen(self.command(theirs.fileno()),
                                          pass_fds=[theirs.fileno(), *self.queue_fds],
                                          stdin=subprocess.DEVNULL,
-                                         cwd=os.path.realpath(self.config.server.root))
+                                         cwd=os.path.realpath(self.config.server.root),
+                                         **config_mod.popen_user(self.run_as))
         finally:
             theirs.close()
         self.sock = ours

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 
 from askrtest import APP, run_askr
@@ -43,7 +44,7 @@ def test_config_check_runs_php_lint_on_scripts(tmp_path):
 
 
 def test_doctor_on_this_machine(tmp_path):
-    (tmp_path / "askr.toml").write_text(f'[server]\nroot = "{APP}"\n'
+    (tmp_path / "askr.toml").write_text(f'[server]\nroot = "{APP}"\nuser = "{getpass.getuser()}"\n'
                                         '[worker]\nini = { memory_limit = "192M" }\n')
     code, out = run_askr(["doctor", "--json", "--config", str(tmp_path / "askr.toml")], timeout=120)
     checks = {c["name"]: c for c in json.loads(out[out.index("["):])}
