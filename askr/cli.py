@@ -94,6 +94,7 @@ def serve(args: argparse.Namespace) -> int:
         refusal = config_mod.root_problem(cfg)
         if refusal:
             raise ConfigError(refusal)
+        log_setup.setup(cfg.log.level, cfg.log.format)
         arbiter = Arbiter(cfg)
         return asyncio.run(arbiter.run())
     except ConfigError as e:

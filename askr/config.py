@@ -139,6 +139,15 @@ def _cidr_list(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _choice(*options: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError("expected " + " or ".join(f'"{o}"' for o in options))
+        return value
+
+    return check
+
+
 def _ini_table(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError('expected a table, e.g. ini = { memory_limit = "256M" }')
@@ -272,6 +281,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin", "token_file", None, _str,
             "File holding the admin token (its first line), so the token stays out of askr.toml.",
             path=True),
+    Setting("log", "format", "text", _choice("text", "json"),
+            'Event log format on stderr: "text" (time LEVEL [component] message) or "json" (one object '
+            "per line: time, level, component, message), for every askr process including PHP."),
+    Setting("log", "level", "info", _choice("debug", "info", "warning", "error"),
+            "Least severe event logged."),
+    Setting("log", "access", "off", _choice("off", "combined", "json"),
+            'Access log: "combined" (nginx\'s format plus the duration in seconds and the PHP worker\'s '
+            'pid) or "json", one line per response; "off" (default) for none.'),
+    Setting("log", "access_file", None, _str,
+            "Where the access log goes (appended; reopened on reload for logrotate). Default: stderr, "
+            "with the event log.", path=True),
     Setting("limits", "max_body_size", "8M", parse_size,
             "Largest request body accepted; larger ones get 413 without the rest being read."),
     # Upper bounds: a request's head must fit one message of the worker's queue (256 KiB).
@@ -337,6 +357,14 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = "text"
+    level: str = "info"
+    access: str = "off"
+    access_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QueueConfig:
     script: str | None
     workers: int
@@ -390,6 +418,7 @@ class Config:
     queue: QueueConfig
     scheduler: SchedulerConfig
     tls: TlsConfig = TlsConfig(None, None)
+    log: LogConfig = LogConfig()
     source: str = "<defaults>"
 
 
@@ -476,6 +505,7 @@ def validate(path: str | os.PathLike | None = None,
         queue=QueueConfig(**parsed["queue"]),
         scheduler=SchedulerConfig(**parsed["scheduler"]),
         tls=TlsConfig(**parsed["tls"]),
+        log=LogConfig(**parsed["log"]),
         source=source,
     ), []
 
@@ -618,6 +648,7 @@ def restore(text: str) -> Config:
         queue=QueueConfig(**data["queue"]),
         scheduler=SchedulerConfig(**data["scheduler"]),
         tls=TlsConfig(**data["tls"]),
+        log=LogConfig(**data["log"]),
         source=data["source"],
     )
 

@@ -154,8 +154,43 @@ static inline uint32_t get_u32(const char *p)
 
 static char g_log_base[32] = "php";     /* --worker-log-name */
 static char g_log_name[64] = "php-zygote";
+static bool g_log_json;                 /* --log-format json: one JSON object per line */
 
 static bool write_all_iov(int fd, struct iovec *iov, int cnt);
+
+/* {"time":"…Z","level":…,"component":…,"message":…}: the shape of askr/log.py's JSON lines. */
+static void log_line_json(const struct timespec *ts, const char *level, const char *msg, size_t len)
+{
+	struct tm tm;
+	char head[192];
+	gmtime_r(&ts->tv_sec, &tm);
+	int n = snprintf(head, sizeof(head),
+		"{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\",\"component\":\"%s\",\"message\":\"",
+		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		ts->tv_nsec / 1000000, level, g_log_name);
+	char *body = malloc(len * 6 + 1);
+	if (!body) {
+		return;
+	}
+	size_t j = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)msg[i];
+		if (ch == '"' || ch == '\\') {
+			body[j++] = '\\';
+			body[j++] = (char)ch;
+		} else if (ch == '\n') {
+			body[j++] = '\\';
+			body[j++] = 'n';
+		} else if (ch < 0x20) {
+			j += (size_t)snprintf(body + j, 7, "\\u%04x", ch);
+		} else {
+			body[j++] = (char)ch;
+		}
+	}
+	struct iovec iov[3] = { { head, (size_t)n }, { body, j }, { "\"}\n", 3 } };
+	write_all_iov(STDERR_FILENO, iov, 3);
+	free(body);
+}
 
 static void log_line(const char *level, const char *msg, size_t len)
 {
@@ -164,13 +199,17 @@ static void log_line(const char *level, const char *msg, size_t len)
 	char head[160];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
+	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r')) {
+		len--;
+	}
+	if (g_log_json) {
+		log_line_json(&ts, level, msg, len);
+		return;
+	}
 	localtime_r(&ts.tv_sec, &tm);
 	int n = snprintf(head, sizeof(head), "%04d-%02d-%02d %02d:%02d:%02d,%03ld %s [%s] ",
 		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 		ts.tv_nsec / 1000000, level, g_log_name);
-	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r')) {
-		len--;
-	}
 	/* One record per line for the line-based reader on the other end: PHP's multi-line
 	 * messages (uncaught exceptions with a stack trace) get their newlines escaped as "\n". */
 	char *flat = NULL;
@@ -1996,6 +2035,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--app-base")) g_app_base = v;
 		else if (!strcmp(a, "--worker-log-name")) log_name = v;
 		else if (!strcmp(a, "--scoreboard")) scoreboard = v;
+		else if (!strcmp(a, "--log-format")) g_log_json = !strcmp(v, "json");
 		else if (!strcmp(a, "--ini")) {
 			if (!ini_append(&ini, &ini_len, &ini_cap, v)) {
 				fprintf(stderr, "askr-php: bad --ini %s\n", v);

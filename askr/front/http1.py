@@ -21,7 +21,7 @@ import httptools
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front import dispatch
-from askr.front.responses import DATE, SERVER_HEADER, error_response, status_line
+from askr.front.responses import DATE, SERVER_HEADER, error_response, reason, status_line
 from askr.front.router import PhpScript, Redirect, Refused, StaticFile
 from askr.front.static import serve_static
 
@@ -51,7 +51,7 @@ class Request:
     __slots__ = (
         "body", "body_complete", "body_size", "chunked", "content_length", "dispatched", "exchange",
         "expect_continue", "flat_headers", "headers", "keep_alive", "method", "path", "query", "reject",
-        "responded", "started", "status", "url", "version", "window_bytes",
+        "responded", "sent", "started", "status", "url", "version", "window_bytes", "worker",
     )
 
     def __init__(self) -> None:
@@ -76,6 +76,8 @@ class Request:
         self.reject = 0  # answer this status and close when the request's turn comes
         self.started = 0.0  # loop time its head was complete (for the duration metric)
         self.status = 0  # the response's status, once its head is written
+        self.sent = 0  # response body bytes (access log)
+        self.worker = 0  # pid of the PHP worker that answered (access log)
 
     def header(self, lower_name: bytes) -> bytes | None:
         entry = self.headers.get(lower_name)
@@ -114,6 +116,7 @@ class Http1Connection(asyncio.Protocol):
         self.conn_params = b""  # this connection's fixed CGI params, already encoded
         self.server_addr = b""
         self.trusted_peer: bool | None = None  # [server] trusted_proxies: is this peer one?
+        self.peer_ip = "-"
         # response state of the active PHP exchange
         self.resp_mode = 0  # 0 = none, 1 = content-length/identity, 2 = chunked, 3 = close-delimited
         self.resp_head_only = False
@@ -125,6 +128,7 @@ class Http1Connection(asyncio.Protocol):
         self.ctx.connections.add(self)
         self.conn_params, self.server_addr = dispatch.connection_params(self.ctx, transport)
         self.trusted_peer = dispatch.trusted_peer(self.ctx, transport)
+        self.peer_ip = str((transport.get_extra_info("peername") or ("-",))[0])
         transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
         self._arm(self.limits.keepalive_timeout, self._idle_timeout)
 
@@ -458,6 +462,7 @@ class Http1Connection(asyncio.Protocol):
         headers = {name: entry[1] for name, entry in req.headers.items()}
         resp = serve_static(req.method, headers, route)
         req.status = resp.status
+        req.sent = len(resp.body) if resp.file_path is None else resp.count
         head = [status_line(resp.status), DATE.get(), SERVER_HEADER]
         head.extend(b"%s: %s\r\n" % pair for pair in resp.headers)
         close = not req.keep_alive or self.ctx.draining
@@ -501,6 +506,8 @@ class Http1Connection(asyncio.Protocol):
 
     def _php_started(self, exchange: Exchange) -> None:
         """A worker took the exchange: the body it buffered is on its way."""
+        if self.queue and self.queue[0].exchange is exchange and exchange.channel is not None:
+            self.queue[0].worker = exchange.channel.pid
         if self.buffered:
             self.buffered = 0
             self._resume_reading()
@@ -508,6 +515,7 @@ class Http1Connection(asyncio.Protocol):
     def _respond_simple(self, req: Request, status: int, extra: bytes = b"", close: bool = False) -> None:
         close = close or not req.keep_alive or self.ctx.draining or not req.body_complete
         req.status = status
+        req.sent = 0 if req.method == b"HEAD" else len(f"{status} {reason(status)}\n")
         self.transport.write(  # type: ignore[union-attr]
             error_response(status, close, extra, head_only=req.method == b"HEAD")
         )
@@ -516,7 +524,12 @@ class Http1Connection(asyncio.Protocol):
     def _finish(self, req: Request, close: bool) -> None:
         """The active request's response is fully written."""
         req.responded = True
-        self.ctx.stats.record(req.status, self.loop.time() - req.started if req.started else 0.0)
+        seconds = self.loop.time() - req.started if req.started else 0.0
+        self.ctx.stats.record(req.status, seconds)
+        if self.ctx.access is not None:
+            self.ctx.access.write(self.peer_ip, req.method, req.url, "HTTP/" + req.version, req.status,
+                                  req.sent, req.header(b"referer"), req.header(b"user-agent"), seconds,
+                                  req.worker)
         self.php_deadline = 0.0
         if self.queue and self.queue[0] is req:
             self.queue.popleft()
@@ -589,6 +602,7 @@ class Http1Connection(asyncio.Protocol):
         if complete:
             if not self.resp_head_only and not no_body:
                 head.append(data)
+                req.sent = len(data)
             self.transport.write(b"".join(head))  # type: ignore[union-attr]
             self._finish(req, close)
             return
@@ -611,6 +625,8 @@ class Http1Connection(asyncio.Protocol):
                 out.append(b"0\r\n\r\n")
         elif mode != 4:
             out = body
+        if mode != 4 and self.queue:
+            self.queue[0].sent += sum(map(len, body))
         if out:
             self.transport.write(b"".join(out))  # type: ignore[union-attr]
         if complete:

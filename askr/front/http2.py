@@ -92,6 +92,7 @@ class Http2Stream:
         "query",
         "responded",
         "response_started",
+        "sent",
         "started",
         "status",
         "stream_id",
@@ -99,6 +100,7 @@ class Http2Stream:
         "url",
         "version",
         "window_bytes",
+        "worker",
     )
 
     def __init__(self, conn: Http2Connection, stream_id: int):
@@ -131,6 +133,8 @@ class Http2Stream:
         self.php_deadline = 0.0
         self.started = 0.0  # loop time the request arrived (for the duration metric)
         self.status = 0
+        self.sent = 0  # response body bytes (access log)
+        self.worker = 0  # pid of the PHP worker that answered (access log)
 
     def header(self, lower_name: bytes) -> bytes | None:
         entry = self.headers.get(lower_name)
@@ -228,6 +232,7 @@ class Http2Connection(asyncio.Protocol):
         self.conn_params = b""
         self.server_addr = b""
         self.trusted_peer: bool | None = None
+        self.peer_ip = "-"
         self.closing = False
         self.goaway_sent = False
         self.last_stream_id = 0  # the highest stream we accepted (GOAWAY's last-stream-id)
@@ -244,6 +249,7 @@ class Http2Connection(asyncio.Protocol):
         self.ctx.connections.add(self)
         self.conn_params, self.server_addr = dispatch.connection_params(self.ctx, transport)
         self.trusted_peer = dispatch.trusted_peer(self.ctx, transport)
+        self.peer_ip = str((transport.get_extra_info("peername") or ("-",))[0])
         transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
         limits = self.limits
         self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
@@ -522,6 +528,9 @@ class Http2Connection(asyncio.Protocol):
 
     def _php_started(self, stream: Http2Stream) -> None:
         """A worker took the stream's request: the body held for it went along; re-open."""
+        ex = stream.exchange
+        if ex is not None and ex.channel is not None:
+            stream.worker = ex.channel.pid
         if not stream.closed:
             self.ack_body(stream)
             self._write()
@@ -620,6 +629,7 @@ class Http2Connection(asyncio.Protocol):
                 else:
                     stream.out.popleft()
                 stream.out_size -= len(chunk)
+                stream.sent += len(chunk)
                 last = stream.end_after and not stream.out and stream.file is None
                 h2conn.send_data(sid, chunk, end_stream=last)  # END_STREAM on the last DATA frame
                 if last:
@@ -673,7 +683,12 @@ class Http2Connection(asyncio.Protocol):
     def _finished(self, stream: Http2Stream) -> None:
         """The response is complete (END_STREAM sent)."""
         stream.responded = True
-        self.ctx.stats.record(stream.status, self.loop.time() - stream.started)
+        seconds = self.loop.time() - stream.started
+        self.ctx.stats.record(stream.status, seconds)
+        if self.ctx.access is not None:
+            self.ctx.access.write(self.peer_ip, stream.method, stream.url, "HTTP/2.0", stream.status,
+                                  stream.sent, stream.header(b"referer"), stream.header(b"user-agent"),
+                                  seconds, stream.worker)
         stream.php_deadline = 0.0
         if not stream.body_complete:
             # answered before the body was read (an error): stop the upload (RFC 9113 8.1)

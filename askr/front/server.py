@@ -26,6 +26,7 @@ from askr.front.http1 import Http1Connection
 from askr.front.negotiate import AlpnSelector, PriorKnowledgeSniffer, RedirectToHttps
 from askr.front.proxy import ProxyTrust
 from askr.front.router import RouteCache, Router
+from askr.log import AccessLog
 from askr.metrics import STATS_INTERVAL, RequestStats
 
 log = logging.getLogger("askr.front")
@@ -42,6 +43,7 @@ class FrontContext:
     pool: WorkerPool
     root_bytes: bytes
     proxies: ProxyTrust
+    access: AccessLog | None = None  # [log] access
     stats: RequestStats = field(default_factory=RequestStats)
     connections: set = field(default_factory=set)
     draining: bool = False
@@ -60,6 +62,9 @@ class Front:
         self.listen_fds = listen_fds
         self.redirect_fd = redirect_fd
         self.tls_context = None
+        # opened now: before a privilege drop, while the file may still be root's
+        access = config.log.access
+        self.access = AccessLog(access, config.log.access_file) if access != "off" else None
         self.channel_fd = channel_fd
         self.queue = socket.socket(fileno=queue_fd)
         self.scoreboard_path = scoreboard
@@ -85,7 +90,7 @@ class Front:
         pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event)
         router = self.make_router()
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode(),
-                           ProxyTrust(cfg.server.trusted_proxies))
+                           ProxyTrust(cfg.server.trusted_proxies), self.access)
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
@@ -119,6 +124,8 @@ class Front:
         # every 700 allocations costs more than it frees here (no per-request cycles).
         gc.set_threshold(50_000, 20, 20)
         await self.stopped.wait()
+        if self.access is not None:
+            self.access.flush()
         for server in self.servers:
             server.close()
         pool.close_all()
@@ -138,6 +145,8 @@ class Front:
                 conn.check_deadline(now)
             if self.ctx.pool.sent:
                 self.ctx.pool.check_lost()
+            if self.access is not None:
+                self.access.flush()
 
     async def report_stats(self) -> None:
         """Counters for the master's /metrics, cumulative, every STATS_INTERVAL seconds."""
@@ -160,6 +169,8 @@ class Front:
                 except (OSError, ValueError) as e:  # the root vanished mid-deploy: keep the old view
                     log.error("reload: cannot resolve the document root: %s; keeping the previous one", e)
                 self.reload_certificate()
+                if self.access is not None:
+                    self.access.reopen()
             else:
                 log.error("unknown command from the master: %r", command)
         self.stopped.set()
@@ -214,9 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redirect-fd", type=int)
     parser.add_argument("--run-as", metavar="UID:GID", help="drop root to this user once started")
     args = parser.parse_args(argv)
-    log_setup.setup()
     with open(args.config_json) as f:
         cfg = config_mod.restore(f.read())
+    log_setup.setup(cfg.log.level, cfg.log.format)
     front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd,
                   args.queue_fd, args.scoreboard, args.redirect_fd)
     if args.run_as:

@@ -52,6 +52,8 @@ class Zygote:
             cmd += ["--mode", "classic"]
         for key, value in self.config.worker.ini.items():
             cmd += ["--ini", f"{key}={value}"]
+        if self.config.log.format == "json":
+            cmd += ["--log-format", "json"]
         return cmd
 
     async def start(self, timeout: float = 60.0) -> None:

@@ -66,6 +66,7 @@ def write_config(
     queue: dict[str, object] | None = None,
     scheduler: dict[str, object] | None = None,
     tls: dict[str, object] | None = None,
+    log: dict[str, object] | None = None,
     name: str = "askr.toml",
 ) -> Path:
     """An askr.toml listening on a free loopback port, with the given overrides."""
@@ -76,7 +77,8 @@ def write_config(
         sections["worker"] = dict(worker)
     if limits:
         sections["limits"] = dict(limits)
-    for section, keys in (("reload", reload), ("queue", queue), ("scheduler", scheduler), ("tls", tls)):
+    for section, keys in (("reload", reload), ("queue", queue), ("scheduler", scheduler), ("tls", tls),
+                          ("log", log)):
         if keys:
             sections[section] = dict(keys)
     sections["admin"] = {"listen": "127.0.0.1:0", **(admin or {})}  # never the shared default port
