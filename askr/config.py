@@ -653,10 +653,25 @@ def restore(text: str) -> Config:
     )
 
 
+_TYPE_NAMES = {
+    "_listen_list": "address or list", "parse_listen": "address", "_str": "string",
+    "_workers": 'integer or "auto"', "_int": "integer", "_seconds": "seconds", "_bool": "boolean",
+    "parse_size": "size", "_size_at_most": "size", "_ini_table": "table", "_str_list": "list of strings",
+    "_cidr_list": "list of CIDRs", "_choice": "choice",
+}
+
+
+def type_name(setting: Setting) -> str:
+    """What kind of value a setting takes, for the reference table."""
+    if setting.path:
+        return "path"
+    return _TYPE_NAMES.get(setting.parse.__qualname__.split(".")[0], "value")
+
+
 def reference_markdown() -> str:
     """The configuration reference (docs/configuration.md is this, checked by a test)."""
-    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
         default = "—" if s.default is None else f"`{json.dumps(s.default)}`"
-        lines.append(f"| `[{s.section}] {s.key}` | {default} | {s.doc} |")
+        lines.append(f"| `[{s.section}] {s.key}` | {type_name(s)} | {default} | {s.doc} |")
     return "\n".join(lines) + "\n"
