@@ -25,11 +25,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from run import NGINX, PHP_FPM, REPO_ROOT, BenchError, _terminate, _version, start_askr, start_nginx_fpm
+from run import (
+    NGINX,
+    PHP_FPM,
+    REPO_ROOT,
+    BenchError,
+    _terminate,
+    _version,
+    alternate,
+    start_askr,
+    start_nginx_fpm,
+)
 
 H2LOAD = "h2load"
 URL = "/hello.php"
-WARMUP_SECONDS = 2
 RESULTS = REPO_ROOT / "bench" / "results" / "h2.md"
 
 
@@ -96,18 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     try:
         pair = make_certificate(tmp)
-        samples: dict[str, list[H2Result]] = {}
         with ExitStack() as stack:
             bases = {"nginx+fpm (h2)": start_nginx_fpm(stack, tmp, args.workers, tls=pair),
                      "askr (h2)": start_askr(stack, tmp, args.workers, tls=pair)}
-            for label, base in bases.items():
-                print(f"warm-up {label}", file=sys.stderr)
-                run_h2load(base + URL, args.clients, args.streams, WARMUP_SECONDS)
-            for n in range(args.rounds):
-                for label, base in bases.items():
-                    print(f"measuring {label} round {n + 1}/{args.rounds}", file=sys.stderr)
-                    samples.setdefault(label, []).append(
-                        run_h2load(base + URL, args.clients, args.streams, args.duration))
+
+            def measure(base: str, seconds: int) -> H2Result:
+                return run_h2load(base + URL, args.clients, args.streams, seconds)
+
+            samples = alternate(bases, measure, args.rounds, args.duration)
     except BenchError as e:
         print(f"bench failed: {e}", file=sys.stderr)
         return 1

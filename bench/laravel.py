@@ -32,11 +32,10 @@ from pathlib import Path
 from run import (
     NGINX_LABEL,
     REPO_ROOT,
-    WARMUP_SECONDS,
     BenchError,
-    WrkResult,
     _terminate,
     _version,
+    alternate,
     http_get,
     median_result,
     run_wrk,
@@ -77,17 +76,10 @@ def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_wor
 
 def throughput(args: argparse.Namespace, tmp: Path, app: Path) -> str:
     load = os.getloadavg()[0]
-    samples: dict[str, list[WrkResult]] = {}
     with ExitStack() as stack:
         bases = start_targets(stack, tmp, app, args.workers)
-        for label, base in bases.items():
-            print(f"warm-up {label} ({WARMUP_SECONDS} s)", file=sys.stderr)
-            run_wrk(base + URL, args.threads, args.connections, WARMUP_SECONDS)
-        for n in range(args.rounds):
-            for label, base in bases.items():
-                print(f"measuring {label} round {n + 1}/{args.rounds} ({args.duration} s)", file=sys.stderr)
-                samples.setdefault(label, []).append(
-                    run_wrk(base + URL, args.threads, args.connections, args.duration))
+        samples = alternate(bases, lambda base, seconds: run_wrk(base + URL, args.threads, args.connections,
+                                                                 seconds), args.rounds, args.duration)
     results = {label: median_result(runs) for label, runs in samples.items()}
     base_rps = results[NGINX_LABEL].rps
     rows = [f"`GET {URL}` on the Laravel 8 fixture (tests/laravel, Debian php-laravel-framework "

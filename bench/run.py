@@ -29,6 +29,9 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -450,6 +453,21 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                         run_wrk(bases[target] + url, args.threads, args.connections, args.duration))
     results = {key: median_result(runs) for key, runs in samples.items()}
     return render_table(results, targets, params)
+
+
+def alternate(bases: dict[str, str], measure: Callable[[str, int], T], rounds: int,
+              duration: int) -> dict[str, list[T]]:
+    """Warm every target up, then measure them in turn for `rounds` rounds (so all see the same
+    machine state); `measure(base_url, seconds)` runs one load."""
+    for label, base in bases.items():
+        print(f"warm-up {label} ({WARMUP_SECONDS} s)", file=sys.stderr)
+        measure(base, WARMUP_SECONDS)
+    samples: dict[str, list[T]] = {}
+    for n in range(rounds):
+        for label, base in bases.items():
+            print(f"measuring {label} round {n + 1}/{rounds} ({duration} s)", file=sys.stderr)
+            samples.setdefault(label, []).append(measure(base, duration))
+    return samples
 
 
 def median_result(runs: list[WrkResult]) -> WrkResult:

@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 _SOFTWARE = SERVER_SOFTWARE.encode()
 
 
+def connection_made(conn: Http1Connection | Http2Connection, transport: asyncio.BaseTransport,
+                    high_water: int) -> None:
+    """What every HTTP connection learns about itself when it opens (both protocols)."""
+    conn.transport = transport  # type: ignore[assignment]
+    conn.ctx.connections.add(conn)
+    conn.conn_params, conn.server_addr = connection_params(conn.ctx, transport)
+    conn.trusted_peer = trusted_peer(conn.ctx, transport)
+    conn.peer_ip = str((transport.get_extra_info("peername") or ("-",))[0])
+    transport.set_write_buffer_limits(high=high_water)  # type: ignore[attr-defined]
+
+
 def connection_params(ctx: FrontContext, transport: asyncio.BaseTransport) -> tuple[bytes, bytes]:
     """The variables that are the same for every request on one connection, encoded once:
     (REQUEST-frame params prefix, SERVER_ADDR)."""

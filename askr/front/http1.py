@@ -124,12 +124,7 @@ class Http1Connection(asyncio.Protocol):
 
     # -- connection lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.ctx.connections.add(self)
-        self.conn_params, self.server_addr = dispatch.connection_params(self.ctx, transport)
-        self.trusted_peer = dispatch.trusted_peer(self.ctx, transport)
-        self.peer_ip = str((transport.get_extra_info("peername") or ("-",))[0])
-        transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
+        dispatch.connection_made(self, transport, HIGH_WATER)
         self._arm(self.limits.keepalive_timeout, self._idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -37,30 +37,18 @@ class AlpnSelector(asyncio.Protocol):
         _hand_over(transport, protocol)
 
 
-class PriorKnowledgeSniffer(asyncio.Protocol):
-    """On a plain listener with h2c: HTTP/2 if the client opens with the connection preface,
-    else HTTP/1.1 (decided on the first bytes, which are then replayed)."""
+class _Brief(asyncio.Protocol):
+    """A connection that only reads a request's first bytes: swept by the front (closed after
+    header_timeout) and closed at once on drain."""
 
     def __init__(self, ctx: FrontContext):
         self.ctx = ctx
-        self.buffer = b""
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
         self.deadline = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         self.ctx.connections.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        n = min(len(self.buffer), len(H2_PREFACE))
-        if self.buffer[:n] == H2_PREFACE[:n] and n < len(H2_PREFACE):
-            return  # still could be either
-        self.ctx.connections.discard(self)
-        is_h2 = self.buffer.startswith(H2_PREFACE)
-        protocol = Http2Connection(self.ctx) if is_h2 else Http1Connection(self.ctx)
-        assert self.transport is not None
-        _hand_over(self.transport, protocol, self.buffer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.connection_closed(self)
@@ -76,25 +64,36 @@ class PriorKnowledgeSniffer(asyncio.Protocol):
             self.transport.close()
 
 
-class RedirectToHttps(asyncio.Protocol):
+class PriorKnowledgeSniffer(_Brief):
+    """On a plain listener with h2c: HTTP/2 if the client opens with the connection preface,
+    else HTTP/1.1 (decided on the first bytes, which are then replayed)."""
+
+    def __init__(self, ctx: FrontContext):
+        super().__init__(ctx)
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        n = min(len(self.buffer), len(H2_PREFACE))
+        if self.buffer[:n] == H2_PREFACE[:n] and n < len(H2_PREFACE):
+            return  # still could be either
+        self.ctx.connections.discard(self)
+        is_h2 = self.buffer.startswith(H2_PREFACE)
+        protocol = Http2Connection(self.ctx) if is_h2 else Http1Connection(self.ctx)
+        assert self.transport is not None
+        _hand_over(self.transport, protocol, self.buffer)
+
+
+class RedirectToHttps(_Brief):
     """[server] redirect_http: every request gets 308 to the same URL on https, then close."""
 
     def __init__(self, ctx: FrontContext, https_port: int):
-        self.ctx = ctx
+        super().__init__(ctx)
         self.port_suffix = b"" if https_port == 443 else b":%d" % https_port
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.host = b""
         self.size = 0
-        self.transport: asyncio.Transport | None = None
-        self.deadline = 0.0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.ctx.connections.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.ctx.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
         self.size += len(data)
@@ -128,14 +127,4 @@ class RedirectToHttps(asyncio.Protocol):
     def _answer(self, response: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(response)
-            self.transport.close()
-
-    def check_deadline(self, now: float) -> None:
-        if not self.deadline:
-            self.deadline = now + self.ctx.config.limits.header_timeout
-        elif now >= self.deadline and self.transport is not None:
-            self.transport.close()
-
-    def shutdown(self) -> None:
-        if self.transport is not None:
             self.transport.close()
