@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--streams", type=int, default=10, help="concurrent streams per client (-m)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fronts", type=int, default=1,
+                    help="askr [server] fronts, and as many nginx worker processes (default 1)")
     args = ap.parse_args(argv)
     missing = [t for t in (H2LOAD, NGINX, PHP_FPM) if shutil.which(t) is None]
     if missing:
@@ -106,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pair = make_certificate(tmp)
         with ExitStack() as stack:
-            bases = {"nginx+fpm (h2)": start_nginx_fpm(stack, tmp, args.workers, tls=pair),
-                     "askr (h2)": start_askr(stack, tmp, args.workers, tls=pair)}
+            bases = {"nginx+fpm (h2)": start_nginx_fpm(stack, tmp, args.workers, tls=pair,
+                                                       processes=args.fronts),
+                     "askr (h2)": start_askr(stack, tmp, args.workers, tls=pair,
+                                             extra=("--fronts", str(args.fronts)))}
 
             def measure(base: str, seconds: int) -> H2Result:
                 return run_h2load(base + URL, args.clients, args.streams, seconds)
@@ -142,8 +146,9 @@ def render(samples: dict[str, list[H2Result]], args: argparse.Namespace, load: f
         rows.append(f"| {label} | {m.protocol} | {m.rps:,.0f} | {spread} | {m.mean_ms:.2f} | {bad} "
                     f"| {ratio} |")
     nginx_v = _version([NGINX, "-v"]).removeprefix("nginx version: ")
-    rows += ["", f"- nginx: {nginx_v}, `worker_processes 1`, `listen ssl http2`, php-fpm `pm = static`; "
-             f"askr: `askr serve --tls-cert --tls-key --workers {args.workers}` (one front process).",
+    rows += ["", f"- nginx: {nginx_v}, `worker_processes {args.fronts}`, `listen ssl http2`, php-fpm "
+             f"`pm = static`; askr: `askr serve --tls-cert --tls-key --workers {args.workers} --fronts "
+             f"{args.fronts}`.",
              "- h2load, the fronts and PHP share the machine's cores; compare rows of one run."]
     return "\n".join(rows) + "\n"
 

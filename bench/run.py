@@ -184,7 +184,8 @@ pm.max_children = {workers}
 """
 
 
-def nginx_conf(tmp: Path, port: int, root: Path = DOCROOT, tls: tuple[str, str] | None = None) -> str:
+def nginx_conf(tmp: Path, port: int, root: Path = DOCROOT, tls: tuple[str, str] | None = None,
+               processes: int = 1) -> str:
     """tls: (cert, key) to listen with TLS and HTTP/2 instead of plain HTTP/1.1."""
     as_root = "user root root;\n" if os.geteuid() == 0 else ""
     listen = f"listen 127.0.0.1:{port};"
@@ -194,7 +195,7 @@ def nginx_conf(tmp: Path, port: int, root: Path = DOCROOT, tls: tuple[str, str] 
     return f"""\
 {as_root}daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {processes};
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
 
@@ -240,13 +241,14 @@ http {{
 
 
 def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
-                    ready_path: str = "/hello.php", tls: tuple[str, str] | None = None) -> str:
+                    ready_path: str = "/hello.php", tls: tuple[str, str] | None = None,
+                    processes: int = 1) -> str:
     """Start php-fpm and nginx in tmp; return the base URL once `ready_path` answers 200."""
     port = free_port()
     fpm_cfg = tmp / "php-fpm.conf"
     fpm_cfg.write_text(fpm_conf(tmp, workers))
     nginx_cfg = tmp / "nginx.conf"
-    nginx_cfg.write_text(nginx_conf(tmp, port, root, tls))
+    nginx_cfg.write_text(nginx_conf(tmp, port, root, tls, processes))
 
     fpm_argv = [PHP_FPM, "-F", "-y", str(fpm_cfg)] + (["-R"] if os.geteuid() == 0 else [])
     fpm = stack.enter_context(running(start("php-fpm", fpm_argv, tmp / "php-fpm.out")))

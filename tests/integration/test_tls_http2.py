@@ -340,3 +340,19 @@ def _serial(port: int, cafile: str) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
             context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
         return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
+
+
+def test_two_fronts_share_the_tls_listener(askr_server, tmp_path, certs):
+    """[server] fronts = 2 (what bench/h2.py --fronts 2 measures): both fronts accept TLS
+    connections and speak HTTP/2 to their own PHP worker."""
+    srv = askr_server("--config", tls_config(tmp_path, certs, workers=2, server={"fronts": 2}))
+
+    async def run() -> None:
+        for _ in range(12):  # new connections land on either front
+            async with httpx.AsyncClient(http2=True, verify=trust(certs), timeout=30) as client:
+                r = await client.get(https(srv) + "/pid.php")
+                assert r.http_version == "HTTP/2" and r.status_code == 200 and r.text.isdigit()
+
+    asyncio.run(run())
+    fronts = [line for line in srv.lines if "front #" in line and "started" in line]
+    assert len(fronts) == 2
