@@ -108,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
 def config_check(path: str) -> int:
     from askr import preflight
 
-    problems = preflight.config_check(path)
+    _, problems = preflight.config_check(path)
     for problem in problems:
         print(problem)
     if not problems:
@@ -119,10 +119,7 @@ def config_check(path: str) -> int:
 def doctor(args: argparse.Namespace) -> int:
     from askr import preflight
 
-    cfg = None
-    if args.config:
-        cfg, _ = config_mod.validate(args.config)
-    checks = preflight.doctor(cfg, args.config)
+    checks = preflight.doctor(args.config)
     print(preflight.render(checks, args.json))
     return 1 if any(c.status == "fail" for c in checks) else 0
 

@@ -331,19 +331,19 @@ class ServerConfig:
     request_timeout: float
     graceful_timeout: float
     https: bool
-    user: str | None = None
-    group: str | None = None
-    trusted_proxies: tuple[str, ...] = ()
-    h2c: bool = False
-    redirect_http: Listen | None = None
+    user: str | None
+    group: str | None
+    trusted_proxies: tuple[str, ...]
+    h2c: bool
+    redirect_http: Listen | None
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     script: str | None
     app_base: str | None
+    php_cli: str
     ini: dict[str, str] = field(default_factory=dict)
-    php_cli: str = "php"
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,10 +358,10 @@ class TlsConfig:
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
-    format: str = "text"
-    level: str = "info"
-    access: str = "off"
-    access_file: str | None = None
+    format: str
+    level: str
+    access: str
+    access_file: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,8 +417,8 @@ class Config:
     admin: AdminConfig
     queue: QueueConfig
     scheduler: SchedulerConfig
-    tls: TlsConfig = TlsConfig(None, None)
-    log: LogConfig = LogConfig()
+    tls: TlsConfig
+    log: LogConfig
     source: str = "<defaults>"
 
 

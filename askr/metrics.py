@@ -59,20 +59,19 @@ class MasterMetrics(Collector):
     def __init__(self, status: Callable[[], dict[str, Any]]):
         self.status = status
         self.base = _zero()  # what fronts that have since restarted had counted
-        self.fronts: dict[int, dict[str, Any]] = {}
-        self.waiting: dict[int, int] = {}
+        self.fronts: dict[int, dict[str, Any]] = {}  # each front's latest snapshot
         self.reloads: dict[str, int] = {}
         self.canaries: dict[str, int] = {"healthy": 0, "unhealthy": 0}
         self.worker_crashes = 0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
-    def front_stats(self, index: int, snapshot: dict[str, Any], waiting: int) -> None:
+    def front_stats(self, index: int, snapshot: dict[str, Any]) -> None:
+        """A front's cumulative counters (RequestStats.snapshot) and its `waiting` gauge."""
         last = self.fronts.get(index)
         if last is not None and snapshot["count"] < last["count"]:
             self.base = _add(self.base, last)  # the front restarted: keep what it had counted
         self.fronts[index] = snapshot
-        self.waiting[index] = waiting
 
     def reload_finished(self, outcome: str) -> None:
         kind = outcome.split(":")[0].strip().replace(" ", "_") or "unknown"
@@ -99,7 +98,7 @@ class MasterMetrics(Collector):
                                     "Time from a request's head to the end of its response",
                                     buckets=buckets, sum_value=total["sum"])
         yield GaugeMetricFamily("askr_requests_waiting", "Requests waiting for a free PHP worker",
-                                value=sum(self.waiting.values()))
+                                value=sum(s.get("waiting", 0) for s in self.fronts.values()))
         workers = GaugeMetricFamily("askr_php_workers", "PHP worker processes, by state", labels=["state"])
         states = {"starting": 0, "idle": 0, "busy": 0, "retiring": 0}
         for w in status["workers"]:
@@ -123,9 +122,9 @@ class MasterMetrics(Collector):
         for verdict, n in self.canaries.items():
             canary.add_metric([verdict], n)
         yield canary
+        per_slot = {q["name"]: q["restarts"] for q in status["queue_workers"]}  # a slot can list two
         yield CounterMetricFamily("askr_queue_worker_restarts", "Queue worker processes started again",
-                                  value=sum(q["restarts"] for q in {q["name"]: q for q in
-                                                                    status["queue_workers"]}.values()))
+                                  value=sum(per_slot.values()))
         scheduler = status.get("scheduler") or {"runs": 0, "failed_runs": 0}
         runs = CounterMetricFamily("askr_scheduler_runs", "Scheduler runs, by result", labels=["result"])
         runs.add_metric(["ok"], scheduler["runs"] - scheduler["failed_runs"])

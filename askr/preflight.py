@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,22 +43,23 @@ def php_lint(php_cli: str, script: str) -> str | None:
     return lines[0] if lines else f"php -l exited with {done.returncode}"
 
 
-def config_check(path: str) -> list[str]:
-    """Every problem `askr serve --config path` would stop at, and scripts that do not parse."""
+def config_check(path: str) -> tuple[Config | None, list[str]]:
+    """Every problem `askr serve --config path` would stop at, and scripts that do not parse;
+    the Config when it loads (even with scripts that do not parse)."""
     config, problems = config_mod.validate(path)
     if config is None:
-        return problems
+        return None, problems
     php_cli = config.worker.php_cli if shutil.which(config.worker.php_cli) else "php"
     if not shutil.which(php_cli):
-        return [f"{path}: cannot syntax-check the PHP scripts: no PHP CLI ([worker] php_cli); "
-                "apt-get install php8.2-cli"]
+        return config, [f"{path}: cannot syntax-check the PHP scripts: no PHP CLI ([worker] php_cli); "
+                        "apt-get install php8.2-cli"]
     for key, script in (("[worker] script", config.worker.script), ("[queue] script", config.queue.script),
                         ("[scheduler] script", config.scheduler.script)):
         if script is not None:
             error = php_lint(php_cli, script)
             if error:
                 problems.append(f"{path}: {key} = {script!r} does not parse: {error}; fix the script")
-    return problems
+    return config, problems
 
 
 # -- doctor --------------------------------------------------------------------------------
@@ -70,7 +72,7 @@ class Check:
 
 PROBE = """<?php
 header('Content-Type: application/json');
-$ini = json_decode(base64_decode($_GET['ini'] ?? ''), true) ?: [];
+$ini = json_decode($_GET['ini'] ?? '', true) ?: [];
 $applied = [];
 foreach ($ini as $k => $v) { $applied[$k] = ini_get($k); }
 $op = function_exists('opcache_get_status') ? opcache_get_status(false) : false;
@@ -82,12 +84,13 @@ echo json_encode([
 """
 
 
-def doctor(config: Config | None, config_path: str | None) -> list[Check]:
+def doctor(config_path: str | None) -> list[Check]:
     checks: list[Check] = []
     add = lambda name, status, detail: checks.append(Check(name, status, detail))  # noqa: E731
     add("python", "ok" if sys.version_info >= (3, 11) else "fail", f"Python {platform.python_version()}")
+    config = None
     if config_path is not None:
-        problems = config_check(config_path)
+        config, problems = config_check(config_path)
         add("config", "fail" if problems else "ok", "; ".join(problems) or f"{config_path} is valid")
     binary = php_worker_binary()
     if not binary.exists() or not os.access(binary, os.X_OK):
@@ -141,8 +144,8 @@ def _probe_worker(config: Config | None) -> list[Check]:
             if address is None:
                 tail = " | ".join(lines[-3:])
                 return [Check("php worker", "fail", f"a test server did not start: {tail}")]
-            query = urllib.request.quote(__import__("base64").b64encode(json.dumps(ini).encode()).decode())
-            with urllib.request.urlopen(f"http://{address}/probe.php?ini={query}", timeout=30) as resp:
+            query = urllib.parse.urlencode({"ini": json.dumps(ini)})
+            with urllib.request.urlopen(f"http://{address}/probe.php?{query}", timeout=30) as resp:
                 info = json.loads(resp.read())
         except (OSError, ValueError) as e:
             return [Check("php worker", "fail", f"the probe request failed: {e}")]

@@ -1059,7 +1059,6 @@ static struct {
 	bool must_exit;               /* PHP is unusable: exit after this response */
 } W;
 
-
 static bool send_hello(void)
 {
 	char hello[FRAME_HDR + 12];

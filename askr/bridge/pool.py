@@ -385,6 +385,17 @@ class WorkerPool:
         if lost:
             self._refill()
 
+    def timed_out(self, exchange: Exchange, method: bytes, url: bytes, seconds: float) -> None:
+        """A request ran past request_timeout: log it, and have the master kill its worker (PHP
+        cannot be interrupted otherwise). Its client gets 504 from the caller."""
+        channel = self.holder(exchange)
+        where = "waiting for a PHP worker" if channel is None else f"on php worker pid {channel.pid}"
+        log.error("request timeout: %s %s ran longer than %g s (%s); answering 504",
+                  method.decode(), url.decode("latin-1"), seconds, where)
+        if channel is not None:
+            self.on_event({"event": "request_timeout", "worker_id": channel.worker_id,
+                           "pid": channel.pid, "uri": url.decode("latin-1")})
+
     def holder(self, exchange: Exchange) -> WorkerChannel | None:
         """The worker running `exchange`. Its TAKEN comes with the response, so until then the
         scoreboard is where a worker says which request it holds."""

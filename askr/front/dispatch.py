@@ -24,8 +24,10 @@ def connection_made(conn: Http1Connection | Http2Connection, transport: asyncio.
     conn.transport = transport  # type: ignore[assignment]
     conn.ctx.connections.add(conn)
     conn.conn_params, conn.server_addr = connection_params(conn.ctx, transport)
-    conn.trusted_peer = trusted_peer(conn.ctx, transport)
     conn.peer_ip = str((transport.get_extra_info("peername") or ("-",))[0])
+    # None when [server] trusted_proxies is off; else whether this peer is one of them
+    proxies = conn.ctx.proxies
+    conn.trusted_peer = proxies.trusts(conn.peer_ip) if proxies.enabled else None
     transport.set_write_buffer_limits(high=high_water)  # type: ignore[attr-defined]
 
 
@@ -62,14 +64,6 @@ def server_name(host: bytes | None, fallback: bytes) -> bytes:
 
 
 _PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "2": b"HTTP/2.0"}
-
-
-def trusted_peer(ctx: FrontContext, transport: asyncio.BaseTransport) -> bool | None:
-    """None when [server] trusted_proxies is off; else whether this peer is one of them."""
-    if not ctx.proxies.enabled:
-        return None
-    peer = transport.get_extra_info("peername") or ("", 0)
-    return ctx.proxies.trusts(str(peer[0]))
 
 
 def php_headers(conn: Http1Connection | Http2Connection, req: Request | Http2Stream) -> list[bytes]:

@@ -21,7 +21,7 @@ import httptools
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front import dispatch
-from askr.front.responses import DATE, SERVER_HEADER, error_response, reason, status_line
+from askr.front.responses import DATE, SERVER_HEADER, error_body, error_response, status_line
 from askr.front.router import PhpScript, Redirect, Refused, StaticFile
 from askr.front.static import serve_static
 
@@ -205,15 +205,8 @@ class Http1Connection(asyncio.Protocol):
         ex = req.exchange if req is not None else None
         if req is None or ex is None or req.responded:
             return
-        channel = self.ctx.pool.holder(ex)
-        seconds = self.ctx.config.server.request_timeout
-        where = "waiting for a PHP worker" if channel is None else f"on php worker pid {channel.pid}"
-        log.error("request timeout: %s %s ran longer than %g s (%s); answering 504",
-                  req.method.decode(), req.url.decode("latin-1"), seconds, where)
+        self.ctx.pool.timed_out(ex, req.method, req.url, self.ctx.config.server.request_timeout)
         self._cancel_exchange(req)
-        if channel is not None:
-            self.ctx.pool.on_event({"event": "request_timeout", "worker_id": channel.worker_id,
-                                    "pid": channel.pid, "uri": req.url.decode("latin-1")})
         if self.resp_mode == 0:
             self._respond_simple(req, 504)
         else:
@@ -510,7 +503,7 @@ class Http1Connection(asyncio.Protocol):
     def _respond_simple(self, req: Request, status: int, extra: bytes = b"", close: bool = False) -> None:
         close = close or not req.keep_alive or self.ctx.draining or not req.body_complete
         req.status = status
-        req.sent = 0 if req.method == b"HEAD" else len(f"{status} {reason(status)}\n")
+        req.sent = 0 if req.method == b"HEAD" else len(error_body(status))
         self.transport.write(  # type: ignore[union-attr]
             error_response(status, close, extra, head_only=req.method == b"HEAD")
         )

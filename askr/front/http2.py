@@ -37,7 +37,7 @@ from hyperframe.frame import GoAwayFrame
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front import dispatch
-from askr.front.responses import DATE, SERVER_HEADER, reason
+from askr.front.responses import DATE, SERVER_HEADER, error_body
 from askr.front.router import PhpScript, Redirect, StaticFile
 from askr.front.static import serve_static
 
@@ -53,16 +53,19 @@ RESET_WINDOW = 10.0
 NO_BODY_STATUS = frozenset((204, 304))
 MALFORMED = -1
 _PSEUDO_REQUEST = frozenset((b":method", b":scheme", b":authority", b":path"))
+# Connection-specific fields (RFC 9113 8.2.2): malformed in a request, dropped from PHP's response.
 _CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                                   b"upgrade"))
 # Field names: lower-case token characters (a leading ':' for pseudo-headers); values: no NUL/CR/LF.
 _BAD_FIELD = re.compile(rb"[^a-z0-9!#$%&'*+\-.^_`|~]", re.ASCII)
 _BAD_VALUE = re.compile(rb"[\0\r\n]")
 _WHITESPACE = (b" ", b"\t")
-# Connection-specific response headers (RFC 9113 8.2.2) and the ones the front sets itself.
-_DROPPED = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
-_DATE_VALUE = DATE.get  # b"date: ...\r\n"
 _SERVER_VALUE = SERVER_HEADER[len(b"server: "):-2]
+
+
+def _front_headers(status: int) -> list[tuple[bytes, bytes]]:
+    """:status, date and server, for responses the front makes itself."""
+    return [(b":status", b"%d" % status), (b"date", DATE.get()[6:-2]), (b"server", _SERVER_VALUE)]
 
 
 class Http2Stream:
@@ -149,14 +152,14 @@ class Http2Stream:
         for line in header_block.split(b"\n") if header_block else ():
             name, _, value = line.partition(b":")
             name = name.strip().lower()
-            if not name or name in _DROPPED or (name == b"content-length" and complete
-                                                and not self.head_only):
+            if not name or name in _CONNECTION_SPECIFIC or (name == b"content-length" and complete
+                                                            and not self.head_only):
                 continue
             has_date = has_date or name == b"date"
             has_server = has_server or name == b"server"
             headers.append((name, value.strip()))
         if not has_date:
-            headers.append((b"date", _DATE_VALUE()[6:-2]))
+            headers.append((b"date", DATE.get()[6:-2]))
         if not has_server:
             headers.append((b"server", _SERVER_VALUE))
         no_body = self.head_only or status in NO_BODY_STATUS
@@ -166,9 +169,9 @@ class Http2Stream:
         self.conn.send_response_head(self, headers, end=complete and (no_body or not data))
         if no_body:
             body = []
-            self.out.clear()
-            self.out_size = 0
-        self.php_body(body if not complete else [data] if data and not no_body else [], complete)
+        elif complete:
+            body = [data]
+        self.php_body(body, complete)
 
     def php_body(self, body: list[bytes], complete: bool) -> None:
         if complete:
@@ -297,19 +300,15 @@ class Http2Connection(asyncio.Protocol):
                 self._on_request(event)
             elif kind is h2.events.StreamEnded:
                 self._on_body_end(event.stream_id)
-            elif kind is h2.events.WindowUpdated:
-                if event.stream_id:
-                    stream = self.streams.get(event.stream_id)
-                    if stream is not None:
-                        self.flush_stream(stream, write=False)
-                else:
-                    for stream in list(self.streams.values()):
-                        self.flush_stream(stream, write=False)
+            elif kind is h2.events.WindowUpdated and event.stream_id:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    self.flush_stream(stream, write=False)
+            elif kind in (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged):
+                for stream in list(self.streams.values()):  # every stream's window may have grown
+                    self.flush_stream(stream, write=False)
             elif kind is h2.events.StreamReset:
                 self._on_reset(event.stream_id)
-            elif kind is h2.events.RemoteSettingsChanged:
-                for stream in list(self.streams.values()):
-                    self.flush_stream(stream, write=False)
             elif kind is h2.events.ConnectionTerminated:
                 self.goaway_sent = True  # the client is leaving: nothing new, close when done
             if self.closing:
@@ -459,7 +458,7 @@ class Http2Connection(asyncio.Protocol):
         if stream.exchange is not None:
             stream.exchange.send(wire.BODY_END_FRAME)
         elif stream.chunked and not stream.response_started:
-            self._start_php_collected(stream)
+            self._dispatch(stream)  # the collected body is complete: now PHP runs with its length
         if stream.responded:
             self._forget(stream)
 
@@ -497,13 +496,6 @@ class Http2Connection(asyncio.Protocol):
         else:
             self.respond_simple(stream, route.status)
 
-    def _start_php_collected(self, stream: Http2Stream) -> None:
-        route = self.ctx.router.resolve(stream.path, stream.query)
-        if type(route) is PhpScript:
-            self._start_php(stream, route)
-        else:
-            self._dispatch(stream)
-
     def _start_php(self, stream: Http2Stream, route: PhpScript) -> None:
         params = dispatch.request_params(self, stream, route)
         frames = [wire.encode_request(params, dispatch.php_headers(self, stream), self.conn_params)]
@@ -540,8 +532,7 @@ class Http2Connection(asyncio.Protocol):
     def _serve_static(self, stream: Http2Stream, route: StaticFile) -> None:
         headers = {name: entry[1] for name, entry in stream.headers.items()}
         resp = serve_static(stream.method, headers, route)
-        head = [(b":status", b"%d" % resp.status), (b"date", _DATE_VALUE()[6:-2]), (b"server", _SERVER_VALUE)]
-        head += [(name.lower(), value) for name, value in resp.headers]
+        head = _front_headers(resp.status) + [(name.lower(), value) for name, value in resp.headers]
         no_body = stream.head_only or (resp.file_path is None and not resp.body)
         self.send_response_head(stream, head, end=no_body)
         if no_body:
@@ -591,10 +582,10 @@ class Http2Connection(asyncio.Protocol):
             return
         if stream.exchange is not None:
             self._abandon(stream, keep_open=True)
-        body = b"" if stream.head_only else f"{status} {reason(status)}\n".encode()
-        headers = [(b":status", b"%d" % status), (b"date", _DATE_VALUE()[6:-2]), (b"server", _SERVER_VALUE),
-                   (b"content-type", b"text/plain; charset=utf-8"),
-                   (b"content-length", b"%d" % len(f"{status} {reason(status)}\n")), *(extra or [])]
+        full = error_body(status)
+        body = b"" if stream.head_only else full
+        headers = [*_front_headers(status), (b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", b"%d" % len(full)), *(extra or [])]
         self.send_response_head(stream, headers, end=not body)
         if body:
             stream.out.append(body)
@@ -786,14 +777,7 @@ class Http2Connection(asyncio.Protocol):
         ex = stream.exchange
         if ex is None or stream.responded:
             return
-        channel = self.ctx.pool.holder(ex)
-        seconds = self.ctx.config.server.request_timeout
-        where = "waiting for a PHP worker" if channel is None else f"on php worker pid {channel.pid}"
-        log.error("request timeout: %s %s ran longer than %g s (%s); answering 504",
-                  stream.method.decode(), stream.url.decode("latin-1"), seconds, where)
-        if channel is not None:
-            self.ctx.pool.on_event({"event": "request_timeout", "worker_id": channel.worker_id,
-                                    "pid": channel.pid, "uri": stream.url.decode("latin-1")})
+        self.ctx.pool.timed_out(ex, stream.method, stream.url, self.ctx.config.server.request_timeout)
         if stream.response_started:
             self.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
         else:

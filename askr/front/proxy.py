@@ -36,13 +36,13 @@ class ProxyTrust:
     def params(self, header: Callable[[bytes], bytes | None]) -> list[bytes]:
         """CGI params (flat name/value list) that override the connection's, for a request that
         came through a trusted proxy; `header` gets a request header by lower-case name."""
-        chain, proto, host, port = self._forwarded(header(b"forwarded"))
+        chain, proto, forwarded_host = self._forwarded(header(b"forwarded"))
         xff = header(b"x-forwarded-for")
         if xff is not None:
             chain = [part.strip() for part in xff.decode("latin-1").split(",") if part.strip()]
         proto = _text(header(b"x-forwarded-proto")) or proto
-        host = self.host(header) or ""
-        port = _text(header(b"x-forwarded-port")) or port
+        host = _public_host(header, forwarded_host) or ""
+        port = _text(header(b"x-forwarded-port"))
         out: list[bytes] = []
         client = next((a for a in reversed(chain) if not self.trusts(_strip_port(a))), None)
         if client is None and chain:
@@ -68,16 +68,15 @@ class ProxyTrust:
 
     def host(self, header: Callable[[bytes], bytes | None]) -> str | None:
         """The public host the proxy was asked for (PHP's Host header becomes this)."""
-        host = _text(header(b"x-forwarded-host")) or self._forwarded(header(b"forwarded"))[2]
-        return host.split(",")[0].strip() or None
+        return _public_host(header, self._forwarded(header(b"forwarded"))[2])
 
     @staticmethod
-    def _forwarded(value: bytes | None) -> tuple[list[str], str, str, str]:
+    def _forwarded(value: bytes | None) -> tuple[list[str], str, str]:
         """RFC 7239: for= of every hop, and proto= / host= of the last (nearest) one."""
         chain: list[str] = []
         proto = host = ""
         if not value:
-            return chain, proto, host, ""
+            return chain, proto, host
         for element in value.decode("latin-1").split(","):
             for pair in element.split(";"):
                 key, _, val = pair.strip().partition("=")
@@ -89,7 +88,7 @@ class ProxyTrust:
                     proto = val
                 elif key == "host":
                     host = val
-        return chain, proto, host, ""
+        return chain, proto, host
 
 
 def strip_forward_headers(flat: list[bytes]) -> list[bytes]:
@@ -99,6 +98,12 @@ def strip_forward_headers(flat: list[bytes]) -> list[bytes]:
         if flat[i].lower() not in FORWARD_HEADERS:
             out += flat[i : i + 2]
     return out
+
+
+def _public_host(header: Callable[[bytes], bytes | None], forwarded_host: str) -> str | None:
+    """X-Forwarded-Host (its first value), else Forwarded's host=."""
+    host = _text(header(b"x-forwarded-host")) or forwarded_host
+    return host.split(",")[0].strip() or None
 
 
 def _text(value: bytes | None) -> str:

@@ -49,9 +49,14 @@ def reason(status: int) -> str:
         return "Error"
 
 
+def error_body(status: int) -> bytes:
+    """The text/plain body of a response the front answers itself: "404 Not Found\\n"."""
+    return f"{status} {reason(status)}\n".encode()
+
+
 def error_response(status: int, close: bool, extra: bytes = b"", head_only: bool = False) -> bytes:
     """A complete small text response for errors the front answers itself."""
-    body = f"{status} {reason(status)}\n".encode()
+    body = error_body(status)
     parts = [
         status_line(status), DATE.get(), SERVER_HEADER,
         b"content-type: text/plain; charset=utf-8\r\n",

@@ -101,10 +101,9 @@ class Front:
             factory = lambda: PriorKnowledgeSniffer(ctx)  # noqa: E731
         else:
             factory = lambda: Http1Connection(ctx)  # noqa: E731
-        https_port = 443
-        for fd in self.listen_fds:
-            sock = socket.socket(fileno=fd)
-            https_port = sock.getsockname()[1] if https_port == 443 else https_port
+        listen_socks = [socket.socket(fileno=fd) for fd in self.listen_fds]
+        https_port = listen_socks[0].getsockname()[1]  # where redirect_http sends clients
+        for sock in listen_socks:
             self.servers.append(await loop.create_server(
                 factory, sock=sock, backlog=1024, ssl=self.tls_context,
                 ssl_handshake_timeout=cfg.limits.header_timeout if self.tls_context else None,

@@ -29,8 +29,8 @@ class Release:
     app_base: str
 
     @classmethod
-    def resolve(cls, script: str, app_base: str) -> Release:
-        return cls(os.path.realpath(script), os.path.realpath(app_base))
+    def resolve(cls, config: Config, script: str) -> Release:
+        return cls(os.path.realpath(script), os.path.realpath(config.worker.app_base or "."))
 
 
 @dataclass
@@ -41,7 +41,6 @@ class CliProcess:
     started_at: float = field(default_factory=time.time)
     started_mono: float = field(default_factory=time.monotonic)
     state: str = "running"  # running -> stopping (asked to finish) -> exited
-    log_tasks: list[asyncio.Task] = field(default_factory=list)
     exit_code: int | None = None  # its exit code, or -N when killed by signal N
     exited: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -79,7 +78,7 @@ class CliProcess:
 
 
 def start(config: Config, name: str, release: Release, args: list[str], generation: int,
-          env: dict[str, str] | None = None) -> CliProcess:
+          run_as: tuple[int, int] | None, env: dict[str, str] | None = None) -> CliProcess:
     """Run `php [-d ini ...] SCRIPT ARGS...` in the app's base directory, in its own process group
     (a Ctrl-C on askr's terminal reaches askr alone, which decides how its children stop)."""
     command = [config.worker.php_cli]
@@ -92,7 +91,7 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     try:
         proc = subprocess.Popen(command, cwd=release.app_base, env=child_env, stdin=subprocess.DEVNULL,
                                 stdout=out_w, stderr=err_w, process_group=0,
-                                **config_mod.popen_user(config_mod.run_as(config)))
+                                **config_mod.popen_user(run_as))
     except OSError:
         for fd in (out_r, err_r):
             os.close(fd)
@@ -103,10 +102,9 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     child = CliProcess(name, proc, generation)
     log = logging.getLogger(f"askr.{name}")
     loop = asyncio.get_running_loop()
-    child.log_tasks = [loop.create_task(_forward(out_r, log, logging.INFO)),
-                       loop.create_task(_forward(err_r, log, logging.WARNING))]
-    _log_tasks.update(child.log_tasks)
-    for task in child.log_tasks:
+    for fd, level in ((out_r, logging.INFO), (err_r, logging.WARNING)):
+        task = loop.create_task(_forward(fd, log, level))
+        _log_tasks.add(task)
         task.add_done_callback(_log_tasks.discard)
     return child
 

@@ -40,15 +40,15 @@ class QueueSlot:
 
 
 class QueueWorkers:
-    def __init__(self, config: Config, post: Callable[[tuple], None]):
+    def __init__(self, config: Config, post: Callable[[tuple], None], run_as: tuple[int, int] | None = None):
         self.config = config
         self.post = post  # puts an event on the arbiter's queue
+        self.run_as = run_as  # [server] user: (uid, gid) the workers run as
         enabled = config.queue.script is not None
         self.slots = [QueueSlot(i) for i in range(config.queue.workers if enabled else 0)]
         self.release: Release | None = None
         self.generation = 0
         self.stopping = False
-        self.rolling = False
 
     def arguments(self) -> list[str]:
         queue = self.config.queue
@@ -57,11 +57,15 @@ class QueueWorkers:
             args.append(f"--max-time={queue.max_time}")
         return [*args, *queue.args]
 
+    def _use(self, generation: int) -> None:
+        """New workers run `generation`'s release, resolved now (a symlink deploy takes effect)."""
+        self.release = Release.resolve(self.config, self.config.queue.script or "")
+        self.generation = generation
+
     def start(self, generation: int) -> None:
         if not self.slots:
             return
-        self.release = Release.resolve(self.config.queue.script or "", self.config.worker.app_base or "")
-        self.generation = generation
+        self._use(generation)
         for slot in self.slots:
             self.spawn(slot)
         log.info("%d queue worker(s) started: %s %s", len(self.slots), self.release.script,
@@ -71,7 +75,8 @@ class QueueWorkers:
         assert self.release is not None
         try:
             slot.current = process.start(self.config, slot.name, self.release, self.arguments(),
-                                         self.generation, env={"ASKR_QUEUE_WORKER": str(slot.index)})
+                                         self.generation, self.run_as,
+                                         env={"ASKR_QUEUE_WORKER": str(slot.index)})
         except OSError as e:
             slot.current = None
             slot.last_exit = f"cannot start {self.config.worker.php_cli}: {e}"
@@ -85,20 +90,20 @@ class QueueWorkers:
             slot.restarts += 1
             self.spawn(slot)
 
-    def owns(self, pid: int) -> CliProcess | None:
+    def _find(self, pid: int) -> tuple[QueueSlot, CliProcess] | None:
         for slot in self.slots:
             for child in (slot.current, *slot.retiring):
                 if child is not None and child.pid == pid:
-                    return child
+                    return slot, child
         return None
 
     def reaped(self, pid: int, status: int) -> bool:
         """The arbiter reaped `pid`; True if it was a queue worker."""
-        child = self.owns(pid)
-        if child is None:
+        found = self._find(pid)
+        if found is None:
             return False
+        slot, child = found
         child.reaped(status)
-        slot = next(s for s in self.slots if s.current is child or child in s.retiring)
         name = f"{slot.name} (pid {pid})"
         slot.last_exit = child.how()
         if child in slot.retiring:
@@ -134,23 +139,18 @@ class QueueWorkers:
         SIGTERM, finishes its current job and exits (killed after stop_timeout)."""
         if not self.slots or self.stopping:
             return
-        self.rolling = True
-        try:
-            self.release = Release.resolve(self.config.queue.script or "", self.config.worker.app_base or "")
-            self.generation = generation
-            for slot in self.slots:
-                if self.stopping:
-                    return
-                old = slot.current
-                slot.current = None
-                self.spawn(slot)
-                if old is not None:
-                    old.state = "stopping"
-                    slot.retiring.append(old)
-                    await self.finish(old)
-            log.info("queue workers rolled: %d now run generation %d", len(self.slots), generation)
-        finally:
-            self.rolling = False
+        self._use(generation)
+        for slot in self.slots:
+            if self.stopping:
+                return
+            old = slot.current
+            slot.current = None
+            self.spawn(slot)
+            if old is not None:
+                old.state = "stopping"
+                slot.retiring.append(old)
+                await self.finish(old)
+        log.info("queue workers rolled: %d now run generation %d", len(self.slots), generation)
 
     async def finish(self, child: CliProcess) -> None:
         """SIGTERM (Laravel's worker finishes its current job, then exits); SIGKILL after stop_timeout."""
@@ -177,18 +177,16 @@ class QueueWorkers:
         return [c for c in children if c is not None and c.state != "exited"]
 
     def status(self) -> list[dict]:
+        """One entry per process (a slot briefly has two during a reload); a slot waiting out
+        its backoff, or stopped, has one without a process."""
         out = []
         for slot in self.slots:
-            for child in (slot.current, *slot.retiring):
-                if child is None:
-                    continue
-                out.append({"name": slot.name, "pid": child.pid, "state": child.state,
-                            "generation": child.generation, "started_at": round(child.started_at, 3),
-                            "restarts": slot.restarts, "failures": slot.failures,
-                            "last_exit": slot.last_exit or None})
+            waiting = "restarting" if not self.stopping else "stopped"
+            children = [c for c in (slot.current, *slot.retiring) if c is not None]
+            entries = [(c.pid, c.state, c.generation, round(c.started_at, 3)) for c in children]
             if slot.current is None:
-                out.append({"name": slot.name, "pid": None, "state": "restarting" if not self.stopping
-                            else "stopped", "generation": None, "started_at": None,
-                            "restarts": slot.restarts, "failures": slot.failures,
-                            "last_exit": slot.last_exit or None})
+                entries.append((None, waiting, None, None))
+            out += [{"name": slot.name, "pid": pid, "state": state, "generation": generation,
+                     "started_at": started, "restarts": slot.restarts, "failures": slot.failures,
+                     "last_exit": slot.last_exit or None} for pid, state, generation, started in entries]
         return out

@@ -26,8 +26,9 @@ def next_tick(now: float, interval: float) -> float:
 
 
 class Scheduler:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, run_as: tuple[int, int] | None = None):
         self.config = config
+        self.run_as = run_as  # [server] user: (uid, gid) runs start as
         self.enabled = config.scheduler.script is not None
         self.release: Release | None = None
         self.generation = 0
@@ -51,8 +52,7 @@ class Scheduler:
     def reload(self, generation: int) -> None:
         """Later runs use the release as it resolves now (a run in progress finishes as it is)."""
         if self.enabled:
-            script, base = self.config.scheduler.script or "", self.config.worker.app_base or ""
-            self.release = Release.resolve(script, base)
+            self.release = Release.resolve(self.config, self.config.scheduler.script or "")
             self.generation = generation
 
     async def _loop(self) -> None:
@@ -70,7 +70,7 @@ class Scheduler:
         assert self.release is not None
         started = time.time()
         try:
-            run = process.start(self.config, "scheduler", self.release, [], self.generation)
+            run = process.start(self.config, "scheduler", self.release, [], self.generation, self.run_as)
         except OSError as e:
             self._record(started, None, f"cannot start {self.config.worker.php_cli}: {e}")
             return

@@ -136,9 +136,9 @@ class Arbiter:
         self.exit_code = 0
         self._tasks: set[asyncio.Task] = set()
         self.metrics = MasterMetrics(self.status)
-        self.queue = QueueWorkers(config, self.events.put_nowait)
-        self.scheduler = Scheduler(config)
-        self.run_as: tuple[int, int] | None = None
+        self.run_as = config_mod.run_as(config)  # [server] user for every child but the master
+        self.queue = QueueWorkers(config, self.events.put_nowait, self.run_as)
+        self.scheduler = Scheduler(config, self.run_as)
 
     # -- setup -------------------------------------------------------------------------------
     def _become_subreaper(self) -> None:
@@ -155,7 +155,6 @@ class Arbiter:
         self.redirect_sock = sockets.bind_tcp(redirect, key="[server] redirect_http") if redirect else None
         self.admin_sock = sockets.bind_tcp(self.config.admin.listen, backlog=64, key="[admin] listen")
         self.runtime_dir = tempfile.mkdtemp(prefix="askr-")
-        self.run_as = config_mod.run_as(self.config)
         for index in range(self.config.server.fronts):
             path = os.path.join(self.runtime_dir, f"front-{index}.sock")
             sock = sockets.bind_unix(path, backlog=max(128, 4 * len(self.slots)))
@@ -233,7 +232,7 @@ class Arbiter:
         while line := await reader.readline():
             msg = json.loads(line)
             if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
-                self.metrics.front_stats(front.index, msg, msg.get("waiting", 0))
+                self.metrics.front_stats(front.index, msg)
             else:
                 self.events.put_nowait(("front", msg))
 
