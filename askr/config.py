@@ -17,10 +17,11 @@ import re
 import shutil
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from askr.mime import CHARSET_TYPES
 from askr.paths import EXAMPLE_ROOT
 
 
@@ -148,17 +149,54 @@ def _choice(*options: str) -> Callable[[Any], str]:
     return check
 
 
-def _ini_table(value: Any) -> dict[str, str]:
+IniPairs = tuple[tuple[str, str], ...]
+_INI_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]*")
+
+
+def _ini(value: Any) -> IniPairs:
+    """[worker] ini as (key, value) pairs in order, from a table or from php.ini lines in one
+    string ("zend_extension=opcache.so\nopcache.enable=1"): repeated keys such as extension stay."""
+    if isinstance(value, str):
+        return _ini_lines(value)
     if not isinstance(value, dict):
-        raise ValueError('expected a table, e.g. ini = { memory_limit = "256M" }')
-    out = {}
+        raise ValueError('expected a table, e.g. ini = { memory_limit = "256M" }, or php.ini lines in '
+                         'a string, e.g. ini = "memory_limit=256M\\nopcache.enable=1"')
+    out = []
     for k, v in value.items():
         if isinstance(v, bool):
             v = "1" if v else "0"
         if not isinstance(v, str | int | float) or "\n" in str(v) or "=" in k:
             raise ValueError(f"ini.{k}: expected a string or number")
-        out[k] = str(v)
-    return out
+        out.append((k, str(v)))
+    return tuple(out)
+
+
+def _ini_lines(text: str) -> IniPairs:
+    """php.ini syntax, one directive a line: blank lines and ;comments skipped, "quoted" values
+    unquoted; anything else is an error naming its line."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(";"):
+            continue
+        key, sep, val = line.partition("=")
+        key, val = key.strip(), val.strip()
+        if not sep or not _INI_KEY.fullmatch(key):
+            raise ValueError(f"line {number} ({line!r}) is not a php.ini directive; write KEY=VALUE, "
+                             "e.g. opcache.enable=1")
+        if len(val) >= 2 and val[0] == val[-1] == '"':
+            val = val[1:-1]
+        out.append((key, val))
+    return tuple(out)
+
+
+def _types_table(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[\w.+-]+/[\w.+-]+", v)
+        for k, v in value.items()
+    ):
+        raise ValueError('expected a table of extension = "type/subtype", e.g. { mjs = "text/javascript" }')
+    return {k.lower().lstrip("."): v for k, v in value.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +272,11 @@ SETTINGS: tuple[Setting, ...] = (
             "The application's base directory, given to the worker, queue and scheduler scripts as "
             "$_SERVER['ASKR_APP_BASE'] (queue workers and scheduler runs also start in it). "
             "Default: the parent of [server] root.", path=True),
-    Setting("worker", "ini", {}, _ini_table,
+    Setting("worker", "ini", {}, _ini,
             'php.ini overrides for every PHP process askr runs (HTTP workers, queue workers, the '
-            'scheduler), e.g. { memory_limit = "256M" }.'),
+            'scheduler): a table, e.g. { memory_limit = "256M" }, or php.ini lines in one string, '
+            'e.g. "zend_extension=opcache.so\\nopcache.enable=1" (repeated keys such as extension '
+            "allowed; a bad line is an error naming it)."),
     Setting("worker", "php_cli", "php", _str,
             "The PHP command-line program that runs queue workers and the scheduler (PHP's CLI SAPI, "
             "so PHP_SAPI is cli and pcntl signal handling works): a name looked up in PATH, or a path."),
@@ -267,6 +307,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scheduler", "stop_timeout", 60, _seconds,
             "On shutdown a scheduler run in progress gets this many seconds to finish, then it (and "
             "the commands it started) are killed."),
+    Setting("static", "charset", None, _str,
+            'Add "; charset=VALUE" (e.g. "utf-8") to the Content-Type of static files whose type is '
+            "in charset_types, as nginx's charset directive does. Unset (default): types exactly as "
+            "nginx's mime.types gives them, with no charset."),
+    Setting("static", "charset_types", list(CHARSET_TYPES), _str_list,
+            "The types charset applies to (nginx's charset_types default)."),
+    Setting("static", "types", {}, _types_table,
+            'Extra or different static Content-Types by extension, on top of nginx\'s mime.types '
+            '(like an nginx types block), e.g. { mjs = "text/javascript", webmanifest = '
+            '"application/manifest+json" }.'),
     Setting("reload", "canary", False, _bool,
             "Every reload starts with a canary: one worker runs the new code for canary_seconds; "
             "if it does not start, dies, or answers 5xx clearly more often than the old workers, the "
@@ -343,7 +393,14 @@ class WorkerConfig:
     script: str | None
     app_base: str | None
     php_cli: str
-    ini: dict[str, str] = field(default_factory=dict)
+    ini: IniPairs = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StaticConfig:
+    charset: str | None
+    charset_types: tuple[str, ...]
+    types: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,6 +476,7 @@ class Config:
     scheduler: SchedulerConfig
     tls: TlsConfig
     log: LogConfig
+    static: StaticConfig
     source: str = "<defaults>"
 
 
@@ -506,6 +564,7 @@ def validate(path: str | os.PathLike | None = None,
         scheduler=SchedulerConfig(**parsed["scheduler"]),
         tls=TlsConfig(**parsed["tls"]),
         log=LogConfig(**parsed["log"]),
+        static=StaticConfig(**parsed["static"]),
         source=source,
     ), []
 
@@ -639,6 +698,8 @@ def restore(text: str) -> Config:
         server["redirect_http"] = Listen(**server["redirect_http"])
     data["admin"]["listen"] = Listen(**data["admin"]["listen"])
     data["queue"]["args"] = tuple(data["queue"]["args"])
+    data["worker"]["ini"] = tuple(tuple(pair) for pair in data["worker"]["ini"])
+    data["static"]["charset_types"] = tuple(data["static"]["charset_types"])
     return Config(
         server=ServerConfig(**server),
         worker=WorkerConfig(**data["worker"]),
@@ -649,6 +710,7 @@ def restore(text: str) -> Config:
         scheduler=SchedulerConfig(**data["scheduler"]),
         tls=TlsConfig(**data["tls"]),
         log=LogConfig(**data["log"]),
+        static=StaticConfig(**data["static"]),
         source=data["source"],
     )
 
@@ -656,7 +718,8 @@ def restore(text: str) -> Config:
 _TYPE_NAMES = {
     "_listen_list": "address or list", "parse_listen": "address", "_str": "string",
     "_workers": 'integer or "auto"', "_int": "integer", "_seconds": "seconds", "_bool": "boolean",
-    "parse_size": "size", "_size_at_most": "size", "_ini_table": "table", "_str_list": "list of strings",
+    "parse_size": "size", "_size_at_most": "size", "_ini": "table or string", "_types_table": "table",
+    "_str_list": "list of strings",
     "_cidr_list": "list of CIDRs", "_choice": "choice",
 }
 

@@ -124,7 +124,8 @@ def _library_check(binary: Path) -> list[Check]:
 def _probe_worker(config: Config | None) -> list[Check]:
     """Start a real askr (one classic worker, loopback, a throwaway docroot) with the config's
     [worker] ini, and ask the worker what PHP it is."""
-    ini = dict(config.worker.ini) if config is not None else {}
+    pairs = config.worker.ini if config is not None else ()
+    ini = dict(pairs)
     with tempfile.TemporaryDirectory(prefix="askr-doctor-") as tmp:
         (Path(tmp) / "probe.php").write_text(PROBE)
         user = (config.server.user if config is not None else None) or pwd.getpwuid(os.geteuid()).pw_name
@@ -132,9 +133,9 @@ def _probe_worker(config: Config | None) -> list[Check]:
                 "--admin-listen", "127.0.0.1:0", "--workers", "1", "--user", user]
         os.chmod(tmp, 0o755)  # readable by that user
         conf = Path(tmp) / "askr.toml"
-        if ini:
-            conf.write_text("[worker]\nini = { " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}"
-                                                        for k, v in ini.items()) + " }\n")
+        if pairs:  # as php.ini lines: repeated keys (extension=) survive
+            lines = "\n".join(f'{k}="{v}"' for k, v in pairs)
+            conf.write_text(f"[worker]\nini = {json.dumps(lines)}\n")
             argv += ["--config", str(conf)]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

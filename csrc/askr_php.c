@@ -481,9 +481,8 @@ typedef struct {
 	uint32_t nparams, nheaders;
 
 	/* Values the SAPI needs directly (pointers into `payload`, or NULL). */
-	const char *method, *query, *script, *php_self, *content_type, *content_length, *protocol;
+	const char *method, *query, *script, *php_self, *content_type, *content_length;
 	const char *cookie, *authorization;
-	bool has_auth_type;
 
 	double request_time;       /* REQUEST receipt, for REQUEST_TIME(_FLOAT) */
 
@@ -510,16 +509,98 @@ static askr_request *current_context(void)
 	return r && r->active ? r : NULL;
 }
 
-/* Queue a HEAD-shaped frame: u16 status, then the header lines joined with '\n'. */
-static bool queue_headers_frame(askr_chan *c, uint8_t type, int status, zend_llist *headers)
+/* A reason phrase PHP chose, bounded like the 1023-byte Status line php-fpm writes
+ * (SAPI_CGI_MAX_HEADER_LENGTH in fpm_main.c): "Status: NNN " leaves this much. */
+#define MAX_REASON 1011
+
+/* A response's status as php-fpm hands it to nginx (fpm_main.c's sapi_cgi_send_headers): the
+ * status line PHP kept from header("HTTP/1.1 403 Access Denied") unless the code is 200, else
+ * a "Status: 399 Choose Your Own Adventure" header the script set, else the code alone. */
+typedef struct {
+	int status;
+	const char *reason;          /* PHP's own phrase, or NULL: the front adds the standard one */
+	size_t reason_len;
+} head_status;
+
+/* "403 Access Denied" -> 403 and its phrase (cut at a control character); false if not NNN. */
+static bool parse_cgi_status(const char *v, head_status *out)
+{
+	while (*v == ' ' || *v == '\t') {
+		v++;
+	}
+	if (!isdigit((unsigned char)v[0]) || !isdigit((unsigned char)v[1]) || !isdigit((unsigned char)v[2])
+		|| (v[3] && v[3] != ' ' && v[3] != '\t') || v[0] == '0') {
+		return false;
+	}
+	out->status = (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+	const char *p = v + 3;
+	while (*p == ' ' || *p == '\t') {
+		p++;
+	}
+	size_t n = 0;
+	while (p[n] && ((unsigned char)p[n] >= 0x20 || p[n] == '\t') && p[n] != 0x7f && n < MAX_REASON) {
+		n++;
+	}
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+		n--;
+	}
+	out->reason = n ? p : NULL;
+	out->reason_len = n;
+	return true;
+}
+
+static bool is_status_header(const sapi_header_struct *h)
+{
+	return h->header_len > sizeof("Status:") - 1 && !strncasecmp(h->header, "Status:", sizeof("Status:") - 1);
+}
+
+static head_status response_status(int code, zend_llist *headers)
+{
+	head_status st = { code > 0 && code < 1000 ? code : 200, NULL, 0 };
+	const char *line = SG(sapi_headers).http_status_line, *sp;
+	if (code != 200 && line && (sp = strchr(line, ' ')) && sp - line >= 5 && !strncasecmp(line, "HTTP/", 5)) {
+		parse_cgi_status(sp + 1, &st);
+		return st;
+	}
+	zend_llist_position pos;
+	for (sapi_header_struct *h = headers ? zend_llist_get_first_ex(headers, &pos) : NULL; h;
+		 h = zend_llist_get_next_ex(headers, &pos)) {
+		if (is_status_header(h)) {
+			parse_cgi_status(h->header + sizeof("Status:") - 1, &st);
+			break;
+		}
+	}
+	return st;
+}
+
+/* Header lines that do not go to the client: Status (it is the status line), and on a 304 the
+ * Content-Type php-fpm drops too (RFC 9110 15.4.5: a 304 describes no content). */
+static bool header_withheld(const sapi_header_struct *h, int status)
+{
+	return !h->header_len || is_status_header(h)
+		|| (status == 304 && h->header_len > sizeof("Content-Type:") - 1
+			&& !strncasecmp(h->header, "Content-Type:", sizeof("Content-Type:") - 1));
+}
+
+/* Queue a HEAD-shaped frame: u16 status, then the header lines joined with '\n'. PHP's own
+ * reason phrase travels first, as the CGI "Status: NNN reason" line php-fpm would send nginx. */
+static bool queue_headers_frame(askr_chan *c, uint8_t type, const head_status *st, zend_llist *headers)
 {
 	zend_llist_position pos;
 	sapi_header_struct *h;
-	size_t len = 2;
+	char status_line[sizeof("Status: 000 ") + MAX_REASON];
+	size_t status_len = 0, len = 2;
 
+	if (st->reason) {
+		status_len = (size_t)snprintf(status_line, sizeof(status_line), "Status: %03d %.*s", st->status,
+									  (int)st->reason_len, st->reason);
+		len += status_len + 1;
+	}
 	if (headers) {
 		for (h = zend_llist_get_first_ex(headers, &pos); h; h = zend_llist_get_next_ex(headers, &pos)) {
-			len += h->header_len + 1;
+			if (!header_withheld(h, st->status)) {
+				len += h->header_len + 1;
+			}
 		}
 	}
 	if (len > 2) {
@@ -529,11 +610,19 @@ static bool queue_headers_frame(askr_chan *c, uint8_t type, int status, zend_lli
 		return false;
 	}
 	out_frame_header(c, type, (uint32_t)len);
-	put_u16(c->out + c->out_len, (uint16_t)(status > 0 && status < 1000 ? status : 200));
+	put_u16(c->out + c->out_len, (uint16_t)st->status);
 	c->out_len += 2;
+	bool first = true;
+	if (status_len) {
+		memcpy(c->out + c->out_len, status_line, status_len);
+		c->out_len += status_len;
+		first = false;
+	}
 	if (headers) {
-		bool first = true;
 		for (h = zend_llist_get_first_ex(headers, &pos); h; h = zend_llist_get_next_ex(headers, &pos)) {
+			if (header_withheld(h, st->status)) {
+				continue;
+			}
 			if (!first) {
 				c->out[c->out_len++] = '\n';
 			}
@@ -546,16 +635,17 @@ static bool queue_headers_frame(askr_chan *c, uint8_t type, int status, zend_lli
 }
 
 /* Queue the response's HEAD frame (once). */
-static void queue_head(askr_request *r, int status, zend_llist *headers)
+static void queue_head(askr_request *r, int code, zend_llist *headers)
 {
 	if (r->head_queued) {
 		return;
 	}
 	r->head_queued = true;
-	if (!queue_headers_frame(r->chan, F_HEAD, status, headers)) {
+	head_status st = response_status(code, headers);
+	if (!queue_headers_frame(r->chan, F_HEAD, &st, headers)) {
 		r->chan->dead = true;
 	}
-	if (status >= 500) {
+	if (st.status >= 500) {
 		volatile uint64_t *slot = scoreboard_slot(r->worker_id);
 		if (slot) {
 			slot[SB_ERRORS]++;     /* 5xx answers: a canary reload compares generations by them */
@@ -631,8 +721,7 @@ static bool parse_request(askr_request *r, uint32_t len)
 	int section = 0;
 
 	r->method = r->query = r->script = r->php_self = NULL;
-	r->content_type = r->content_length = r->protocol = r->cookie = r->authorization = NULL;
-	r->has_auth_type = false;
+	r->content_type = r->content_length = r->cookie = r->authorization = NULL;
 	r->nparams = r->nheaders = 0;
 	while (p < end) {
 		size_t nlen = strlen(p);
@@ -673,8 +762,6 @@ static bool parse_request(askr_request *r, uint32_t len)
 			else if (!strcmp(kv->name, "PHP_SELF")) r->php_self = value;
 			else if (!strcmp(kv->name, "CONTENT_TYPE")) r->content_type = value;
 			else if (!strcmp(kv->name, "CONTENT_LENGTH")) r->content_length = value;
-			else if (!strcmp(kv->name, "SERVER_PROTOCOL")) r->protocol = value;
-			else if (!strcmp(kv->name, "AUTH_TYPE")) r->has_auth_type = true;
 		} else {
 			if (!strcasecmp(kv->name, "Cookie")) r->cookie = value;
 			else if (!strcasecmp(kv->name, "Authorization")) r->authorization = value;
@@ -708,20 +795,6 @@ static const askr_kv *find_param(askr_request *r, const char *name, size_t len)
 static int askr_startup(sapi_module_struct *module)
 {
 	return php_module_startup(module, NULL);
-}
-
-/* Runs at the end of sapi_activate(), after it reset proto_num to HTTP/1.0. */
-static int askr_activate(void)
-{
-	askr_request *r = current_request();
-	if (r && r->protocol && !strncmp(r->protocol, "HTTP/", 5)) {
-		const char *v = r->protocol + 5;
-		int major = v[0] - '0', minor = (v[1] == '.') ? v[2] - '0' : 0;
-		if (major >= 0 && major <= 9 && minor >= 0 && minor <= 9) {
-			SG(request_info).proto_num = major * 1000 + minor;
-		}
-	}
-	return SUCCESS;
 }
 
 /* Script output: buffered into BODY frames; outside a request (startup messages) to stderr. */
@@ -840,9 +913,9 @@ static void askr_register_variables(zval *arr)
 	}
 	for (uint32_t i = r->nparams; i < r->nparams + r->nheaders; i++) {
 		const askr_kv *kv = &r->kv[i];
-		/* '_' would be ambiguous after conversion; Proxy is httpoxy; the Content-* two are params. */
-		if (memchr(kv->name, '_', kv->name_len) || !strcasecmp(kv->name, "Proxy")
-			|| !strcasecmp(kv->name, "Content-Type") || !strcasecmp(kv->name, "Content-Length")) {
+		/* '_' would be ambiguous after conversion; Proxy is httpoxy. Content-Type and -Length
+		 * also arrive as HTTP_CONTENT_TYPE/_LENGTH, as nginx passes every request header. */
+		if (memchr(kv->name, '_', kv->name_len) || !strcasecmp(kv->name, "Proxy")) {
 			continue;
 		}
 		size_t need = kv->name_len + 6;
@@ -857,10 +930,6 @@ static void askr_register_variables(zval *arr)
 		if (name != stackname) {
 			efree(name);
 		}
-	}
-	if (!r->has_auth_type && (SG(request_info).auth_user || SG(request_info).auth_digest)) {
-		const char *t = SG(request_info).auth_digest ? "Digest" : "Basic";
-		register_one("AUTH_TYPE", t, strlen(t), arr);
 	}
 	if (g_worker_mode) {
 		/* FRANKENPHP_WORKER: worker scripts written for FrankenPHP/Octane look for it. */
@@ -912,7 +981,7 @@ static sapi_module_struct askr_sapi_module = {
 	"Askr",                      /* pretty_name */
 	askr_startup,                /* startup: php_module_startup */
 	php_module_shutdown_wrapper, /* shutdown */
-	askr_activate,               /* activate: per-request fixups after sapi_activate */
+	NULL,                        /* activate: nothing; proto_num stays HTTP/1.0 (see request_info_fill) */
 	NULL,                        /* deactivate */
 	askr_ub_write,               /* ub_write: buffered BODY frames */
 	askr_flush,                  /* flush: flush() writes HEAD/BODY now */
@@ -964,6 +1033,8 @@ static void request_info_fill(askr_request *r)
 	ri->content_type = r->content_type;
 	ri->content_length = r->content_length ? ZEND_STRTOL(r->content_length, NULL, 10) : 0;
 	SG(sapi_headers).http_response_code = 200;   /* php_error_cb turns a 200 into 500 on fatal */
+	/* proto_num keeps sapi_activate()'s HTTP/1.0, as under php-fpm (which never sets it): PHP
+	 * answers a bare Location header after a POST with 302, not HTTP/1.1's 303. */
 	php_handle_auth_data(r->authorization);      /* sets (or clears) auth_user/password/digest */
 }
 
@@ -1388,8 +1459,19 @@ static void reset_modules_startup(void)
 static bool context_begin(askr_request *r)
 {
 	volatile bool ok = true;
+	/* Called from askr_handle_request(), but no script runs while a request starts (as under
+	 * php-fpm): errors raised now say "in Unknown on line 0", not the worker script's line. */
+	zend_execute_data *caller = EG(current_execute_data);
+	EG(current_execute_data) = NULL;
 	request_info_fill(r);
 	zend_try {
+		/* As php_request_startup() has them while the request's input is parsed: errors raised
+		 * now are "PHP Request Startup" ones (display_startup_errors decides their display), and
+		 * hooks that only run before modules activate do run (session upload progress). */
+		PG(during_request_startup) = 1;
+		PG(modules_activated) = 0;
+		PG(in_error_log) = 0;
+		PG(in_user_include) = 0;
 		php_output_activate();
 		PG(header_is_being_sent) = 0;
 		PG(connection_status) = PHP_CONNECTION_NORMAL;
@@ -1419,6 +1501,9 @@ static bool context_begin(askr_request *r)
 	} zend_catch {
 		ok = false;
 	} zend_end_try();
+	EG(current_execute_data) = caller;
+	PG(modules_activated) = 1;
+	PG(during_request_startup) = 0;  /* php_execute_script() clears it for a classic request */
 	SG(sapi_started) = 1;
 	return ok;
 }
@@ -1704,9 +1789,21 @@ static PHP_FUNCTION(getallheaders)
 	if (!r) {
 		return;
 	}
+	bool has_type = false, has_length = false;
 	for (uint32_t i = r->nparams; i < r->nparams + r->nheaders; i++) {
-		add_assoc_stringl_ex(return_value, r->kv[i].name, r->kv[i].name_len,
-			(char *)r->kv[i].value, r->kv[i].value_len);
+		const askr_kv *kv = &r->kv[i];
+		has_type = has_type || !strcasecmp(kv->name, "Content-Type");
+		has_length = has_length || !strcasecmp(kv->name, "Content-Length");
+		add_assoc_stringl_ex(return_value, kv->name, kv->name_len, (char *)kv->value, kv->value_len);
+	}
+	/* php-fpm builds this from its CGI params, where CONTENT_TYPE and CONTENT_LENGTH always are
+	 * (empty without a body, the collected size for a chunked one): so do we. */
+	const askr_kv *kv;
+	if (!has_type && (kv = find_param(r, ZEND_STRL("CONTENT_TYPE")))) {
+		add_assoc_stringl_ex(return_value, ZEND_STRL("Content-Type"), (char *)kv->value, kv->value_len);
+	}
+	if (!has_length && (kv = find_param(r, ZEND_STRL("CONTENT_LENGTH")))) {
+		add_assoc_stringl_ex(return_value, ZEND_STRL("Content-Length"), (char *)kv->value, kv->value_len);
 	}
 }
 
@@ -1727,7 +1824,8 @@ static PHP_FUNCTION(headers_send)
 	}
 	if (status >= 100 && status < 200) {
 		/* Same shape as HEAD, its own frame type; flushed now: that is the point of it. */
-		if (!queue_headers_frame(r->chan, F_EARLY_HINTS, (int)status, &SG(sapi_headers).headers)
+		head_status st = { (int)status, NULL, 0 };
+		if (!queue_headers_frame(r->chan, F_EARLY_HINTS, &st, &SG(sapi_headers).headers)
 			|| !out_flush(r->chan)) {
 			RETURN_LONG(SAPI_HEADER_SEND_FAILED);
 		}
@@ -2050,6 +2148,15 @@ int main(int argc, char **argv)
 	snprintf(g_log_name, sizeof(g_log_name), "%s-zygote", g_log_base);
 	fcntl(ctl_fd, F_SETFD, FD_CLOEXEC);
 	signal(SIGPIPE, SIG_IGN);   /* a dead peer is an EPIPE we handle, not a kill */
+	/* Stop signals sent to the whole process tree (systemd's default KillMode=control-group,
+	 * kill -TERM -PGID, Ctrl-C) must not kill PHP mid-request: the master turns them into the
+	 * right stop (drain, or at once) through the fronts, which close channels and STOP us; it
+	 * uses SIGKILL when it means it. Set before PHP starts, so Zend records them as ours, and
+	 * inherited by every worker the zygote forks. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 
 	if (!strcmp(mode, "worker")) {
 		if (!g_worker_script) {

@@ -99,7 +99,10 @@ def start_server(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     timeout: float = 60.0,
+    new_session: bool = False,
 ) -> RunningServer:
+    """new_session: askr leads its own process group (and session), so a test can signal the
+    whole tree at once with os.killpg(server.proc.pid, ...) as systemd or a terminal would."""
     args = allow_root(args)
     if args[:1] == ["serve"] and "--config" not in args and "--admin-listen" not in args:
         args = [*args, "--admin-listen", "127.0.0.1:0"]  # servers run side by side in the suite
@@ -115,6 +118,7 @@ def start_server(
         stdin=subprocess.DEVNULL,
         text=True,
         errors="replace",
+        start_new_session=new_session,
     )
     server = RunningServer(proc)
     threading.Thread(target=server._read, daemon=True).start()

@@ -21,7 +21,7 @@ import httptools
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front import dispatch
-from askr.front.responses import DATE, SERVER_HEADER, error_body, error_response, status_line
+from askr.front.responses import DATE, SERVER_HEADER, cgi_status_line, error_body, error_response, status_line
 from askr.front.router import PhpScript, Redirect, Refused, StaticFile
 from askr.front.static import serve_static
 
@@ -34,8 +34,10 @@ HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading 
 NO_BODY_STATUS = frozenset((204, 304))
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SINGLETONS = frozenset((b"host", b"content-length"))
-# Response headers from PHP that the front manages itself (framing, connection, Date, Server).
-_MANAGED_HEADER = re.compile(rb"(?:^|\n)(?:content-length|connection|transfer-encoding|date|server):", re.I)
+# Response headers from PHP that the front manages itself (framing, connection, Date, Server), and
+# the worker's CGI Status line that carries PHP's own reason phrase.
+_MANAGED_HEADER = re.compile(
+    rb"(?:^|\n)(?:content-length|connection|transfer-encoding|date|server|status):", re.I)
 _VERSIONS = frozenset(("1.1", "1.0"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
 
@@ -115,6 +117,7 @@ class Http1Connection(asyncio.Protocol):
         self.buffered = 0  # body bytes held for requests not yet handed to a worker
         self.conn_params = b""  # this connection's fixed CGI params, already encoded
         self.server_addr = b""
+        self.origin = (b"http", b"")  # (REQUEST_SCHEME, SERVER_PORT) of this connection
         self.trusted_peer: bool | None = None  # [server] trusted_proxies: is this peer one?
         self.peer_ip = "-"
         # response state of the active PHP exchange
@@ -419,7 +422,7 @@ class Http1Connection(asyncio.Protocol):
         elif type(route) is StaticFile:
             self._serve_static(req, route)
         elif type(route) is Redirect:
-            location = route.location.encode()
+            location = dispatch.absolute_url(self, req, route.location)
             self._respond_simple(req, 301, b"location: " + location + b"\r\n")
         else:
             assert type(route) is Refused
@@ -560,6 +563,9 @@ class Http1Connection(asyncio.Protocol):
                 has_date = True
             elif name == b"server":
                 has_server = True
+            elif name == b"status":  # PHP's own reason phrase (the worker sends it first)
+                head[0] = cgi_status_line(status, line)
+                continue
             head.append(line)
             head.append(b"\r\n")
         if not has_date:

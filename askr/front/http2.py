@@ -56,6 +56,8 @@ _PSEUDO_REQUEST = frozenset((b":method", b":scheme", b":authority", b":path"))
 # Connection-specific fields (RFC 9113 8.2.2): malformed in a request, dropped from PHP's response.
 _CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                                   b"upgrade"))
+# What PHP's headers never pass on: those, and the worker's CGI Status line (HTTP/2 has no reason).
+_NOT_FORWARDED = _CONNECTION_SPECIFIC | {b"status"}
 # Field names: lower-case token characters (a leading ':' for pseudo-headers); values: no NUL/CR/LF.
 _BAD_FIELD = re.compile(rb"[^a-z0-9!#$%&'*+\-.^_`|~]", re.ASCII)
 _BAD_VALUE = re.compile(rb"[\0\r\n]")
@@ -152,7 +154,7 @@ class Http2Stream:
         for line in header_block.split(b"\n") if header_block else ():
             name, _, value = line.partition(b":")
             name = name.strip().lower()
-            if not name or name in _CONNECTION_SPECIFIC or (name == b"content-length" and complete
+            if not name or name in _NOT_FORWARDED or (name == b"content-length" and complete
                                                             and not self.head_only):
                 continue
             has_date = has_date or name == b"date"
@@ -234,6 +236,7 @@ class Http2Connection(asyncio.Protocol):
         self.streams: dict[int, Http2Stream] = {}
         self.conn_params = b""
         self.server_addr = b""
+        self.origin = (b"http", b"")  # (REQUEST_SCHEME, SERVER_PORT) of this connection
         self.trusted_peer: bool | None = None
         self.peer_ip = "-"
         self.closing = False
@@ -492,7 +495,8 @@ class Http2Connection(asyncio.Protocol):
         elif type(route) is StaticFile:
             self._serve_static(stream, route)
         elif type(route) is Redirect:
-            self.respond_simple(stream, 301, [(b"location", route.location.encode())])
+            location = dispatch.absolute_url(self, stream, route.location)
+            self.respond_simple(stream, 301, [(b"location", location)])
         else:
             self.respond_simple(stream, route.status)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -18,8 +19,22 @@ STATUS_LINES: dict[int, bytes] = {
 def status_line(status: int) -> bytes:
     line = STATUS_LINES.get(status)
     if line is None:
-        line = STATUS_LINES[status] = f"HTTP/1.1 {status} Unknown\r\n".encode()
+        # No phrase for a code nobody registered: the reason is optional, its SP is not (nginx
+        # sends the same "HTTP/1.1 399 ").
+        line = STATUS_LINES[status] = b"HTTP/1.1 %d \r\n" % status
     return line
+
+
+def cgi_status_line(status: int, field: bytes) -> bytes:
+    """The status line for a CGI `Status: NNN reason` field (RFC 3875 6.3.3) from the PHP worker,
+    which sends one when PHP set a reason phrase of its own; no phrase: the standard one."""
+    reason = field.partition(b":")[2].strip()[4:].strip()
+    if not reason or _BAD_REASON.search(reason):
+        return status_line(status)
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+
+
+_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # reason-phrase: HTAB, SP, VCHAR, obs-text
 
 
 class DateHeader:

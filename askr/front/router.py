@@ -164,25 +164,29 @@ class Router:
         if not segs:
             return self._directory(self._root, "/")
 
-        # PATH_INFO: the first "*.php" segment with more path after it that is a regular file
-        # (lazy, like nginx's `^(.+?\.php)(/.*)$`). A directory named x.php does not count.
+        # The script is the first "*.php" segment, PATH_INFO what follows (lazy, like nginx's
+        # `^(.+?\.php)(/.*)$`). Classic mode: it must be a regular file, else 404, as nginx's
+        # `location ~ [^/]\.php(/|$)` with `try_files $fastcgi_script_name =404` answers.
+        # Worker mode: the app routes such URLs, and a directory named x.php does not count.
         n = len(segs)
-        for i in range(n if is_dir else n - 1):
+        for i in range(n):
             if segs[i][-4:].lower() != ".php":
                 continue
             found = self._probe(self._root, segs[: i + 1])
-            if found is None:
-                return self._fallback()  # nothing below a missing prefix can exist either
             if isinstance(found, Refused):
                 return found
-            real, st, _ = found
-            if S_ISREG(st.st_mode):
+            if found is not None and S_ISREG(found[1].st_mode):
+                script_name = "/" + "/".join(segs[: i + 1])
+                if i + 1 == n and not is_dir:
+                    return PhpScript(found[0], script_name, "")
                 tail = "/" + "/".join(segs[i + 1 :])
                 if is_dir and i + 1 < n:
                     tail += "/"
-                return PhpScript(real, "/" + "/".join(segs[: i + 1]), tail)
-            if not S_ISDIR(st.st_mode):
-                return self._fallback()
+                return PhpScript(found[0], script_name, tail)
+            if not self._worker_mode:
+                return _NOT_FOUND
+            if found is None or not S_ISDIR(found[1].st_mode):
+                return self._fallback()  # nothing below a missing prefix can exist either
 
         found = self._probe(self._root, segs)
         if found is None:

@@ -21,7 +21,7 @@ from askr import config as config_mod
 from askr import log as log_setup
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
-from askr.front import tls
+from askr.front import static, tls
 from askr.front.http1 import Http1Connection
 from askr.front.negotiate import AlpnSelector, PriorKnowledgeSniffer, RedirectToHttps
 from askr.front.proxy import ProxyTrust
@@ -71,6 +71,7 @@ class Front:
         self.control = socket.socket(fileno=control_fd)
         self.servers: list[asyncio.AbstractServer] = []
         self.stopped = asyncio.Event()
+        self.aborting = False  # stopping at once (SIGINT/SIGQUIT): cut connections, answer nothing
         self.tasks: set[asyncio.Task] = set()
 
     def spawn_task(self, coro) -> None:
@@ -89,6 +90,8 @@ class Front:
             scoreboard = mmap.mmap(f.fileno(), 0)  # writable: the stop word retires a worker
         pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event)
         router = self.make_router()
+        static.configure_types(static.build_types(cfg.static.charset, cfg.static.charset_types,
+                                                  cfg.static.types))
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode(),
                            ProxyTrust(cfg.server.trusted_proxies), self.access)
         self.ctx = ctx
@@ -112,9 +115,13 @@ class Front:
             sock = socket.socket(fileno=self.redirect_fd)
             self.servers.append(await loop.create_server(lambda: RedirectToHttps(ctx, https_port), sock=sock,
                                                          backlog=1024))
+        # The master decides what a signal means for the whole tree; these are for when one is
+        # sent to every askr process at once (systemd's KillMode=control-group, kill -PGID, a
+        # terminal's Ctrl-C): the same drain or stop it would order, and a reload is its business.
         loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn_task(self.drain()))
-        loop.add_signal_handler(signal.SIGINT, self.stopped.set)
-        loop.add_signal_handler(signal.SIGQUIT, self.stopped.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        loop.add_signal_handler(signal.SIGINT, self.stop_now)
+        loop.add_signal_handler(signal.SIGQUIT, self.stop_now)
         self.spawn_task(self.read_control())
         self.spawn_task(self.sweep_deadlines())
         self.spawn_task(self.report_stats())
@@ -123,11 +130,20 @@ class Front:
         # every 700 allocations costs more than it frees here (no per-request cycles).
         gc.set_threshold(50_000, 20, 20)
         await self.stopped.wait()
+        if self.aborting:  # cut the clients off before the workers' channels close: no 502s
+            for conn in list(ctx.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
         if self.access is not None:
             self.access.flush()
         for server in self.servers:
             server.close()
         pool.close_all()
+
+    def stop_now(self) -> None:
+        """SIGINT/SIGQUIT: no drain; connections are cut, not answered."""
+        self.aborting = True
+        self.stopped.set()
 
     def make_router(self) -> RouteCache:
         """Resolves the document root now: after a symlink swap, a new router serves the new tree."""

@@ -9,7 +9,6 @@ for 304/405/416/HEAD; small bodies are read with one open/read; large ones are l
 from __future__ import annotations
 
 import calendar
-import mimetypes
 import os
 import time
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_tz
 
 from askr.front.router import StaticFile
+from askr.mime import CHARSET_TYPES, NGINX_TYPES
 
 # Bodies up to this size are read into memory; bigger ones are described for sendfile.
 MAX_BUFFERED = 256 * 1024
@@ -35,39 +35,29 @@ class StaticResponse:
     count: int = 0
 
 
-# Python's built-in table, not /etc/mime.types: the same answer on every host. Fixes on top: the
-# WHATWG wants text/javascript; some types missing from older tables.
-_TYPE_FIXES = {
-    ".js": "text/javascript",
-    ".mjs": "text/javascript",
-    ".json": "application/json",
-    ".map": "application/json",
-    ".webmanifest": "application/manifest+json",
-    ".svg": "image/svg+xml",
-    ".wasm": "application/wasm",
-    ".webp": "image/webp",
-    ".avif": "image/avif",
-    ".woff": "font/woff",
-    ".woff2": "font/woff2",
-    ".ico": "image/x-icon",
-    ".gz": "application/gzip",
-}
-_TEXTUAL = frozenset({"application/json", "application/xml", "application/javascript"})
 _OCTET_STREAM = b"application/octet-stream"
 
 
-def _build_types() -> dict[str, bytes]:
-    db = mimetypes.MimeTypes()  # defaults only: the constructor does not read system files
-    table = {**db.types_map[False], **db.types_map[True], **_TYPE_FIXES}
-    out: dict[str, bytes] = {}
-    for ext, ctype in table.items():
-        if ctype.startswith("text/") or ctype in _TEXTUAL or ctype.endswith(("+json", "+xml")):
-            ctype += "; charset=utf-8"
-        out[ext.lower()] = ctype.encode("ascii")
-    return out
+def build_types(charset: str | None = None, charset_types: tuple[str, ...] = CHARSET_TYPES,
+                overrides: Mapping[str, str] | None = None) -> dict[str, bytes]:
+    """Extension (".css", lower case) -> Content-Type value: nginx's mime.types, then `overrides`
+    ({"mjs": "text/javascript"}); with a `charset`, "; charset=..." on the types listed in
+    `charset_types` (nginx's `charset` and `charset_types`)."""
+    table = {ext: ctype for ctype, exts in NGINX_TYPES.items() for ext in exts}
+    table.update({ext.lower().lstrip("."): ctype for ext, ctype in (overrides or {}).items()})
+    with_charset = frozenset(charset_types) if charset else frozenset()
+    return {"." + ext: (f"{ctype}; charset={charset}" if ctype in with_charset else ctype).encode("ascii")
+            for ext, ctype in table.items()}
 
 
-_TYPES = _build_types()
+_TYPES = build_types()
+
+
+def configure_types(types: dict[str, bytes]) -> None:
+    """Install the table content_type() answers from (a front does this once, from [static])."""
+    global _TYPES
+    _TYPES = types
+
 
 _DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
 _MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")

@@ -78,13 +78,19 @@ class CliProcess:
 
 
 def start(config: Config, name: str, release: Release, args: list[str], generation: int,
-          run_as: tuple[int, int] | None, env: dict[str, str] | None = None) -> CliProcess:
+          run_as: tuple[int, int] | None, env: dict[str, str] | None = None,
+          ignore_sigterm: bool = False) -> CliProcess:
     """Run `php [-d ini ...] SCRIPT ARGS...` in the app's base directory, in its own process group
-    (a Ctrl-C on askr's terminal reaches askr alone, which decides how its children stop)."""
+    (a Ctrl-C on askr's terminal reaches askr alone, which decides how its children stop).
+
+    ignore_sigterm: for a child askr never stops with SIGTERM (it waits, then kills), so one
+    sent to every process of the service at once (systemd's default KillMode) changes nothing."""
     command = [config.worker.php_cli]
-    for key, value in config.worker.ini.items():
+    for key, value in config.worker.ini:
         command += ["-d", f"{key}={value}"]
     command += [release.script, *args]
+    if ignore_sigterm:  # an ignored signal stays ignored across exec
+        command = ["/bin/sh", "-c", 'trap "" TERM; exec "$@"', name, *command]
     child_env = {**os.environ, "ASKR_APP_BASE": release.app_base, **(env or {})}
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()

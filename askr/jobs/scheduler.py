@@ -70,7 +70,8 @@ class Scheduler:
         assert self.release is not None
         started = time.time()
         try:
-            run = process.start(self.config, "scheduler", self.release, [], self.generation, self.run_as)
+            run = process.start(self.config, "scheduler", self.release, [], self.generation, self.run_as,
+                                ignore_sigterm=True)
         except OSError as e:
             self._record(started, None, f"cannot start {self.config.worker.php_cli}: {e}")
             return

@@ -44,6 +44,7 @@ QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts a
 EXIT_BOOT_FAILED = 3  # askr_php.c: the worker script never reached askr_handle_request()
 BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
 WORKER_STOP_GRACE = 5.0  # after the fronts are gone: idle workers exit at once, busy ones get this
+STOP_NOW_GRACE = 0.5  # SIGINT/SIGQUIT: time for idle workers to leave by themselves before the kill
 ROLL_TIMEOUT = 60.0  # a reload gives each replacement this long to become ready, then rolls back
 CIRCUIT_FAILURES = 5  # failed starts in a row that open a slot's circuit (then retry every BACKOFF_MAX)
 CANARY_MIN_REQUESTS = 3  # fewer answers than this in the window: too few to judge an error rate
@@ -129,6 +130,7 @@ class Arbiter:
         self.systemd = Notifier()
         self.scoreboard: mmap.mmap | None = None
         self.stopping = False
+        self.stopping_now = False  # SIGINT/SIGQUIT: no drain; busy PHP workers are killed at once
         self.announced_ready = False
         self.runtime_dir = ""
         self.listen_socks: list[socket.socket] = []
@@ -347,6 +349,7 @@ class Arbiter:
         if not self.stopping:
             self.systemd.stopping()
         self.stopping = True
+        self.stopping_now = True
         self.signal_fronts(signal.SIGQUIT)
         self.queue.stop(now=True)
         self.scheduler.stop(now=True)
@@ -791,7 +794,7 @@ class Arbiter:
         for zygote in (self.children.zygote, *self.children.old_zygotes):
             if zygote is not None:
                 zygote.close()
-        deadline = time.monotonic() + WORKER_STOP_GRACE
+        deadline = time.monotonic() + (STOP_NOW_GRACE if self.stopping_now else WORKER_STOP_GRACE)
         while time.monotonic() < deadline and self._live_workers():
             try:
                 event = await asyncio.wait_for(self.events.get(), 0.5)

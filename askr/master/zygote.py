@@ -50,7 +50,7 @@ class Zygote:
                 cmd += ["--app-base", os.path.realpath(worker.app_base)]
         else:
             cmd += ["--mode", "classic"]
-        for key, value in self.config.worker.ini.items():
+        for key, value in self.config.worker.ini:
             cmd += ["--ini", f"{key}={value}"]
         if self.config.log.format == "json":
             cmd += ["--log-format", "json"]

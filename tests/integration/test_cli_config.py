@@ -4,10 +4,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
+import shutil
 import signal
+import socket
+import ssl
+from pathlib import Path
 
 import pytest
-from askrtest import APP, VERSION, run_askr, write_config
+import trustme
+from askrtest import APP, REPO, VERSION, run_askr, write_config
+from laravel_fixture import make_laravel_app
 from rawhttp import Conn, request_bytes
 
 BASE = '[server]\nlisten = "127.0.0.1:0"\nroot = "{root}"\n'
@@ -25,7 +33,8 @@ BAD_CONFIGS = {
     "bad_size_unit": ('\n[limits]\nmax_header_size = "16Q"\n', "max_header_size"),
     "bad_timeout": ('\n[limits]\nheader_timeout = "soon"\n', "header_timeout"),
     "bad_max_headers": ('\n[limits]\nmax_headers = "many"\n', "max_headers"),
-    "ini_not_table": ('\n[worker]\nini = "memory_limit=1G"\n', "ini"),
+    "ini_bad_line": ('\n[worker]\nini = "memory_limit=1G\\nopcache.enable"\n', "line 2 ('opcache.enable')"),
+    "ini_not_table": ('\n[worker]\nini = 3\n', "ini"),
 }
 
 
@@ -201,3 +210,61 @@ def test_workers_auto(askr_server, tmp_path):
     server = askr_server("--config", write_config(tmp_path, workers="auto"))
     with Conn(server.host, server.port) as c:
         assert c.request("GET", "/hello.php").body == b"hello"
+
+
+def test_worker_ini_as_php_ini_lines(askr_server, tmp_path):
+    """The seed deployment's form: one string of php.ini lines, repeated keys and all."""
+    path = tmp_path / "askr.toml"
+    path.write_text(f'[server]\nlisten = "127.0.0.1:0"\nroot = "{APP}"\nworkers = 1\n'
+                    '[admin]\nlisten = "127.0.0.1:0"\n[worker]\n'
+                    'ini = "; tuned for production\\nmemory_limit = 77M\\n'
+                    'max_input_vars=\\"123\\"\\n\\nopcache.enable=1"\n')
+    server = askr_server("--config", path)
+    with Conn(server.host, server.port) as c:
+        assert c.request("GET", "/ini.php?k=memory_limit").json()["value"] == "77M"
+        assert c.request("GET", "/ini.php?k=max_input_vars").json()["value"] == "123"
+        assert c.request("GET", "/ini.php?k=opcache.enable").json()["value"] == "1"
+
+
+def deployment_toml(tmp_path: Path, app: Path) -> str:
+    """docs/deployment.md's askr.toml exactly as written, but for paths, ports and the user."""
+    doc = (REPO / "docs" / "deployment.md").read_text()
+    text = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert 'ini = "zend_extension=opcache.so' in text  # the string form, as the seed writes it
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    leaf.private_key_pem.write_to_path(tmp_path / "key.pem")
+    shutil.copy(REPO / "examples" / "laravel-worker.php", app / "public" / "askr-worker.php")
+    for script in ("askr-queue.php", "askr-scheduler.php"):
+        shutil.copy(REPO / "examples" / script, app / script)
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    replacements = {
+        "0.0.0.0:443": "127.0.0.1:0", "0.0.0.0:80": "127.0.0.1:0", "/srv/app/current": str(app),
+        '"www-data"': f'"{user}"',
+        "/etc/letsencrypt/live/example.com/fullchain.pem": str(tmp_path / "cert.pem"),
+        "/etc/letsencrypt/live/example.com/privkey.pem": str(tmp_path / "key.pem"),
+        "/var/log/askr/access.log": str(tmp_path / "access.log"),
+    }
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text + '\n[admin]\nlisten = "127.0.0.1:0"\n'
+
+
+def test_the_deployment_guide_s_askr_toml_works_as_written(askr_server, tmp_path):
+    app = make_laravel_app(tmp_path / "app")
+    path = tmp_path / "askr.toml"
+    path.write_text(deployment_toml(tmp_path, app))
+    code, out = run_askr(["config-check", str(path)])
+    assert code == 0, out
+    server = askr_server("--config", path)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((server.host, server.port), timeout=30) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := tls.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:300]

@@ -310,11 +310,11 @@ def test_front_controller_request_uri_keeps_encoding(php_app):
         assert resp.json()["get"] == {"q": "&"}
 
 
-def test_content_headers_are_not_duplicated_as_http_vars(php_app):
+def test_content_headers_are_also_http_vars_as_under_fpm(php_app):
+    """nginx passes every request header to php-fpm, Content-Type and -Length too (compared with
+    the real thing in test_fpm_fidelity)."""
     with Conn(php_app.host, php_app.port) as c:
         resp = c.request("POST", "/info.php", [("Content-Type", "text/plain")], b"abc")
         s = resp.json()["server"]
-        assert s["CONTENT_TYPE"] == "text/plain"
-        assert s["CONTENT_LENGTH"] == "3"
-        assert "HTTP_CONTENT_TYPE" not in s
-        assert "HTTP_CONTENT_LENGTH" not in s
+        assert s["CONTENT_TYPE"] == s["HTTP_CONTENT_TYPE"] == "text/plain"
+        assert s["CONTENT_LENGTH"] == s["HTTP_CONTENT_LENGTH"] == "3"

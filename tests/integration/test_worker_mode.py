@@ -44,8 +44,9 @@ def _normalise(body: dict) -> dict:
     body = dict(body)
     body.pop("pid", None)
     body["server"] = {k: v for k, v in body["server"].items() if k not in VOLATILE}
-    if "CONTENT_TYPE" in body["server"]:  # a multipart boundary is random per request
-        body["server"]["CONTENT_TYPE"] = body["server"]["CONTENT_TYPE"].split("boundary=")[0]
+    for name in ("CONTENT_TYPE", "HTTP_CONTENT_TYPE"):  # a multipart boundary is random per request
+        if name in body["server"]:
+            body["server"][name] = body["server"][name].split("boundary=")[0]
     for f in (body.get("files") or {}).values():
         f.pop("tmp_name", None)
     return body

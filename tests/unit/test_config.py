@@ -43,7 +43,7 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
     assert cfg.server.workers == 3
     assert cfg.limits.max_body_size == 64 * 1024**2
     assert cfg.limits.max_header_size == 2048
-    assert cfg.worker.ini == {"memory_limit": "256M", "opcache.enable": "1"}
+    assert cfg.worker.ini == (("memory_limit", "256M"), ("opcache.enable", "1"))
 
 
 @pytest.mark.parametrize(
@@ -142,3 +142,36 @@ def test_queue_needs_the_php_cli(tmp_path: Path) -> None:
     path = write(tmp_path, '[queue]\nscript = "q.php"\n[worker]\nphp_cli = "no-such-php"\n')
     with pytest.raises(ConfigError, match=r"\[worker\] php_cli = 'no-such-php': no such program"):
         config.load(path)
+
+
+def test_ini_as_php_ini_lines_keeps_order_and_repeats(tmp_path: Path) -> None:
+    """The seed deployment's `ini = "zend_extension=opcache.so\\nopcache.enable=1..."`."""
+    lines = ("zend_extension=opcache.so\\nopcache.enable=1\\n; a comment\\n\\n"
+             'extension = a.so\\nextension=b.so\\nsession.save_path = \\"/var/lib/x\\"')
+    cfg = config.load(write(tmp_path, f'[server]\nroot = "public"\n[worker]\nini = "{lines}"\n'))
+    assert cfg.worker.ini == (("zend_extension", "opcache.so"), ("opcache.enable", "1"),
+                              ("extension", "a.so"), ("extension", "b.so"),
+                              ("session.save_path", "/var/lib/x"))
+    assert config.restore(config.dump(cfg)).worker.ini == cfg.worker.ini
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("memory_limit=1G\\nopcache.enable", "line 2 ('opcache.enable')"),
+    ("=1", "line 1 ('=1')"),
+    ("memory limit=1G", "line 1 ('memory limit=1G')"),
+])
+def test_a_bad_ini_line_is_named(tmp_path: Path, text: str, line: str) -> None:
+    _, problems = config.validate(write(tmp_path, f'[server]\nroot = "public"\n[worker]\nini = "{text}"\n'))
+    assert len(problems) == 1 and "[worker] ini" in problems[0] and line in problems[0], problems
+    assert "KEY=VALUE" in problems[0]
+
+
+def test_static_settings(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[server]\nroot = "public"\n[static]\ncharset = "utf-8"\n'
+                                      'types = { MJS = "text/javascript", ".map" = "application/json" }\n'))
+    assert cfg.static.charset == "utf-8"
+    assert "text/html" in cfg.static.charset_types
+    assert cfg.static.types == {"mjs": "text/javascript", "map": "application/json"}
+    bad = '[server]\nroot = "public"\n[static]\ntypes = { js = "nope" }\n'
+    _, problems = config.validate(write(tmp_path, bad))
+    assert len(problems) == 1 and "[static] types" in problems[0]

@@ -414,9 +414,11 @@ def test_superglobals_and_server_vars(worker: Worker, docroot: Path) -> None:
     assert s["HTTP_ACCEPT_LANGUAGE"] == "de, en;q=0.5"
     assert s["HTTP_X_WEIRD"] is None
     assert s["HTTP_PROXY"] is None
-    assert s["HTTP_CONTENT_TYPE"] is None
-    assert s["HTTP_CONTENT_LENGTH"] is None
-    assert (s["PHP_AUTH_USER"], s["PHP_AUTH_PW"], s["AUTH_TYPE"]) == ("user", "pass", "Basic")
+    # nginx passes every request header to php-fpm, these two included (test_fpm_fidelity)
+    assert s["HTTP_CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+    assert s["HTTP_CONTENT_LENGTH"] == str(len(body))
+    # PHP's own; AUTH_TYPE is Apache's, and nginx + php-fpm do not set it (test_fpm_fidelity)
+    assert (s["PHP_AUTH_USER"], s["PHP_AUTH_PW"], s["AUTH_TYPE"]) == ("user", "pass", None)
     assert data["getenv"] == "example.test"
     assert data["request_time_float"] is True
     assert data["sapi"] == "fpm-fcgi"

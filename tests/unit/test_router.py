@@ -228,12 +228,21 @@ def test_path_info_is_decoded_and_normalised(router: Router, root: Path) -> None
     assert route == PhpScript(str(root / "app.php"), "/app.php", "/a b/d")
 
 
-def test_path_info_needs_existing_script(router: Router, root: Path) -> None:
+def test_missing_script_is_404_in_classic_mode(router: Router) -> None:
+    """nginx's `location ~ [^/]\\.php(/|$)` + `try_files $fastcgi_script_name =404`: a .php URL
+    whose script is not a file is 404, not the front controller; so is a directory named x.php."""
+    assert router.resolve(b"/missing.php") == Refused(404)
+    assert router.resolve(b"/missing.php/extra") == Refused(404)
+    assert router.resolve(b"/sub/missing.PHP") == Refused(404)
+    assert router.resolve(b"/dir.php/inner.php/more") == Refused(404)
+    assert router.resolve(b"/dir.php") == Refused(404)
+
+
+def test_missing_script_goes_to_the_app_in_worker_mode(root: Path) -> None:
+    router = Router(str(root), worker_mode=True)
+    assert router.resolve(b"/missing.php") == front(root)
     assert router.resolve(b"/missing.php/extra") == front(root)
-
-
-def test_path_info_skips_directory_named_php(router: Router, root: Path) -> None:
-    route = router.resolve(b"/dir.php/inner.php/more")
+    route = router.resolve(b"/dir.php/inner.php/more")  # a directory named x.php does not count
     assert route == PhpScript(str(root / "dir.php" / "inner.php"), "/dir.php/inner.php", "/more")
 
 
@@ -305,7 +314,6 @@ def test_root_is_front_controller_index(router: Router, root: Path) -> None:
 
 def test_unknown_path_goes_to_front_controller(router: Router, root: Path) -> None:
     assert router.resolve(b"/blog/2024/hello-world", b"page=2") == front(root)
-    assert router.resolve(b"/missing.php") == front(root)
 
 
 def test_no_front_controller_is_404(root: Path) -> None:

@@ -9,7 +9,16 @@ import pytest
 
 from askr.front import static
 from askr.front.router import StaticFile
-from askr.front.static import StaticResponse, content_type, http_date, parse_http_date, serve_static
+from askr.front.static import (
+    StaticResponse,
+    build_types,
+    configure_types,
+    content_type,
+    http_date,
+    parse_http_date,
+    serve_static,
+)
+from askr.mime import CHARSET_TYPES
 
 MTIME = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT
 MTIME_DATE = b"Sun, 06 Nov 1994 08:49:37 GMT"
@@ -46,7 +55,7 @@ def test_get_full(f: StaticFile) -> None:
     assert resp.file_path is None
     h = hdrs(resp)
     assert h == {
-        b"content-type": b"text/plain; charset=utf-8",
+        b"content-type": b"text/plain",
         b"content-length": b"20",
         b"last-modified": MTIME_DATE,
         b"etag": ETAG,
@@ -157,24 +166,24 @@ def test_file_shrunk_after_routing_is_described_afresh(f: StaticFile) -> None:
 
 @pytest.mark.parametrize(
     ("name", "ctype"),
-    [
-        ("app.js", b"text/javascript; charset=utf-8"),
-        ("mod.mjs", b"text/javascript; charset=utf-8"),
-        ("data.json", b"application/json; charset=utf-8"),
-        ("logo.svg", b"image/svg+xml; charset=utf-8"),
+    [  # what nginx's mime.types answers (checked against Debian's nginx in test_fpm_fidelity)
+        ("app.js", b"application/javascript"),
+        ("mod.mjs", b"application/octet-stream"),
+        ("data.json", b"application/json"),
+        ("logo.svg", b"image/svg+xml"),
         ("lib.wasm", b"application/wasm"),
         ("pic.webp", b"image/webp"),
         ("pic.avif", b"image/avif"),
         ("font.woff2", b"font/woff2"),
         ("font.woff", b"font/woff"),
-        ("style.css", b"text/css; charset=utf-8"),
-        ("page.html", b"text/html; charset=utf-8"),
-        ("PAGE.HTML", b"text/html; charset=utf-8"),
+        ("style.css", b"text/css"),
+        ("page.html", b"text/html"),
+        ("PAGE.HTML", b"text/html"),
         ("photo.jpg", b"image/jpeg"),
         ("img.png", b"image/png"),
         ("doc.pdf", b"application/pdf"),
-        ("site.webmanifest", b"application/manifest+json; charset=utf-8"),
-        ("x.tar.gz", b"application/gzip"),
+        ("site.webmanifest", b"application/octet-stream"),
+        ("x.tar.gz", b"application/octet-stream"),
         ("blob.unknownext", b"application/octet-stream"),
         ("README", b"application/octet-stream"),
         (".htaccess", b"application/octet-stream"),
@@ -190,8 +199,34 @@ def test_content_type_ignores_dots_in_directories() -> None:
 
 def test_content_type_in_response(tmp_path: Path) -> None:
     assert hdrs(serve_static(b"GET", {}, make(tmp_path, "app.js")))[b"content-type"] == (
-        b"text/javascript; charset=utf-8"
+        b"application/javascript"
     )
+
+
+def test_charset_goes_on_the_listed_types_only() -> None:
+    """[static] charset: nginx's `charset utf-8` with its default charset_types."""
+    types = build_types("utf-8", CHARSET_TYPES)
+    assert types[".html"] == b"text/html; charset=utf-8"
+    assert types[".js"] == b"application/javascript; charset=utf-8"
+    assert types[".css"] == b"text/css"  # not in nginx's charset_types
+    assert build_types("utf-8", ("text/css",))[".css"] == b"text/css; charset=utf-8"
+    assert build_types(None, ("text/css",))[".css"] == b"text/css"
+
+
+def test_type_overrides_add_and_replace() -> None:
+    types = build_types(overrides={"mjs": "text/javascript", ".JS": "text/javascript"})
+    assert types[".mjs"] == b"text/javascript"
+    assert types[".js"] == b"text/javascript"
+
+
+def test_configured_types_are_the_ones_served(tmp_path: Path) -> None:
+    try:
+        configure_types(build_types("utf-8", overrides={"mjs": "text/javascript"}))
+        assert content_type("/srv/app.mjs") == b"text/javascript"
+        assert content_type("/srv/readme.txt") == b"text/plain; charset=utf-8"
+    finally:
+        configure_types(build_types())
+    assert content_type("/srv/readme.txt") == b"text/plain"
 
 
 # --- dates ------------------------------------------------------------------------------------
@@ -294,7 +329,7 @@ def test_single_range(f: StaticFile, spec: bytes, start: int, end: int) -> None:
     h = hdrs(resp)
     assert h[b"content-range"] == b"bytes %d-%d/20" % (start, end)
     assert h[b"content-length"] == b"%d" % (end - start + 1)
-    assert h[b"content-type"] == b"text/plain; charset=utf-8"
+    assert h[b"content-type"] == b"text/plain"
     assert h[b"etag"] == ETAG
 
 
