@@ -68,3 +68,16 @@ def test_doctor_fails_a_broken_setup(tmp_path):
     assert code == 1
     assert "fail php startup: " in out and "Unable to load dynamic library 'no_such_ext'" in out
     assert "fail ini no_such.key: " in out
+
+
+def test_doctor_and_config_check_take_the_seed_s_string_ini(tmp_path):
+    ini = "zend_extension=opcache.so\\nopcache.enable=1\\nopcache.validate_timestamps=0\\nmemory_limit=192M"
+    (tmp_path / "askr.toml").write_text(f'[server]\nroot = "{APP}"\nuser = "{getpass.getuser()}"\n'
+                                        f'[worker]\nini = "{ini}"\n')
+    code, out = run_askr(["config-check", str(tmp_path / "askr.toml")])
+    assert code == 0, out
+    code, out = run_askr(["doctor", "--json", "--config", str(tmp_path / "askr.toml")], timeout=120)
+    checks = {c["name"]: c for c in json.loads(out[out.index("["):])}
+    assert code == 0, out
+    assert checks["opcache"]["status"] == "ok"
+    assert not any(name.startswith("ini ") for name in checks), checks  # every key known to PHP
