@@ -518,7 +518,8 @@ static askr_request *current_context(void)
  * a "Status: 399 Choose Your Own Adventure" header the script set, else the code alone. */
 typedef struct {
 	int status;
-	const char *reason;          /* PHP's own phrase, or NULL: the front adds the standard one */
+	bool from_php;               /* PHP set a status line or Status header: its phrase (even none) goes */
+	const char *reason;          /* that phrase, or NULL (none); else the front adds the standard one */
 	size_t reason_len;
 } head_status;
 
@@ -533,6 +534,7 @@ static bool parse_cgi_status(const char *v, head_status *out)
 		return false;
 	}
 	out->status = (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+	out->from_php = true;
 	const char *p = v + 3;
 	while (*p == ' ' || *p == '\t') {
 		p++;
@@ -556,7 +558,7 @@ static bool is_status_header(const sapi_header_struct *h)
 
 static head_status response_status(int code, zend_llist *headers)
 {
-	head_status st = { code > 0 && code < 1000 ? code : 200, NULL, 0 };
+	head_status st = { code > 0 && code < 1000 ? code : 200, false, NULL, 0 };
 	const char *line = SG(sapi_headers).http_status_line, *sp;
 	if (code != 200 && line && (sp = strchr(line, ' ')) && sp - line >= 5 && !strncasecmp(line, "HTTP/", 5)) {
 		parse_cgi_status(sp + 1, &st);
@@ -582,8 +584,8 @@ static bool header_withheld(const sapi_header_struct *h, int status)
 			&& !strncasecmp(h->header, "Content-Type:", sizeof("Content-Type:") - 1));
 }
 
-/* Queue a HEAD-shaped frame: u16 status, then the header lines joined with '\n'. PHP's own
- * reason phrase travels first, as the CGI "Status: NNN reason" line php-fpm would send nginx. */
+/* Queue a HEAD-shaped frame: u16 status, then the header lines joined with '\n'. A status PHP
+ * set itself travels first, as the CGI "Status: NNN [reason]" line php-fpm would send nginx. */
 static bool queue_headers_frame(askr_chan *c, uint8_t type, const head_status *st, zend_llist *headers)
 {
 	zend_llist_position pos;
@@ -591,9 +593,9 @@ static bool queue_headers_frame(askr_chan *c, uint8_t type, const head_status *s
 	char status_line[sizeof("Status: 000 ") + MAX_REASON];
 	size_t status_len = 0, len = 2;
 
-	if (st->reason) {
-		status_len = (size_t)snprintf(status_line, sizeof(status_line), "Status: %03d %.*s", st->status,
-									  (int)st->reason_len, st->reason);
+	if (st->from_php) {
+		status_len = (size_t)snprintf(status_line, sizeof(status_line), "Status: %03d%s%.*s", st->status,
+									  st->reason ? " " : "", (int)st->reason_len, st->reason ? st->reason : "");
 		len += status_len + 1;
 	}
 	if (headers) {
@@ -1824,7 +1826,7 @@ static PHP_FUNCTION(headers_send)
 	}
 	if (status >= 100 && status < 200) {
 		/* Same shape as HEAD, its own frame type; flushed now: that is the point of it. */
-		head_status st = { (int)status, NULL, 0 };
+		head_status st = { (int)status, false, NULL, 0 };
 		if (!queue_headers_frame(r->chan, F_EARLY_HINTS, &st, &SG(sapi_headers).headers)
 			|| !out_flush(r->chan)) {
 			RETURN_LONG(SAPI_HEADER_SEND_FAILED);

@@ -26,10 +26,10 @@ def status_line(status: int) -> bytes:
 
 
 def cgi_status_line(status: int, field: bytes) -> bytes:
-    """The status line for a CGI `Status: NNN reason` field (RFC 3875 6.3.3) from the PHP worker,
-    which sends one when PHP set a reason phrase of its own; no phrase: the standard one."""
+    """The status line for a CGI `Status: NNN [reason]` field (RFC 3875 6.3.3) from the PHP worker,
+    which sends one when PHP set the status itself: its phrase, or none (as nginx + php-fpm)."""
     reason = field.partition(b":")[2].strip()[4:].strip()
-    if not reason or _BAD_REASON.search(reason):
+    if _BAD_REASON.search(reason):
         return status_line(status)
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 

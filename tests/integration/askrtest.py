@@ -67,6 +67,7 @@ def write_config(
     scheduler: dict[str, object] | None = None,
     tls: dict[str, object] | None = None,
     log: dict[str, object] | None = None,
+    static: dict[str, object] | None = None,
     name: str = "askr.toml",
 ) -> Path:
     """An askr.toml listening on a free loopback port, with the given overrides."""
@@ -78,7 +79,7 @@ def write_config(
     if limits:
         sections["limits"] = dict(limits)
     for section, keys in (("reload", reload), ("queue", queue), ("scheduler", scheduler), ("tls", tls),
-                          ("log", log)):
+                          ("log", log), ("static", static)):
         if keys:
             sections[section] = dict(keys)
     sections["admin"] = {"listen": "127.0.0.1:0", **(admin or {})}  # never the shared default port

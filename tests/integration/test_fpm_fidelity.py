@@ -137,6 +137,17 @@ def test_static_content_types_are_nginx_mime_types(reference: Reference, askr: A
     assert got["style.css"] == "text/css" and got["app.js"] == "application/javascript"
 
 
+def test_static_charset_and_types_options(askr_server, tmp_path: Path) -> None:
+    """[static] charset/charset_types/types: nginx's charset, charset_types and types block."""
+    server = askr_server("--config", write_config(tmp_path, root=ROOT, static={
+        "charset": "utf-8", "types": {"mjs": "text/javascript", "webmanifest": "application/manifest+json"}}))
+    types = {name: ask(server, "GET", f"/assets/{name}").header("content-type")
+             for name in ("page.html", "readme.txt", "app.js", "style.css", "module.mjs", "app.webmanifest")}
+    assert types == {"page.html": "text/html; charset=utf-8", "readme.txt": "text/plain; charset=utf-8",
+                     "app.js": "application/javascript; charset=utf-8", "style.css": "text/css",
+                     "module.mjs": "text/javascript", "app.webmanifest": "application/manifest+json"}
+
+
 # -- 4. 304 from PHP ---------------------------------------------------------------------------
 
 
@@ -158,7 +169,7 @@ def test_304_from_php_has_no_content_type(reference: Reference, askr: Any, query
 
 
 @pytest.mark.parametrize("case", ["http-line", "status-header", "status-header-known", "code", "unregistered",
-                                  "long", "ok-phrase", "line-then-code"])
+                                  "long", "ok-phrase", "line-then-code", "status-header-bare", "line-bare"])
 def test_reason_phrase_is_php_s(reference: Reference, askr: Any, askr_worker: Any,
                                 case: str) -> None:
     expected = ask(reference, "GET", f"/status.php?case={case}")

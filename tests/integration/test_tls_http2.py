@@ -356,3 +356,12 @@ def test_two_fronts_share_the_tls_listener(askr_server, tmp_path, certs):
     asyncio.run(run())
     fronts = [line for line in srv.lines if "front #" in line and "started" in line]
     assert len(fronts) == 2
+
+
+@pytest.mark.parametrize("http2", [True, False])
+def test_directory_redirect_over_tls_is_an_https_url(server, certs, http2):
+    """nginx's absolute_redirect: the scheme and port the client used (never http:// to a TLS client)."""
+    with httpx.Client(verify=trust(certs), http2=http2, timeout=30) as client:
+        r = client.get(https(server) + "/sub?x=1")
+    assert r.status_code == 301
+    assert r.headers["location"] == f"https://127.0.0.1:{server.port}/sub/?x=1"

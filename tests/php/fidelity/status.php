@@ -22,6 +22,12 @@ switch ($_GET['case'] ?? '') {
     case 'ok-phrase':
         header('HTTP/1.1 200 Fine Thanks');
         break;
+    case 'status-header-bare':
+        header('Status: 404');
+        break;
+    case 'line-bare':
+        header('HTTP/1.1 404');
+        break;
     case 'line-then-code':
         header('HTTP/1.0 410 Long Gone');
         http_response_code(451);
