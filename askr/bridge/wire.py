@@ -33,13 +33,6 @@ QUEUE_FLAG_BODY_ON_CHANNEL = 0x01  # only REQUEST is in the message; the body fo
 MAX_QUEUE_MESSAGE = 256 * 1024  # the worker's receive buffer (READ_BUF_SIZE in askr_php.c)
 _U64 = struct.Struct("!Q")
 
-# The scoreboard (a file the master creates, mapped by workers and fronts): one slot per worker
-# id, native u64 words as askr_php.c stores them: request id held (0 = idle), pid, stop word
-# (set to retire the worker), requests served, 5xx responses sent, when the latest request began
-# (Unix µs), then its REQUEST_URI (NUL-terminated, 128 bytes at most).
-SCOREBOARD_SLOT = struct.Struct("=QQQQQQ128s")
-SCOREBOARD_STOP_OFFSET = 16
-
 BODY_END_FRAME = HEADER.pack(BODY_END, 0)
 STOP_FRAME = HEADER.pack(STOP, 0)
 

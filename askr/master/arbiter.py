@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from askr import __version__
 from askr import config as config_mod
 from askr.admin.server import AdminServer
-from askr.bridge import wire
+from askr.bridge import scoreboard, wire
+from askr.bridge.scoreboard import Scoreboard
 from askr.config import Config
 from askr.jobs import process as cli_process
 from askr.jobs.queue import QueueWorkers
@@ -128,7 +129,7 @@ class Arbiter:
         self.started_at = time.time()
         self.admin: AdminServer | None = None
         self.systemd = Notifier()
-        self.scoreboard: mmap.mmap | None = None
+        self.scoreboard = Scoreboard(None)
         self.stopping = False
         self.stopping_now = False  # SIGINT/SIGQUIT: no drain; busy PHP workers are killed at once
         self.announced_ready = False
@@ -163,8 +164,8 @@ class Arbiter:
             self.children.fronts.append(FrontHandle(index, sock, path, *sockets.request_queue()))
         self.scoreboard_path = os.path.join(self.runtime_dir, "scoreboard")
         with open(self.scoreboard_path, "w+b") as f:
-            f.truncate(wire.SCOREBOARD_SLOT.size * 2 * len(self.slots))  # two ids a slot: free_worker_id
-            self.scoreboard = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            f.truncate(scoreboard.file_size(2 * len(self.slots)))  # two ids a slot: free_worker_id
+            self.scoreboard = Scoreboard(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
         if self.run_as is not None:
             # the fronts and workers (as [server] user) open these; the master stays root
             for name in (".", "scoreboard", *(f"front-{i}.sock" for i in range(self.config.server.fronts))):
@@ -414,13 +415,8 @@ class Arbiter:
     def board(self, proc: WorkerProc) -> tuple[int, int, int, int, str]:
         """From the worker's scoreboard slot: (request id held, requests served, 5xx sent,
         when its latest request began in Unix µs, that request's URI)."""
-        if self.scoreboard is None or not proc.pid:
-            return 0, 0, 0, 0, ""
-        request_id, pid, _, served, errors, began, uri = wire.SCOREBOARD_SLOT.unpack_from(
-            self.scoreboard, proc.worker_id * wire.SCOREBOARD_SLOT.size)
-        if pid != proc.pid:
-            return 0, 0, 0, 0, ""
-        return request_id, served, errors, began, uri.split(b"\0", 1)[0].decode("latin-1")
+        slot = self.scoreboard.read(proc.worker_id, proc.pid)
+        return slot.request_id, slot.served, slot.errors, slot.began_us, slot.uri
 
     # -- rolling reload ----------------------------------------------------------------------
     def reload_from(self, why: str, canary: bool = False) -> dict:

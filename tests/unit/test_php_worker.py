@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from askr import paths
-from askr.bridge import wire
+from askr.bridge import scoreboard, wire
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
@@ -619,7 +619,7 @@ def test_ini_file_replaces_php_ini_and_ini_flags_still_win(php_bin: Path, docroo
 # ---------------------------------------------------------------------------------------------
 
 
-SLOT = wire.SCOREBOARD_SLOT  # request id, pid, stop word, requests served, 5xx sent
+SLOT = scoreboard.SLOT  # request id, pid, stop word, requests served, 5xx sent
 
 
 class QueueZygote(Zygote):
