@@ -27,13 +27,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from askr.bridge import wire
+from askr.bridge import events, wire
 from askr.bridge.scoreboard import Scoreboard
 
 log = logging.getLogger("askr.front")
 
-_HEADER = wire.HEADER
-_HEADER_SIZE = wire.HEADER_SIZE
 # Requests kept waiting in the kernel queue per ready worker, so a worker that finishes never
 # waits for the front to refill it (measured: 1 -> 2 -> 4 gave +13%, then +8% req/s). The queue
 # is shared and FIFO, so depth does not change who is served first; a request in it can no
@@ -134,26 +132,20 @@ class WorkerChannel(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self.buf
         buf += data
-        pos = 0
-        end = len(buf)
+        frames, consumed = wire.split_frames(buf)
         status = -1
         block = b""
         body: list[bytes] = []
-        while end - pos >= _HEADER_SIZE:
-            kind, length = _HEADER.unpack_from(buf, pos)
-            if end - pos - _HEADER_SIZE < length:
-                break
-            start = pos + _HEADER_SIZE
-            pos = start + length
+        for kind, start, pos in frames:
             if kind == wire.RESP_BODY:
                 body.append(bytes(buf[start:pos]))
             elif kind == wire.HEAD:
-                status = (buf[start] << 8) | buf[start + 1]
+                status = wire.decode_status(buf, start)
                 block = bytes(buf[start + 2 : pos])
             elif kind == wire.TAKEN:
                 self.pool.taken(self, wire.decode_taken(bytes(buf[start:pos])))
             elif kind == wire.END:
-                flags = buf[start] if length else 0
+                flags = buf[start] if pos > start else 0
                 if flags & wire.END_FLAG_EXITING:
                     self.exiting = True
                 self._deliver(status, block, body, True)
@@ -166,12 +158,11 @@ class WorkerChannel(asyncio.Protocol):
                     if status >= 0 or body:  # keep the order: what came before goes first
                         self._deliver(status, block, body, False)
                         status, block, body = -1, b"", []
-                    hint = bytes(buf[start:pos])
-                    exchange.sink.php_informational((hint[0] << 8) | hint[1], hint[2:])
+                    hint = wire.decode_status(buf, start)
+                    exchange.sink.php_informational(hint, bytes(buf[start + 2 : pos]))
             elif kind == wire.BOOT_FAILED:
                 worker_id, pid, reason = wire.decode_boot_failed(bytes(buf[start:pos]))
-                self.pool.on_event({"event": "worker_boot_failed", "worker_id": worker_id, "pid": pid,
-                                    "error": reason})
+                self.pool.on_event(events.WorkerBootFailed(worker_id, pid, reason))
             elif kind == wire.HELLO:
                 self.worker_id, self.pid, self.generation = wire.decode_hello(bytes(buf[start:pos]))
                 self.pool.worker_hello(self)
@@ -179,8 +170,8 @@ class WorkerChannel(asyncio.Protocol):
                 log.error("php worker #%s sent an unknown frame type %#x; dropping it", self.worker_id, kind)
                 self.close()
                 return
-        if pos:
-            del buf[:pos]
+        if consumed:
+            del buf[:consumed]
         if status >= 0 or body:
             self._deliver(status, block, body, False)
 
@@ -239,7 +230,7 @@ class WorkerPool:
     """The queue into this front's workers, and what is waiting for room in it."""
 
     def __init__(self, queue: socket.socket, scoreboard: mmap.mmap | None, max_queue: int,
-                 on_event: Callable[[dict], None]):
+                 on_event: Callable[[events.WorkerEvent], None]):
         self.queue = queue
         self.scoreboard = Scoreboard(scoreboard)
         self.max_queue = max_queue
@@ -330,13 +321,12 @@ class WorkerPool:
     def worker_hello(self, channel: WorkerChannel) -> None:
         self.channels.add(channel)
         self.ready += 1
-        self.on_event({"event": "worker_ready", "worker_id": channel.worker_id, "pid": channel.pid,
-                       "generation": channel.generation})
+        self.on_event(events.WorkerReady(channel.worker_id, channel.pid, channel.generation))
         self._refill()
 
     def worker_quota(self, channel: WorkerChannel) -> None:
         """The worker reached max_requests: the master starts its replacement, then retires it."""
-        self.on_event({"event": "worker_quota", "worker_id": channel.worker_id, "pid": channel.pid})
+        self.on_event(events.WorkerQuota(channel.worker_id, channel.pid))
 
     def retire(self, worker_id: int, pid: int) -> None:
         """Stop `worker_id` taking requests: it finishes the one it holds, then exits.
@@ -387,8 +377,7 @@ class WorkerPool:
         log.error("request timeout: %s %s ran longer than %g s (%s); answering 504",
                   method.decode(), url.decode("latin-1"), seconds, where)
         if channel is not None:
-            self.on_event({"event": "request_timeout", "worker_id": channel.worker_id,
-                           "pid": channel.pid, "uri": url.decode("latin-1")})
+            self.on_event(events.RequestTimeout(channel.worker_id, channel.pid, url.decode("latin-1")))
 
     def holder(self, exchange: Exchange) -> WorkerChannel | None:
         """The worker running `exchange`. Its TAKEN comes with the response, so until then the
@@ -414,7 +403,7 @@ class WorkerPool:
             self.running -= 1
         if exchange is not None and not exchange.cancelled:
             exchange.sink.php_failed()
-        self.on_event({"event": "worker_gone", "worker_id": channel.worker_id, "pid": channel.pid})
+        self.on_event(events.WorkerGone(channel.worker_id, channel.pid))
 
     def _held_by_dead_worker(self, channel: WorkerChannel) -> Exchange | None:
         """A request the worker took but had not yet answered (its TAKEN never arrived)."""

@@ -23,6 +23,8 @@ END_FLAG_QUOTA = 0x02  # max_requests reached: it serves on until a replacement 
 
 HEADER = struct.Struct("!BI")
 HEADER_SIZE = HEADER.size
+_HEADER_SIZE = HEADER_SIZE
+_unpack_header = HEADER.unpack_from
 _U16 = struct.Struct("!H")
 _HELLO = struct.Struct("!III")
 MAX_BODY_FRAME = 64 * 1024
@@ -75,6 +77,27 @@ def decode_request(payload: bytes) -> tuple[list[tuple[bytes, bytes]], list[tupl
     params, headers = items[:split], items[split + 1 :]
     pairs = list(zip(params[::2], params[1::2], strict=True))
     return pairs, list(zip(headers[::2], headers[1::2], strict=True))
+
+
+def split_frames(buf: bytes | bytearray) -> tuple[list[tuple[int, int, int]], int]:
+    """The complete frames at the start of `buf`, as (type, payload start, payload end) offsets,
+    and how many bytes they take; a frame not yet complete is left for the next read."""
+    frames: list[tuple[int, int, int]] = []
+    append = frames.append  # this runs for every response: locals, no attribute lookups
+    pos, end = 0, len(buf)
+    while pos + _HEADER_SIZE <= end:
+        kind, length = _unpack_header(buf, pos)
+        stop = pos + _HEADER_SIZE + length
+        if stop > end:
+            break
+        append((kind, pos + _HEADER_SIZE, stop))
+        pos = stop
+    return frames, pos
+
+
+def decode_status(payload: bytes | bytearray, start: int = 0) -> int:
+    """The u16 status that opens a HEAD or EARLY_HINTS payload."""
+    return (payload[start] << 8) | payload[start + 1]
 
 
 def decode_taken(payload: bytes) -> int:

@@ -19,6 +19,7 @@ import uvloop
 
 from askr import config as config_mod
 from askr import log as log_setup
+from askr.bridge.events import WorkerEvent
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
 from askr.front import static, tls
@@ -79,9 +80,11 @@ class Front:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def send_event(self, event: dict) -> None:
+    def send_event(self, event: WorkerEvent | dict) -> None:
+        """A worker event (askr/bridge/events.py), or the stats counters, to the master."""
+        line = event.to_line() if isinstance(event, WorkerEvent) else json.dumps(event).encode() + b"\n"
         with contextlib.suppress(OSError):  # the master is gone; we are about to be stopped anyway
-            self.control.sendall(json.dumps(event).encode() + b"\n")
+            self.control.sendall(line)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

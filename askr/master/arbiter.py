@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from askr import __version__
 from askr import config as config_mod
 from askr.admin.server import AdminServer
-from askr.bridge import scoreboard, wire
+from askr.bridge import events, scoreboard, wire
 from askr.bridge.scoreboard import Scoreboard
 from askr.config import Config
 from askr.jobs import process as cli_process
@@ -236,8 +236,10 @@ class Arbiter:
             msg = json.loads(line)
             if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
                 self.metrics.front_stats(front.index, msg)
+            elif (event := events.parse(msg)) is not None:
+                self.events.put_nowait(("front", event))
             else:
-                self.events.put_nowait(("front", msg))
+                log.warning("front #%d sent an event askr does not know: %.200s", front.index, line)
 
     def signal_fronts(self, sig: int) -> None:
         for front in self.children.fronts:
@@ -697,32 +699,31 @@ class Arbiter:
         return (not self.announced_ready and slot.failures >= BOOT_ATTEMPTS
                 and not any(p.state != "starting" for p in self.procs.values()))
 
-    def handle_front(self, msg: dict) -> None:
-        event = msg.get("event")
-        proc = self.procs.get(msg.get("worker_id", -1))
+    def handle_front(self, event: events.WorkerEvent) -> None:
+        proc = self.procs.get(event.worker_id)
         if proc is not None and proc.pid == 0:
-            proc.pid = msg.get("pid", 0)  # the front's news can beat the zygote's "spawned" line
-        if proc is None or proc.pid != msg.get("pid"):
+            proc.pid = event.pid  # the front's news can beat the zygote's "spawned" line
+        if proc is None or proc.pid != event.pid:
             return
         slot = self.slots[proc.position]
-        if event == "worker_ready":
+        if isinstance(event, events.WorkerReady):
             self.worker_ready(slot, proc)
-        elif event == "worker_quota":
+        elif isinstance(event, events.WorkerQuota):
             if slot.current is proc and not self.stopping:
                 slot.quota_reached = True
                 if slot.successor is None:
                     log.info("php#%d (pid %d) reached max_requests (%d); starting its replacement",
                              proc.position, proc.pid, self.quota(proc.position))
                     self.spawn(slot, successor=True)
-        elif event == "request_timeout":
+        elif isinstance(event, events.RequestTimeout):
             log.error("php#%d (pid %d) exceeded request_timeout on %s; killing it", proc.position,
-                      proc.pid, msg.get("uri", "?"))
+                      proc.pid, event.uri or "?")
             proc.state = "killed"  # on purpose: replaced at once, not counted as a crash
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
-        elif event == "worker_boot_failed":
+        elif isinstance(event, events.WorkerBootFailed):
             # the first line says it; PHP's stack trace is in the worker's own log line
-            slot.last_error = msg.get("error", "").strip().split("\n")[0]
+            slot.last_error = event.error.strip().split("\n")[0]
 
     def worker_ready(self, slot: WorkerSlot, proc: WorkerProc) -> None:
         if proc.state != "starting":

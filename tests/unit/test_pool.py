@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from askr.bridge import scoreboard, wire
+from askr.bridge.events import WorkerEvent, WorkerGone, WorkerQuota, WorkerReady
 from askr.bridge.pool import Exchange, WorkerPool
 from askr.bridge.scoreboard import SLOT
 
@@ -110,7 +111,7 @@ def run(board: mmap.mmap, scenario: Callable[..., Awaitable[None]]) -> None:
         queue_front, queue_worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         queue_front.setblocking(False)
         queue_worker.setblocking(False)
-        events: list[dict] = []
+        events: list[WorkerEvent] = []
         pool = WorkerPool(queue_front, board, max_queue=3, on_event=events.append)
         front_end, worker_end = socket.socketpair()
         await loop.connect_accepted_socket(pool.protocol_factory, sock=front_end)
@@ -137,14 +138,14 @@ def request(sink: Sink, started: list | None = None) -> Exchange:
     return Exchange(frames, sink, started.append if started is not None else None)
 
 
-async def ready(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+async def ready(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
     worker.hello()
     await until(lambda: pool.ready == 1, "HELLO")
-    assert events[-1] == {"event": "worker_ready", "worker_id": WORKER_ID, "pid": PID, "generation": 7}
+    assert events[-1] == WorkerReady(WORKER_ID, PID, 7)
 
 
 def test_a_request_goes_through_the_queue_and_its_answer_to_the_sink(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
         sink, started = Sink(), []
         exchange = request(sink, started)
@@ -163,7 +164,7 @@ def test_a_request_goes_through_the_queue_and_its_answer_to_the_sink(board) -> N
 
 
 def test_a_streamed_answer_arrives_in_pieces_in_order(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
         sink = Sink()
         pool.submit(request(sink))
@@ -179,7 +180,7 @@ def test_a_streamed_answer_arrives_in_pieces_in_order(board) -> None:
 
 
 def test_early_hints_come_before_the_response(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
         sink = Sink()
         pool.submit(request(sink))
@@ -193,7 +194,7 @@ def test_early_hints_come_before_the_response(board) -> None:
 
 
 def test_a_worker_that_dies_mid_request_fails_it_and_is_reported(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
         sink = Sink()
         pool.submit(request(sink))
@@ -203,14 +204,14 @@ def test_a_worker_that_dies_mid_request_fails_it_and_is_reported(board) -> None:
         worker.channel.close()
         await asyncio.wait_for(sink.done.wait(), 10)
         assert sink.calls == [("failed",)]
-        assert events[-1] == {"event": "worker_gone", "worker_id": WORKER_ID, "pid": PID}
+        assert events[-1] == WorkerGone(WORKER_ID, PID)
         assert (pool.ready, pool.running) == (0, 0)
 
     run(board, scenario)
 
 
 def test_a_worker_that_dies_before_its_taken_arrives_is_found_through_the_scoreboard(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
         sink = Sink()
         pool.submit(request(sink))
@@ -226,7 +227,7 @@ def test_a_worker_that_dies_before_its_taken_arrives_is_found_through_the_scoreb
 
 
 def test_requests_wait_when_workers_are_busy_and_503_past_max_queue(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         # no HELLO yet: no worker is ready
         sinks = [Sink() for _ in range(4)]
         assert [pool.submit(request(s)) for s in sinks] == [True, True, True, False]  # max_queue = 3
@@ -243,21 +244,21 @@ def test_requests_wait_when_workers_are_busy_and_503_past_max_queue(board) -> No
 
 
 def test_quota_and_exit_flags(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
         sink = Sink()
         pool.submit(request(sink))
         request_id, _, _ = await worker.take()
         worker.say(taken(request_id), head(200), end(wire.END_FLAG_QUOTA | wire.END_FLAG_EXITING))
         await asyncio.wait_for(sink.done.wait(), 10)
-        await until(lambda: any(e["event"] == "worker_quota" for e in events), "the quota event")
+        await until(lambda: WorkerQuota(WORKER_ID, PID) in events, "the quota event")
         await until(lambda: worker.channel.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"", "the close")
 
     run(board, scenario)
 
 
 def test_retire_sets_the_stop_word_and_sends_stop(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
         SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"")
         pool.retire(WORKER_ID, PID)
@@ -268,7 +269,7 @@ def test_retire_sets_the_stop_word_and_sends_stop(board) -> None:
 
 
 def test_an_answer_to_a_request_this_front_never_sent_is_discarded(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         """A previous front's request, answered after this front took over the worker."""
         await ready(pool, worker, events)
         worker.say(taken(12345), head(200), wire.frame(wire.RESP_BODY, b"stale"), end())
@@ -284,10 +285,10 @@ def test_an_answer_to_a_request_this_front_never_sent_is_discarded(board) -> Non
 
 
 def test_an_unknown_frame_type_closes_the_channel(board) -> None:
-    async def scenario(pool: WorkerPool, worker: Worker, events: list[dict]) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
         worker.say(wire.frame(0x7F, b"?"))
         await until(lambda: pool.ready == 0, "the channel to close")
-        assert events[-1]["event"] == "worker_gone"
+        assert events[-1] == WorkerGone(WORKER_ID, PID)
 
     run(board, scenario)

@@ -55,3 +55,24 @@ def test_hello_and_head() -> None:
     status, lines = wire.decode_head(b"\x00\xc8Content-type: text/html\nX-A: 1")
     assert status == 200
     assert lines == [b"Content-type: text/html", b"X-A: 1"]
+
+
+def test_split_frames_takes_only_complete_frames() -> None:
+    """The pool's parser: what a read holds may end mid-header or mid-payload."""
+    head = wire.frame(wire.HEAD, b"\x00\xc8X-A: 1")
+    body = wire.frame(wire.RESP_BODY, b"hello")
+    end = wire.frame(wire.END, b"\x00")
+    data = head + body + end
+    frames, consumed = wire.split_frames(data)
+    assert consumed == len(data)
+    assert [(kind, data[start:stop]) for kind, start, stop in frames] == [
+        (wire.HEAD, b"\x00\xc8X-A: 1"), (wire.RESP_BODY, b"hello"), (wire.END, b"\x00")]
+    assert wire.decode_status(data, frames[0][1]) == 200
+    for cut in range(len(data)):
+        frames, consumed = wire.split_frames(bytearray(data[:cut]))
+        assert consumed <= cut
+        whole = [len(head), len(head) + len(body), len(data)]
+        assert consumed == max([0, *(n for n in whole if n <= cut)])
+        assert len(frames) == sum(n <= cut for n in whole)
+    assert wire.split_frames(wire.frame(wire.END)) == ([(wire.END, wire.HEADER_SIZE, wire.HEADER_SIZE)],
+                                                       wire.HEADER_SIZE)
