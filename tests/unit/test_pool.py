@@ -9,11 +9,8 @@ import mmap
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-import pytest
-
-from askr.bridge import scoreboard, wire
+from askr.bridge import wire
 from askr.bridge.events import WorkerEvent, WorkerGone, WorkerQuota, WorkerReady
 from askr.bridge.pool import Exchange, WorkerPool
 from askr.bridge.scoreboard import SLOT
@@ -90,16 +87,6 @@ def taken(request_id: int) -> bytes:
 
 def end(flags: int = 0) -> bytes:
     return wire.frame(wire.END, bytes([flags]))
-
-
-@pytest.fixture
-def board(tmp_path: Path):
-    path = tmp_path / "scoreboard"
-    path.write_bytes(b"\0" * scoreboard.file_size(4))
-    with path.open("r+b") as f:
-        mapped = mmap.mmap(f.fileno(), 0)
-    yield mapped
-    mapped.close()
 
 
 def run(board: mmap.mmap, scenario: Callable[..., Awaitable[None]]) -> None:

@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import mmap
-from pathlib import Path
 
-import pytest
-
-from askr.bridge import scoreboard
 from askr.bridge.scoreboard import IDLE, SLOT, Scoreboard, SlotState
-
-
-@pytest.fixture
-def board(tmp_path: Path):
-    path = tmp_path / "scoreboard"
-    path.write_bytes(b"\0" * scoreboard.file_size(4))
-    with path.open("r+b") as f:
-        mapped = mmap.mmap(f.fileno(), 0)
-    yield mapped
-    mapped.close()
 
 
 def write_slot(board: mmap.mmap, worker_id: int, request_id: int, pid: int, stop: int = 0, served: int = 0,
