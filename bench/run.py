@@ -185,7 +185,7 @@ pm.max_children = {workers}
 
 
 def nginx_conf(tmp: Path, port: int, root: Path = DOCROOT, tls: tuple[str, str] | None = None,
-               processes: int = 1) -> str:
+               processes: int | str = 1) -> str:
     """tls: (cert, key) to listen with TLS and HTTP/2 instead of plain HTTP/1.1."""
     as_root = "user root root;\n" if os.geteuid() == 0 else ""
     listen = f"listen 127.0.0.1:{port};"
@@ -242,7 +242,7 @@ http {{
 
 def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
                     ready_path: str = "/hello.php", tls: tuple[str, str] | None = None,
-                    processes: int = 1) -> str:
+                    processes: int | str = 1) -> str:
     """Start php-fpm and nginx in tmp; return the base URL once `ready_path` answers 200."""
     port = free_port()
     fpm_cfg = tmp / "php-fpm.conf"
@@ -365,7 +365,8 @@ def _version(argv: list[str]) -> str:
     return lines[0] if lines else "?"
 
 
-def render_table(results: dict[tuple[str, str], WrkResult], targets: list[str], p: Params) -> str:
+def render_table(results: dict[tuple[str, str], WrkResult], targets: list[str], p: Params,
+                 nginx_processes: int | str = 1) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"**{now}** · nproc {os.cpu_count()} · load avg {p.load_before:.2f} at start · "
               f"{p.workers} PHP workers · "
@@ -386,8 +387,9 @@ def render_table(results: dict[tuple[str, str], WrkResult], targets: list[str], 
     fpm_v = _version([PHP_FPM, "-v"]).split(" (")[0]
     commit = _version(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
     notes = [
-        f"nginx+fpm: {nginx_v} with `worker_processes 1` (one nginx worker mirrors askr's one front "
-        f"process) in front of {fpm_v}-fpm, `pm = static`, `pm.max_children = {p.workers}`, over a unix "
+        f"nginx+fpm: {nginx_v} with `worker_processes {nginx_processes}`"
+        + (" (one nginx worker mirrors askr's one front process)" if str(nginx_processes) == "1" else "")
+        + f" in front of {fpm_v}-fpm, `pm = static`, `pm.max_children = {p.workers}`, over a unix "
         f"socket; askr (commit {commit}): `askr serve --workers {p.workers}`. Same docroot "
         "(`bench/docroot`), access logs off.",
         f"wrk, the front and the PHP workers all share the same {os.cpu_count()} cores, so absolute "
@@ -407,6 +409,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--only", choices=("askr", "nginx"), help="benchmark only this target")
+    ap.add_argument("--nginx-processes", default="1",
+                    help='nginx worker_processes: 1 (default, like askr\'s one front) or "auto" (Debian\'s)')
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating measurements per target and URL; the median is reported (default 3)")
     args = ap.parse_args(argv)
@@ -430,7 +434,10 @@ Starter = Callable[[ExitStack, Path, int], str]
 
 
 def bench(args: argparse.Namespace, tmp: Path) -> str:
-    starters: dict[str, Starter] = {NGINX_LABEL: start_nginx_fpm, ASKR_LABEL: start_askr}
+    def nginx(stack: ExitStack, tmp: Path, workers: int) -> str:
+        return start_nginx_fpm(stack, tmp, workers, processes=args.nginx_processes)
+
+    starters: dict[str, Starter] = {NGINX_LABEL: nginx, ASKR_LABEL: start_askr}
     targets = [t for t, key in ((NGINX_LABEL, "nginx"), (ASKR_LABEL, "askr")) if args.only in (None, key)]
     params = Params(args.workers, args.duration, args.connections, args.threads, os.getloadavg()[0],
                     args.rounds)
@@ -454,7 +461,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                     samples.setdefault((target, url), []).append(
                         run_wrk(bases[target] + url, args.threads, args.connections, args.duration))
     results = {key: median_result(runs) for key, runs in samples.items()}
-    return render_table(results, targets, params)
+    return render_table(results, targets, params, args.nginx_processes)
 
 
 def alternate(bases: dict[str, str], measure: Callable[[str, int], T], rounds: int,
