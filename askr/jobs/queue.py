@@ -40,15 +40,17 @@ class QueueSlot:
 
 
 class QueueWorkers:
-    def __init__(self, config: Config, post: Callable[[tuple], None], run_as: tuple[int, int] | None = None):
+    def __init__(self, config: Config, respawn_due: Callable[[int], None],
+                 run_as: tuple[int, int] | None = None):
         self.config = config
-        self.post = post  # puts an event on the arbiter's queue
+        self.respawn_due = respawn_due  # tells the arbiter slot N's backoff is over: it calls respawn(N)
         self.run_as = run_as  # [server] user: (uid, gid) the workers run as
         enabled = config.queue.script is not None
         self.slots = [QueueSlot(i) for i in range(config.queue.workers if enabled else 0)]
         self.release: Release | None = None
         self.generation = 0
         self.stopping = False
+        self._finishing: set[asyncio.Task] = set()  # shutdown's SIGTERM-then-wait, one per worker
 
     def arguments(self) -> list[str]:
         queue = self.config.queue
@@ -84,7 +86,7 @@ class QueueWorkers:
             self._respawn_later(slot, failed=True)
 
     def respawn(self, index: int) -> None:
-        """The arbiter's "queue_respawn" event: a backoff delay is over."""
+        """The arbiter's QueueRespawn event: a backoff delay is over."""
         slot = self.slots[index]
         if not self.stopping and slot.current is None:
             slot.restarts += 1
@@ -127,12 +129,12 @@ class QueueWorkers:
 
     def _respawn_later(self, slot: QueueSlot, failed: bool) -> None:
         if not failed:
-            self.post(("queue_respawn", slot.index))
+            self.respawn_due(slot.index)
             return
         delay = min(BACKOFF_START * 2 ** max(slot.failures - 1, 0), BACKOFF_MAX)
         if slot.failures > 1:
             log.warning("%s failed %d times in a row; next start in %.1f s", slot.name, slot.failures, delay)
-        asyncio.get_running_loop().call_later(delay, self.post, ("queue_respawn", slot.index))
+        asyncio.get_running_loop().call_later(delay, self.respawn_due, slot.index)
 
     async def roll(self, generation: int) -> None:
         """Reload: each worker in turn is replaced by one running the new release; the old one gets
@@ -170,7 +172,9 @@ class QueueWorkers:
                 child.kill()
             elif child.state != "stopping":
                 child.state = "stopping"
-                asyncio.get_running_loop().create_task(self.finish(child))
+                task = asyncio.get_running_loop().create_task(self.finish(child))
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
 
     def live(self) -> list[CliProcess]:
         children = [c for s in self.slots for c in (s.current, *s.retiring)]

@@ -37,6 +37,7 @@ class Zygote:
         self.sock: socket.socket | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.pid = 0
+        self.reader: asyncio.Task | None = None  # reads its report lines until EOF
 
     def command(self, control_fd: int) -> list[str]:
         cmd = [str(php_worker_binary()), "--zygote", "--control-fd", str(control_fd),
@@ -83,7 +84,7 @@ class Zygote:
             reason = " ".join(fields[1:]) if fields else "it exited during startup (see the log above)"
             raise ZygoteError(f"PHP startup failed: {reason}")
         self.pid = int(fields[1])
-        asyncio.get_running_loop().create_task(self._read(reader))
+        self.reader = asyncio.get_running_loop().create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while line := await reader.readline():
@@ -95,6 +96,11 @@ class Zygote:
         """Fork a worker: `worker_id` is its scoreboard slot, `position` names it in logs (php#N)."""
         assert self.writer is not None
         self.writer.write(f"spawn {worker_id} {channel_path} {max_requests} {queue_fd} {position}\n".encode())
+
+    def stop_reading(self) -> None:
+        """The master is done: no more report lines (an old zygote's come until its EOF)."""
+        if self.reader is not None:
+            self.reader.cancel()
 
     def close(self) -> None:
         """Stop forking; the zygote exits, its workers serve on until their channels close."""

@@ -91,7 +91,8 @@ def test_a_killed_queue_worker_is_respawned_and_no_job_is_lost(start, app):
     wait_until(lambda: len(queue_pids(server)) == 2, what="two queue workers")
     assert victim not in queue_pids(server)
     assert sum(q["restarts"] for q in status(server)["queue_workers"]) >= 1
-    assert db_rows(app, "SELECT count(*) FROM jobs") == [(0,)]
+    # a job's row goes only after its handler returned, a moment after its job_runs row
+    wait_until(lambda: db_rows(app, "SELECT count(*) FROM jobs") == [(0,)], what="the jobs table to empty")
     assert db_rows(app, "SELECT count(*) FROM failed_jobs") == [(0,)]
 
 

@@ -1,0 +1,163 @@
+"""The front processes, as the master runs them: their sockets, start, restart and control lines.
+
+The master binds every socket a front uses (the listen sockets, the channel its PHP workers
+connect to, the request queue), so a front that dies is replaced on the same sockets and no
+port is ever closed. Each front reports on a control socket, one JSON object per line; worker
+events go onto the master's queue, stats lines straight to the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from askr import config as config_mod
+from askr.bridge import events, wire
+from askr.config import Config
+from askr.master import sockets
+from askr.master.events import Event, FrontEvent
+from askr.metrics import MasterMetrics
+
+log = logging.getLogger("askr.master")
+
+
+@dataclass
+class FrontHandle:
+    """One front process and the channel socket its PHP workers connect to (kept across restarts)."""
+
+    index: int
+    channel_sock: socket.socket
+    channel_path: str
+    queue_front: socket.socket  # the front sends requests here ...
+    queue_workers: socket.socket  # ... and its workers take them from here
+    proc: subprocess.Popen | None = None
+    control: asyncio.StreamWriter | None = None  # commands to the front, one JSON per line
+
+    def command(self, cmd: dict) -> None:
+        if self.control is not None and not self.control.is_closing():
+            self.control.write(json.dumps(cmd).encode() + b"\n")
+
+
+class Fronts:
+    def __init__(self, config: Config, run_as: tuple[int, int] | None, post: Callable[[Event], None],
+                 metrics: MasterMetrics, track: Callable[[Coroutine[Any, Any, None]], None]):
+        self.config = config
+        self.run_as = run_as
+        self.post = post
+        self.metrics = metrics
+        self.track = track  # runs a coroutine as a task the arbiter cancels on shutdown
+        self.handles: list[FrontHandle] = []
+        self.listen_socks: list[socket.socket] = []
+        self.redirect_sock: socket.socket | None = None
+        self.runtime_dir = ""
+        self.scoreboard_path = ""
+
+    def bind(self, runtime_dir: str, scoreboard_path: str, workers: int) -> None:
+        """The listen sockets, then one channel and request queue per front."""
+        server = self.config.server
+        self.listen_socks = [sockets.bind_tcp(address) for address in server.listen]
+        redirect = server.redirect_http
+        self.redirect_sock = sockets.bind_tcp(redirect, key="[server] redirect_http") if redirect else None
+        self.runtime_dir, self.scoreboard_path = runtime_dir, scoreboard_path
+        for index in range(server.fronts):
+            path = os.path.join(runtime_dir, f"front-{index}.sock")
+            sock = sockets.bind_unix(path, backlog=max(128, 4 * workers))
+            self.handles.append(FrontHandle(index, sock, path, *sockets.request_queue()))
+
+    def socket_names(self) -> list[str]:
+        """The runtime dir's entries the fronts' user must be able to open."""
+        return [f"front-{i}.sock" for i in range(len(self.handles))]
+
+    def of(self, position: int) -> FrontHandle:
+        """Workers are dealt to fronts round-robin; a front dispatches only to its own."""
+        return self.handles[position % len(self.handles)]
+
+    def running(self) -> bool:
+        return any(f.proc is not None for f in self.handles)
+
+    def start_all(self) -> None:
+        for front in self.handles:
+            self.start(front)
+
+    def start(self, front: FrontHandle) -> None:
+        config_path = os.path.join(self.runtime_dir, "config.json")
+        if not os.path.exists(config_path):
+            with open(config_path, "w") as f:
+                f.write(config_mod.dump(self.config))
+        ours, theirs = socket.socketpair()
+        fds = [s.fileno() for s in self.listen_socks]
+        channel_fd = front.channel_sock.fileno()
+        queue_fd = front.queue_front.fileno()
+        cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path,
+               "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(channel_fd),
+               "--control-fd", str(theirs.fileno()), "--queue-fd", str(queue_fd),
+               "--scoreboard", self.scoreboard_path]
+        if self.run_as is not None:
+            cmd += ["--run-as", f"{self.run_as[0]}:{self.run_as[1]}"]
+        if self.redirect_sock is not None:
+            cmd += ["--redirect-fd", str(self.redirect_sock.fileno())]
+            fds.append(self.redirect_sock.fileno())
+        front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno(), queue_fd],
+                                      stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.track(self._read(front, ours))
+        log.info("front #%d started (pid %d)", front.index, front.proc.pid)
+
+    async def _read(self, front: FrontHandle, sock: socket.socket) -> None:
+        reader, front.control = await asyncio.open_connection(sock=sock)
+        while line := await reader.readline():
+            msg = json.loads(line)
+            if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
+                self.metrics.front_stats(front.index, msg)
+            elif (event := events.parse(msg)) is not None:
+                self.post(FrontEvent(event))
+            else:
+                log.warning("front #%d sent an event askr does not know: %.200s", front.index, line)
+
+    def command_all(self, cmd: dict) -> None:
+        for front in self.handles:
+            front.command(cmd)
+
+    def signal(self, sig: int) -> None:
+        for front in self.handles:
+            if front.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    front.proc.send_signal(sig)
+
+    def restart(self, front: FrontHandle) -> None:
+        """After its workers were killed (they belonged to the dead front's clients): empty the
+        queue of requests nobody will answer, then start a new front on the same sockets."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            while front.queue_workers.recv(wire.MAX_QUEUE_MESSAGE + 64, socket.MSG_DONTWAIT):
+                pass
+        self.start(front)
+
+    def reaped(self, pid: int, status: int) -> FrontHandle | None:
+        """The front that was `pid`, now marked gone; None if `pid` was no front."""
+        front = next((f for f in self.handles if f.proc is not None and f.proc.pid == pid), None)
+        if front is not None:
+            front.proc.returncode = os.waitstatus_to_exitcode(status)  # type: ignore[union-attr]
+            front.proc = None
+        return front
+
+    def close_queues(self) -> None:
+        """Shutdown: with the master's copies of the queues' front ends closed, idle workers
+        waiting on a queue see it end and exit."""
+        for front in self.handles:
+            front.queue_front.close()
+
+    def cleanup(self) -> None:
+        for front in self.handles:
+            if front.proc is not None and front.proc.poll() is None:
+                front.proc.kill()
+        for sock in [*self.listen_socks, *([self.redirect_sock] if self.redirect_sock else [])]:
+            sock.close()

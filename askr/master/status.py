@@ -1,0 +1,65 @@
+"""GET /api/status: the master's state and the scoreboard, as one JSON document (docs/admin.md).
+
+Read-only: built on demand from the arbiter's tables and each worker's scoreboard slot (what it
+holds now, what it has served), plus /proc for memory. Nothing here changes state.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from askr import __version__
+
+if TYPE_CHECKING:
+    from askr.master.arbiter import Arbiter
+
+
+def snapshot(arbiter: Arbiter) -> dict[str, Any]:
+    now, mono = time.time(), arbiter.clock()
+    workers = []
+    for proc in sorted(arbiter.procs.values(), key=lambda p: (p.position, p.started_at)):
+        slot = arbiter.scoreboard.read(proc.worker_id, proc.pid)
+        busy = bool(slot.request_id)
+        began = slot.began_us / 1e6 if busy and slot.began_us else None
+        workers.append({
+            "position": proc.position, "worker_id": proc.worker_id, "pid": proc.pid,
+            "generation": proc.generation, "state": proc.state, "busy": busy,
+            "current_uri": slot.uri if busy else None,
+            "current_seconds": round(max(0.0, now - began), 3) if began is not None else None,
+            "requests": slot.served, "errors_5xx": slot.errors, "rss_kib": rss_kib(proc.pid),
+            "started_at": round(now - (mono - proc.started_at), 3),
+        })
+    alive = [w for w in workers if w["pid"]]
+    slots = arbiter.slots.values()
+    return {
+        "version": __version__,
+        "uptime_seconds": round(now - arbiter.started_at, 3),
+        "mode": "worker" if arbiter.config.worker.script else "classic",
+        "generation": arbiter.gens.number,
+        "workers_configured": len(arbiter.slots),
+        "workers_alive": len(alive),
+        "workers_ready": sum(w["state"] == "ready" for w in alive),
+        "busy": sum(w["busy"] for w in alive),
+        "idle": sum(w["state"] == "ready" and not w["busy"] for w in alive),
+        "restarts": sum(s.restarts for s in slots),
+        "failing": {f"php#{s.position}": {"failures": s.failures, "last_error": s.last_error,
+                                          "circuit": "open" if s.circuit_open else "closed"}
+                    for s in slots if s.failures},
+        "reloading": arbiter.reloads.current is not None,
+        "last_reload": arbiter.reloads.report(),
+        "workers": workers,
+        "queue_workers": arbiter.queue.status(),
+        "scheduler": arbiter.scheduler.status(),
+    }
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
