@@ -4,6 +4,8 @@ pages the README promises are there."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,29 @@ def test_relative_links_resolve(page: Path) -> None:
 
 def test_the_operator_pages_exist_and_are_linked() -> None:
     readme = (REPO / "README.md").read_text()
-    for name in ("configuration", "deployment", "admin", "building", "debian-ubuntu", "security",
-                 "tls-and-http2", "queue-and-scheduler", "worker-mode"):
+    for name in ("architecture", "configuration", "deployment", "admin", "building", "debian-ubuntu",
+                 "security", "tls-and-http2", "queue-and-scheduler", "worker-mode"):
         assert (REPO / "docs" / f"{name}.md").is_file()
         assert f"(docs/{name}.md)" in readme, name
+
+
+DIAGRAMS = sorted((REPO / "docs" / "architecture").glob("*.dot"))
+
+
+@pytest.mark.parametrize("source", DIAGRAMS, ids=lambda p: p.name)
+def test_diagrams_are_rendered_from_their_source(source: Path, tmp_path: Path) -> None:
+    """docs/architecture/render writes each .dot's SVG beside it; an edit without a render fails."""
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz `dot` is not installed (./quickstart test installs it)")
+    rendered = tmp_path / "out.svg"
+    subprocess.run(["dot", "-Tsvg", str(source), "-o", str(rendered)], check=True)
+    committed = source.with_suffix(".svg")
+    assert committed.is_file(), f"run docs/architecture/render: {committed.name} is missing"
+    stale = f"run docs/architecture/render: {committed.name} is stale"
+    assert committed.read_text() == rendered.read_text(), stale
+
+
+def test_the_architecture_page_embeds_its_diagrams() -> None:
+    page = (REPO / "docs" / "architecture.md").read_text()
+    for source in DIAGRAMS:
+        assert f"(architecture/{source.with_suffix('.svg').name})" in page
