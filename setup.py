@@ -1,7 +1,8 @@
-"""Builds the C PHP worker program (csrc/askr_php.c) into askr/bin/askr-php during `pip install .`.
+"""Builds the C PHP worker program (csrc/*.c) into askr/bin/askr-php during `pip install .`.
 
 It links against Debian's libphp8.2 embed library; `php-config8.2` (package php8.2-dev) gives
-the include flags. There is no other compile step anywhere.
+the include flags. csrc/askr_chan.c is compiled without them: the transport must not use PHP.
+There is no other compile step anywhere.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from setuptools import setup
@@ -24,17 +26,27 @@ def _php_config(flag: str) -> list[str]:
     raise SystemExit("askr: php-config8.2 not found; install the Debian package php8.2-dev")
 
 
+CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
+PHP_FREE = ("askr_chan.c",)  # compiled without PHP's include flags (docs/building.md)
+
+
 def build_php_worker(out: Path) -> None:
-    src = HERE / "csrc" / "askr_php.c"
+    csrc = HERE / "csrc"
     out.parent.mkdir(parents=True, exist_ok=True)
     cc = os.environ.get("CC", "cc")
-    cmd = [
-        cc, "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11",
-        *_php_config("--includes"), str(src), "-o", str(out),
-        "-L/usr/lib", "-lphp8.2", "-Wl,-rpath,/usr/lib",
-    ]
-    print("askr: building PHP worker:", " ".join(cmd))
-    subprocess.check_call(cmd)
+    includes = _php_config("--includes")
+    with tempfile.TemporaryDirectory(prefix="askr-build-") as tmp:
+        objects = []
+        for src in sorted(csrc.glob("*.c")):
+            obj = Path(tmp) / (src.stem + ".o")
+            flags = [] if src.name in PHP_FREE else includes
+            cmd = [cc, *CFLAGS, *flags, "-c", str(src), "-o", str(obj)]
+            print("askr: compiling:", " ".join(cmd))
+            subprocess.check_call(cmd)
+            objects.append(str(obj))
+        cmd = [cc, *objects, "-o", str(out), "-L/usr/lib", "-lphp8.2", "-Wl,-rpath,/usr/lib"]
+        print("askr: linking PHP worker:", " ".join(cmd))
+        subprocess.check_call(cmd)
 
 
 class BuildWithPhpWorker(build_py):

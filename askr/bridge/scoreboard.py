@@ -1,7 +1,7 @@
 """The scoreboard: one slot per worker id in a file the master creates, mapped by the zygote (so by
 every PHP worker), by the fronts (read-write: the stop word) and by the master (read-only).
 
-The C worker (csrc/askr_php.c, `SB_*`) writes a slot as native u64 words: the request id it holds
+The C worker (csrc/askr_chan.h, `SB_*`) writes a slot as native u64 words: the request id it holds
 (0 when idle), its pid, the stop word (set by a front to retire it), requests served, 5xx
 responses sent, when its latest request began (Unix µs), then that request's REQUEST_URI
 (NUL-terminated, 128 bytes at most). This module is the one Python reader and writer of that

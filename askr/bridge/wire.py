@@ -32,7 +32,7 @@ MAX_BODY_FRAME = 64 * 1024
 # The front's request queue (SOCK_SEQPACKET): one message per request, u64 id + u8 flags + frames.
 QUEUE_HEADER = struct.Struct("!QB")
 QUEUE_FLAG_BODY_ON_CHANNEL = 0x01  # only REQUEST is in the message; the body follows on the channel
-MAX_QUEUE_MESSAGE = 256 * 1024  # the worker's receive buffer (READ_BUF_SIZE in askr_php.c)
+MAX_QUEUE_MESSAGE = 256 * 1024  # the worker's receive buffer (READ_BUF_SIZE in csrc/askr_chan.h)
 _U64 = struct.Struct("!Q")
 
 BODY_END_FRAME = HEADER.pack(BODY_END, 0)

@@ -14,7 +14,7 @@ from enum import Enum
 BACKOFF_START = 0.1
 BACKOFF_MAX = 10.0
 QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts as a failure
-EXIT_BOOT_FAILED = 3  # askr_sapi.c: the worker script never reached askr_handle_request()
+EXIT_BOOT_FAILED = 3  # csrc/askr_chan.h: the worker script never reached askr_handle_request()
 BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
 CIRCUIT_FAILURES = 5  # failed starts in a row that open a slot's circuit (then retry every BACKOFF_MAX)
 

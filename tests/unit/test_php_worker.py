@@ -1,4 +1,4 @@
-"""The C PHP worker (csrc/askr_php.c) driven directly, without the Python front.
+"""The C PHP worker (csrc/) driven directly, without the Python front.
 
 The test plays both Python roles of docs/internals.md: the master (a socketpair as the zygote's
 control socket) and the front (a unix listener the workers connect to; frames via
