@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from askr import __version__
+from askr import __version__, privileges
 from askr import config as config_mod
 from askr import log as log_setup
 from askr.config import ConfigError
@@ -94,7 +94,7 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_mod.load(args.config, _overrides(args))
-        refusal = config_mod.root_problem(cfg)
+        refusal = privileges.root_problem(cfg)
         if refusal:
             raise ConfigError(refusal)
         log_setup.setup(cfg.log.level, cfg.log.format)

@@ -17,10 +17,11 @@ import re
 import shutil
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
+from askr.certificates import TlsError, check_pair
 from askr.mime import CHARSET_TYPES
 from askr.paths import EXAMPLE_ROOT
 
@@ -38,10 +39,22 @@ class Listen:
         return f"{self.host}:{self.port}"
 
 
+Parser = Callable[[Any], Any]
+
+
+def _typed(type_name: str) -> Callable[[Parser], Parser]:
+    """Name the kind of value a parser takes, for the reference table (Setting.type_name)."""
+    def mark(parse: Parser) -> Parser:
+        parse.type_name = type_name  # type: ignore[attr-defined]
+        return parse
+    return mark
+
+
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
+@_typed('size')
 def parse_size(value: Any) -> int:
     """512, "512K", "64M", "1G" -> bytes."""
     if isinstance(value, bool):
@@ -56,6 +69,7 @@ def parse_size(value: Any) -> int:
     return int(m.group(1)) * _UNITS[m.group(2).upper()]
 
 
+@_typed('address')
 def parse_listen(value: Any) -> Listen:
     """ "127.0.0.1:8080", "[::1]:8080", ":8080" (all interfaces is never implied: use 0.0.0.0)."""
     if not isinstance(value, str):
@@ -71,6 +85,7 @@ def parse_listen(value: Any) -> Listen:
 
 
 def _size_at_most(limit: int, unit: str) -> Callable[[Any], int]:
+    @_typed("size")
     def check(value: Any) -> int:
         size = parse_size(value)
         if size > limit:
@@ -80,6 +95,7 @@ def _size_at_most(limit: int, unit: str) -> Callable[[Any], int]:
     return check
 
 
+@_typed('address or list')
 def _listen_list(value: Any) -> tuple[Listen, ...]:
     items = value if isinstance(value, list) else [value]
     if not items:
@@ -87,6 +103,7 @@ def _listen_list(value: Any) -> tuple[Listen, ...]:
     return tuple(parse_listen(v) for v in items)
 
 
+@_typed('integer or "auto"')
 def _workers(value: Any) -> int:
     if value == "auto":
         return os.cpu_count() or 1
@@ -96,6 +113,7 @@ def _workers(value: Any) -> int:
 
 
 def _int(minimum: int) -> Callable[[Any], int]:
+    @_typed("integer")
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"expected an integer >= {minimum}")
@@ -104,30 +122,35 @@ def _int(minimum: int) -> Callable[[Any], int]:
     return check
 
 
+@_typed('seconds')
 def _seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ValueError("expected a number of seconds > 0, e.g. 10 or 0.5")
     return float(value)
 
 
+@_typed('boolean')
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
     return value
 
 
+@_typed('string')
 def _str(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("expected a non-empty string")
     return value
 
 
+@_typed('list of strings')
 def _str_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError('expected a list of strings, e.g. ["--tries=3", "--queue=high,default"]')
     return tuple(value)
 
 
+@_typed('list of CIDRs')
 def _cidr_list(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     out = []
@@ -141,6 +164,7 @@ def _cidr_list(value: Any) -> tuple[str, ...]:
 
 
 def _choice(*options: str) -> Callable[[Any], str]:
+    @_typed("choice")
     def check(value: Any) -> str:
         if value not in options:
             raise ValueError("expected " + " or ".join(f'"{o}"' for o in options))
@@ -153,6 +177,7 @@ IniPairs = tuple[tuple[str, str], ...]
 _INI_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]*")
 
 
+@_typed('table or string')
 def _ini(value: Any) -> IniPairs:
     """[worker] ini as (key, value) pairs in order, from a table or from php.ini lines in one
     string ("zend_extension=opcache.so\nopcache.enable=1"): repeated keys such as extension stay."""
@@ -190,6 +215,7 @@ def _ini_lines(text: str) -> IniPairs:
     return tuple(out)
 
 
+@_typed('table')
 def _types_table(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[\w.+-]+/[\w.+-]+", v)
@@ -211,6 +237,24 @@ class Setting:
     @property
     def name(self) -> str:
         return f"[{self.section}] {self.key}"
+
+    @property
+    def type_name(self) -> str:
+        """What kind of value it takes, for the reference table."""
+        return "path" if self.path else self.parse.type_name  # type: ignore[attr-defined]
+
+    def to_input(self, value: Any) -> Any:
+        """`value` (as parsed) back in a form `parse` accepts and JSON can carry: how the master
+        hands the resolved config to its children (dump/restore)."""
+        if value is None:
+            return None
+        if self.parse is _ini:
+            return "".join(f'{k}="{v}"\n' for k, v in value)  # quoted: read back unchanged
+        if isinstance(value, Listen):
+            return str(value)
+        if isinstance(value, tuple):
+            return [str(v) if isinstance(v, Listen) else v for v in value]
+        return value
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -371,113 +415,22 @@ for _s in SETTINGS:
     _BY_SECTION.setdefault(_s.section, {})[_s.key] = _s
 
 
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    listen: tuple[Listen, ...]
-    root: str
-    workers: int
-    fronts: int
-    max_requests: int
-    request_timeout: float
-    graceful_timeout: float
-    https: bool
-    user: str | None
-    group: str | None
-    trusted_proxies: tuple[str, ...]
-    h2c: bool
-    redirect_http: Listen | None
+def _section(name: str, **namespace: Any) -> type:
+    """A section's frozen dataclass, one attribute per setting of SETTINGS (declared only there)."""
+    fields = [(s.key, Any) for s in SETTINGS if s.section == name]
+    return make_dataclass(f"{name.title()}Config", fields, frozen=True, slots=True, namespace=namespace)
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    script: str | None
-    app_base: str | None
-    php_cli: str
-    ini: IniPairs = ()
+SECTIONS: dict[str, type] = {name: _section(name) for name in _BY_SECTION if name != "tls"}
+SECTIONS["tls"] = _section("tls", enabled=property(lambda self: self.cert is not None))
+# The whole configuration: cfg.server.listen, cfg.worker.ini, ... (an attribute per section).
+Config = make_dataclass("Config", [*((name, SECTIONS[name]) for name in _BY_SECTION),
+                                   ("source", str, field(default="<defaults>"))], frozen=True, slots=True)
 
 
-@dataclass(frozen=True, slots=True)
-class StaticConfig:
-    charset: str | None
-    charset_types: tuple[str, ...]
-    types: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    cert: str | None
-    key: str | None
-
-    @property
-    def enabled(self) -> bool:
-        return self.cert is not None
-
-
-@dataclass(frozen=True, slots=True)
-class LogConfig:
-    format: str
-    level: str
-    access: str
-    access_file: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueConfig:
-    script: str | None
-    workers: int
-    max_jobs: int
-    max_time: int
-    args: tuple[str, ...]
-    stop_timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerConfig:
-    script: str | None
-    interval: float
-    stop_timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadConfig:
-    canary: bool
-    canary_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class AdminConfig:
-    listen: Listen
-    token: str | None
-    token_file: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LimitsConfig:
-    max_body_size: int
-    max_header_size: int
-    max_request_line: int
-    max_headers: int
-    header_timeout: float
-    body_timeout: float
-    body_min_rate: int
-    keepalive_timeout: float
-    max_streams: int
-    max_queue: int
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    server: ServerConfig
-    worker: WorkerConfig
-    limits: LimitsConfig
-    reload: ReloadConfig
-    admin: AdminConfig
-    queue: QueueConfig
-    scheduler: SchedulerConfig
-    tls: TlsConfig
-    log: LogConfig
-    static: StaticConfig
-    source: str = "<defaults>"
+def _build(parsed: dict[str, dict[str, Any]], source: str) -> Any:
+    """The Config from every setting's parsed value (the one constructor validate and restore share)."""
+    return Config(**{name: cls(**parsed[name]) for name, cls in SECTIONS.items()}, source=source)
 
 
 def _suggest(word: str, options: list[str]) -> str:
@@ -554,68 +507,91 @@ def validate(path: str | os.PathLike | None = None,
     problems += _cross_checks(source, parsed)
     if problems:
         return None, problems
-    return Config(
-        server=ServerConfig(**parsed["server"]),
-        worker=WorkerConfig(**parsed["worker"]),
-        limits=LimitsConfig(**parsed["limits"]),
-        reload=ReloadConfig(**parsed["reload"]),
-        admin=AdminConfig(**parsed["admin"]),
-        queue=QueueConfig(**parsed["queue"]),
-        scheduler=SchedulerConfig(**parsed["scheduler"]),
-        tls=TlsConfig(**parsed["tls"]),
-        log=LogConfig(**parsed["log"]),
-        static=StaticConfig(**parsed["static"]),
-        source=source,
-    ), []
+    return _build(parsed, source), []
 
 
 def _cross_checks(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
-    """What no single setting can check alone: files, combinations, exposure. Fills in the
-    defaults that depend on other settings (root, app_base, the admin token from its file)."""
+    """What no single setting can check alone: the defaults that depend on other settings first,
+    then the combinations (pure), then what the machine must have (files, programs, users, TLS)."""
+    problems = _derive(source, parsed)
+    return problems + _check_values(source, parsed) + _check_environment(source, parsed)
+
+
+def _derive(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
+    """Fill in the defaults that depend on other settings: the root (./public if there), app_base
+    (the root's parent, when a script needs one) and the admin token (from token_file)."""
     problems: list[str] = []
-    server = parsed["server"]
-    worker = parsed["worker"]
+    server, worker, admin = parsed["server"], parsed["worker"], parsed["admin"]
+    if server["root"] is None:
+        server["root"] = str(Path("public").resolve()) if Path("public").is_dir() else str(EXAMPLE_ROOT)
+    if any(_scripts(parsed).values()) and worker["app_base"] is None:
+        worker["app_base"] = str(Path(server["root"]).resolve().parent)
+    if admin["token_file"] is not None:
+        try:
+            admin["token"] = Path(admin["token_file"]).read_text().splitlines()[0].strip() or None
+        except (OSError, IndexError) as e:
+            problems.append(f"{source}: [admin] token_file = {admin['token_file']!r}: cannot read a "
+                            f"token from it ({e}); write the token on its first line")
+    return problems
+
+
+def _scripts(parsed: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+    return {"[worker] script": parsed["worker"]["script"], "[queue] script": parsed["queue"]["script"],
+            "[scheduler] script": parsed["scheduler"]["script"]}
+
+
+def _check_values(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
+    """Combinations of values that cannot work, judged from the values alone (no I/O)."""
+    problems: list[str] = []
+    server, worker, tls, admin = parsed["server"], parsed["worker"], parsed["tls"], parsed["admin"]
     if server["fronts"] > server["workers"]:
         problems.append(f"{source}: [server] fronts = {server['fronts']} is more than workers = "
                         f"{server['workers']}: each front needs at least one PHP worker; "
                         "lower fronts or raise workers")
-    if server["root"] is None:
-        server["root"] = str(Path("public").resolve()) if Path("public").is_dir() else str(EXAMPLE_ROOT)
+    if not any(_scripts(parsed).values()) and worker["app_base"] is not None:
+        problems.append(f"{source}: [worker] app_base is set but no script is; app_base only applies "
+                        "to worker mode, queue workers and the scheduler: set a script or remove it")
+    if (tls["cert"] is None) != (tls["key"] is None):
+        missing = "key" if tls["key"] is None else "cert"
+        problems.append(f"{source}: [tls] {missing} is missing: TLS needs both cert and key")
+    elif tls["cert"] is None and server["redirect_http"] is not None:
+        problems.append(f"{source}: [server] redirect_http is set but [tls] is not: there is no "
+                        "https listener to redirect to; set [tls] cert and key, or remove it")
+    addresses = [*server["listen"], admin["listen"], server["redirect_http"]]
+    taken = [a for a in addresses if a is not None and a.port]
+    for address in {a for a in taken if taken.count(a) > 1}:
+        problems.append(f"{source}: {address} is used twice (among [server] listen, redirect_http and "
+                        "[admin] listen); give each its own port")
+    if not admin["token"] and not _is_loopback(admin["listen"].host):
+        problems.append(f"{source}: [admin] listen = '{admin['listen']}' is reachable from other "
+                        "machines and no token is set: anyone could reload askr; set [admin] "
+                        "token_file (or token), or listen on 127.0.0.1")
+    return problems
+
+
+def _check_environment(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
+    """What the machine must have: the directories and scripts, PHP's CLI, the user and group,
+    a usable TLS pair."""
+    problems: list[str] = []
+    server, worker, tls = parsed["server"], parsed["worker"], parsed["tls"]
     if not Path(server["root"]).is_dir():
         problems.append(f"{source}: [server] root = {server['root']!r}: no such directory; "
                         "point it at your app's public/ directory")
-    scripts = {"[worker] script": worker["script"], "[queue] script": parsed["queue"]["script"],
-               "[scheduler] script": parsed["scheduler"]["script"]}
-    for name, script in scripts.items():
+    for name, script in _scripts(parsed).items():
         if script is not None and not Path(script).is_file():
             problems.append(f"{source}: {name} = {script!r}: no such file; point it at your script "
                             "(see examples/ for Laravel ones)")
-    if any(scripts.values()):
-        if worker["app_base"] is None:
-            worker["app_base"] = str(Path(server["root"]).resolve().parent)
-    elif worker["app_base"] is not None:
-        problems.append(f"{source}: [worker] app_base is set but no script is; app_base only applies "
-                        "to worker mode, queue workers and the scheduler: set a script or remove it")
     if (parsed["queue"]["script"] or parsed["scheduler"]["script"]) and not shutil.which(worker["php_cli"]):
         problems.append(f"{source}: [worker] php_cli = {worker['php_cli']!r}: no such program; queue "
                         "workers and the scheduler need PHP's CLI (apt-get install php8.2-cli), or "
                         "set php_cli to its path")
     if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
         problems.append(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
-    tls = parsed["tls"]
-    if (tls["cert"] is None) != (tls["key"] is None):
-        missing = "key" if tls["key"] is None else "cert"
-        problems.append(f"{source}: [tls] {missing} is missing: TLS needs both cert and key")
-    elif tls["cert"] is not None:
-        from askr.front.tls import TlsError, check_pair  # ssl is only imported when TLS is used
-
+    if tls["cert"] is not None and tls["key"] is not None:
         try:
             check_pair(tls["cert"], tls["key"])
         except TlsError as e:
             problems.append(f"{source}: [tls] {e}")
-    elif server["redirect_http"] is not None:
-        problems.append(f"{source}: [server] redirect_http is set but [tls] is not: there is no "
-                        "https listener to redirect to; set [tls] cert and key, or remove it")
     if server["user"] is not None:
         try:
             pwd.getpwnam(server["user"])
@@ -631,49 +607,7 @@ def _cross_checks(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
             grp.getgrnam(server["group"])
         except KeyError:
             problems.append(f"{source}: [server] group = {server['group']!r}: no such group")
-    addresses = [*server["listen"], parsed["admin"]["listen"], server["redirect_http"]]
-    taken = [a for a in addresses if a is not None and a.port]
-    for address in {a for a in taken if taken.count(a) > 1}:
-        problems.append(f"{source}: {address} is used twice (among [server] listen, redirect_http and "
-                        "[admin] listen); give each its own port")
-    admin = parsed["admin"]
-    if admin["token_file"] is not None:
-        try:
-            admin["token"] = Path(admin["token_file"]).read_text().splitlines()[0].strip() or None
-        except (OSError, IndexError) as e:
-            problems.append(f"{source}: [admin] token_file = {admin['token_file']!r}: cannot read a "
-                            f"token from it ({e}); write the token on its first line")
-    if not admin["token"] and not _is_loopback(admin["listen"].host):
-        problems.append(f"{source}: [admin] listen = '{admin['listen']}' is reachable from other "
-                        "machines and no token is set: anyone could reload askr; set [admin] "
-                        "token_file (or token), or listen on 127.0.0.1")
     return problems
-
-
-def root_problem(config: Config) -> str | None:
-    """Serving as root with no [server] user would run PHP as root: refused unless asked for."""
-    if os.geteuid() != 0 or config.server.user is not None:
-        return None
-    return (f"{config.source}: askr is running as root and [server] user is not set, so PHP would run as "
-            'root; set [server] user = "www-data" (or another unprivileged user), or user = "root" to '
-            "allow it knowingly (askr serve --user)")
-
-
-def run_as(config: Config) -> tuple[int, int] | None:
-    """(uid, gid) children switch to, or None when they stay as we are."""
-    user = config.server.user
-    if user is None or os.geteuid() != 0:
-        return None
-    entry = pwd.getpwnam(user)
-    gid = grp.getgrnam(config.server.group).gr_gid if config.server.group else entry.pw_gid
-    if entry.pw_uid == 0 and gid == 0:
-        return None
-    return entry.pw_uid, gid
-
-
-def popen_user(run_as: tuple[int, int] | None) -> dict[str, Any]:
-    """subprocess.Popen arguments that start a child as `run_as` (no supplementary groups)."""
-    return {"user": run_as[0], "group": run_as[1], "extra_groups": []} if run_as else {}
 
 
 def _is_loopback(host: str) -> bool:
@@ -683,52 +617,23 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def dump(config: Config) -> str:
-    """The resolved config as JSON, handed from the master to its children."""
-    data = asdict(config)
-    return json.dumps(data)
+def dump(config: Any) -> str:
+    """The resolved config as JSON (each value in its parser's input form), handed from the master
+    to its children."""
+    data = {name: {s.key: s.to_input(getattr(getattr(config, name), s.key))
+                   for s in _BY_SECTION[name].values()}
+            for name in SECTIONS}
+    return json.dumps({**data, "source": config.source})
 
 
-def restore(text: str) -> Config:
+def restore(text: str) -> Any:
+    """The Config `dump` wrote: parsed again by the same parsers, checked no further (the master
+    validated it, derived defaults included)."""
     data = json.loads(text)
-    server = data["server"]
-    server["listen"] = tuple(Listen(**item) for item in server["listen"])
-    server["trusted_proxies"] = tuple(server["trusted_proxies"])
-    if server["redirect_http"] is not None:
-        server["redirect_http"] = Listen(**server["redirect_http"])
-    data["admin"]["listen"] = Listen(**data["admin"]["listen"])
-    data["queue"]["args"] = tuple(data["queue"]["args"])
-    data["worker"]["ini"] = tuple(tuple(pair) for pair in data["worker"]["ini"])
-    data["static"]["charset_types"] = tuple(data["static"]["charset_types"])
-    return Config(
-        server=ServerConfig(**server),
-        worker=WorkerConfig(**data["worker"]),
-        limits=LimitsConfig(**data["limits"]),
-        reload=ReloadConfig(**data["reload"]),
-        admin=AdminConfig(**data["admin"]),
-        queue=QueueConfig(**data["queue"]),
-        scheduler=SchedulerConfig(**data["scheduler"]),
-        tls=TlsConfig(**data["tls"]),
-        log=LogConfig(**data["log"]),
-        static=StaticConfig(**data["static"]),
-        source=data["source"],
-    )
-
-
-_TYPE_NAMES = {
-    "_listen_list": "address or list", "parse_listen": "address", "_str": "string",
-    "_workers": 'integer or "auto"', "_int": "integer", "_seconds": "seconds", "_bool": "boolean",
-    "parse_size": "size", "_size_at_most": "size", "_ini": "table or string", "_types_table": "table",
-    "_str_list": "list of strings",
-    "_cidr_list": "list of CIDRs", "_choice": "choice",
-}
-
-
-def type_name(setting: Setting) -> str:
-    """What kind of value a setting takes, for the reference table."""
-    if setting.path:
-        return "path"
-    return _TYPE_NAMES.get(setting.parse.__qualname__.split(".")[0], "value")
+    parsed = {name: {key: None if value is None else _BY_SECTION[name][key].parse(value)
+                     for key, value in data[name].items()}
+              for name in SECTIONS}
+    return _build(parsed, data["source"])
 
 
 def reference_markdown() -> str:
@@ -736,5 +641,5 @@ def reference_markdown() -> str:
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
         default = "—" if s.default is None else f"`{json.dumps(s.default)}`"
-        lines.append(f"| `[{s.section}] {s.key}` | {type_name(s)} | {default} | {s.doc} |")
+        lines.append(f"| `[{s.section}] {s.key}` | {s.type_name} | {default} | {s.doc} |")
     return "\n".join(lines) + "\n"

@@ -1,49 +1,17 @@
-"""TLS for the fronts: the server context (TLS 1.2+, AEAD ciphers, ALPN h2 / http/1.1), checks of a
-certificate and key pair, and reloading a renewed pair into the live context."""
+"""TLS for the fronts: the server context (TLS 1.2+, AEAD ciphers, ALPN h2 / http/1.1), and reloading
+a renewed pair into the live context. The pair's checks are askr/certificates.py."""
 
 from __future__ import annotations
 
 import ssl
-import time
+
+from askr.certificates import TlsError, check_pair
+
+__all__ = ["ALPN", "TlsError", "check_pair", "negotiated_h2", "reload_pair", "server_context"]
 
 ALPN = ["h2", "http/1.1"]
 # TLS 1.2 suites: forward secret AEAD only (also what HTTP/2 requires, RFC 9113 9.2.2).
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-
-
-class TlsError(Exception):
-    """The certificate or key is unusable; the message says which and why."""
-
-
-def check_pair(cert: str, key: str) -> dict:
-    """Raise TlsError unless `cert` and `key` are readable PEM, belong together and the
-    certificate is valid now. Returns the decoded leaf certificate."""
-    for name, path in (("cert", cert), ("key", key)):
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as e:
-            raise TlsError(f"{name} = {path!r}: cannot read it ({e.strerror})") from None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(cert, key)
-    except ssl.SSLError as e:
-        if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
-            raise TlsError(f"key = {key!r} is not the private key of cert = {cert!r}") from None
-        raise TlsError(f"cert = {cert!r} / key = {key!r}: not a usable PEM certificate and "
-                       f"unencrypted private key ({e.reason or e})") from None
-    try:
-        leaf = ssl._ssl._test_decode_cert(cert)  # type: ignore[attr-defined]  # the stdlib's own parser
-    except (AttributeError, ssl.SSLError, ValueError):
-        return {}
-    now = time.time()
-    not_after = ssl.cert_time_to_seconds(leaf["notAfter"])
-    not_before = ssl.cert_time_to_seconds(leaf["notBefore"])
-    if now > not_after:
-        raise TlsError(f"cert = {cert!r} expired on {leaf['notAfter']}; renew it")
-    if now < not_before:
-        raise TlsError(f"cert = {cert!r} is not valid before {leaf['notBefore']}; check the clock")
-    return leaf
 
 
 def server_context(cert: str, key: str, alpn: list[str] = ALPN) -> ssl.SSLContext:

@@ -12,7 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from askr import config as config_mod
+from askr import privileges
 from askr.config import Config
 
 READ_CHUNK = 65536
@@ -97,7 +97,7 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     try:
         proc = subprocess.Popen(command, cwd=release.app_base, env=child_env, stdin=subprocess.DEVNULL,
                                 stdout=out_w, stderr=err_w, process_group=0,
-                                **config_mod.popen_user(run_as))
+                                **privileges.popen_user(run_as))
     except OSError:
         for fd in (out_r, err_r):
             os.close(fd)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from askr import config as config_mod
+from askr import privileges
 from askr.admin.server import AdminServer
 from askr.bridge import events as worker_events
 from askr.bridge import scoreboard
@@ -73,7 +73,7 @@ class Arbiter:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.slots = {i: WorkerSlot(i) for i in range(config.server.workers)}
         self.procs: dict[int, WorkerProc] = {}  # live workers by worker id
-        self.run_as = config_mod.run_as(config)  # [server] user for every child but the master
+        self.run_as = privileges.run_as(config)  # [server] user for every child but the master
         self.gens = Generations(self._make_zygote)
         self.reloads = Reloads(self)
         self.started_at = time.time()

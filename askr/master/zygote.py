@@ -13,7 +13,7 @@ import socket
 import subprocess
 from collections.abc import Callable
 
-from askr import config as config_mod
+from askr import privileges
 from askr.config import Config
 from askr.paths import php_worker_binary
 
@@ -70,7 +70,7 @@ class Zygote:
                                          pass_fds=[theirs.fileno(), *self.queue_fds],
                                          stdin=subprocess.DEVNULL,
                                          cwd=os.path.realpath(self.config.server.root),
-                                         **config_mod.popen_user(self.run_as))
+                                         **privileges.popen_user(self.run_as))
         finally:
             theirs.close()
         self.sock = ours

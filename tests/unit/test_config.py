@@ -175,3 +175,59 @@ def test_static_settings(tmp_path: Path) -> None:
     bad = '[server]\nroot = "public"\n[static]\ntypes = { js = "nope" }\n'
     _, problems = config.validate(write(tmp_path, bad))
     assert len(problems) == 1 and "[static] types" in problems[0]
+
+
+def test_every_setting_names_its_type() -> None:
+    """Each parser carries its type name (a renamed parser cannot silently become "value")."""
+    names = {s.name: s.type_name for s in config.SETTINGS}
+    assert names["[server] workers"] == 'integer or "auto"' and names["[server] root"] == "path"
+    assert names["[limits] max_header_size"] == "size" and names["[log] access"] == "choice"
+    assert all(names.values())
+
+
+def test_every_setting_survives_dump_and_restore(tmp_path: Path) -> None:
+    """The master hands its children each value in its parser's input form; restore parses it
+    again with the same parsers, so every key (not only the defaults) must come back equal."""
+    (tmp_path / "public").mkdir()
+    (tmp_path / "w.php").write_text("<?php")
+    (tmp_path / "token").write_text("s3cret\n")
+    cfg = config.load(write(tmp_path, """
+[server]
+root = "public"
+listen = ["127.0.0.1:1", "[::1]:2"]
+workers = 4
+fronts = 2
+trusted_proxies = ["10.0.0.0/8"]
+[worker]
+script = "w.php"
+ini = "a=1\\nextension=x.so\\nextension=y.so\\nquoted=\\"  spaced  \\""
+[static]
+types = { mjs = "text/javascript" }
+charset = "utf-8"
+[admin]
+listen = "0.0.0.0:9999"
+token_file = "token"
+[queue]
+args = ["--tries=3"]
+[limits]
+max_body_size = "1M"
+"""))
+    assert cfg.worker.ini[-1] == ("quoted", "  spaced  ") and cfg.admin.token == "s3cret"
+    restored = config.restore(config.dump(cfg))
+    assert restored == cfg
+    for setting in config.SETTINGS:
+        section = setting.section
+        assert getattr(getattr(restored, section), setting.key) == getattr(getattr(cfg, section), setting.key)
+
+
+def test_combinations_are_judged_without_the_filesystem() -> None:
+    """_check_values is pure: it reads only the parsed values."""
+    parsed = {s: {} for s in config.SECTIONS}
+    for setting in config.SETTINGS:
+        default = setting.default
+        parsed[setting.section][setting.key] = None if default is None else setting.parse(default)
+    parsed["server"].update(workers=1, fronts=2, redirect_http=config.parse_listen("127.0.0.1:80"))
+    parsed["admin"]["listen"] = config.parse_listen("0.0.0.0:9000")
+    problems = config._check_values("askr.toml", parsed)
+    assert [p.split(": ", 2)[1][:28] for p in problems] == [
+        "[server] fronts = 2 is more ", "[server] redirect_http is se", "[admin] listen = '0.0.0.0:90"]
