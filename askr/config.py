@@ -42,10 +42,12 @@ class Listen:
 Parser = Callable[[Any], Any]
 
 
-def _typed(type_name: str) -> Callable[[Parser], Parser]:
-    """Name the kind of value a parser takes, for the reference table (Setting.type_name)."""
+def _typed(type_name: str, to_input: Callable[[Any], Any] | None = None) -> Callable[[Parser], Parser]:
+    """Name the kind of value a parser takes, for the reference table (Setting.type_name), and,
+    where the generic one will not do, how its result is written back in a form it accepts."""
     def mark(parse: Parser) -> Parser:
         parse.type_name = type_name  # type: ignore[attr-defined]
+        parse.to_input = to_input  # type: ignore[attr-defined]
         return parse
     return mark
 
@@ -177,7 +179,12 @@ IniPairs = tuple[tuple[str, str], ...]
 _INI_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]*")
 
 
-@_typed('table or string')
+def _ini_text(pairs: IniPairs) -> str:
+    """php.ini lines that _ini reads back unchanged: every value quoted, repeats kept."""
+    return "".join(f'{k}="{v}"\n' for k, v in pairs)
+
+
+@_typed("table or string", to_input=_ini_text)
 def _ini(value: Any) -> IniPairs:
     """[worker] ini as (key, value) pairs in order, from a table or from php.ini lines in one
     string ("zend_extension=opcache.so\nopcache.enable=1"): repeated keys such as extension stay."""
@@ -248,8 +255,8 @@ class Setting:
         hands the resolved config to its children (dump/restore)."""
         if value is None:
             return None
-        if self.parse is _ini:
-            return "".join(f'{k}="{v}"\n' for k, v in value)  # quoted: read back unchanged
+        if self.parse.to_input is not None:  # type: ignore[attr-defined]
+            return self.parse.to_input(value)  # type: ignore[attr-defined]
         if isinstance(value, Listen):
             return str(value)
         if isinstance(value, tuple):
@@ -428,7 +435,7 @@ Config = make_dataclass("Config", [*((name, SECTIONS[name]) for name in _BY_SECT
                                    ("source", str, field(default="<defaults>"))], frozen=True, slots=True)
 
 
-def _build(parsed: dict[str, dict[str, Any]], source: str) -> Any:
+def _build(parsed: dict[str, dict[str, Any]], source: str) -> Config:
     """The Config from every setting's parsed value (the one constructor validate and restore share)."""
     return Config(**{name: cls(**parsed[name]) for name, cls in SECTIONS.items()}, source=source)
 
@@ -617,7 +624,7 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def dump(config: Any) -> str:
+def dump(config: Config) -> str:
     """The resolved config as JSON (each value in its parser's input form), handed from the master
     to its children."""
     data = {name: {s.key: s.to_input(getattr(getattr(config, name), s.key))
@@ -626,7 +633,7 @@ def dump(config: Any) -> str:
     return json.dumps({**data, "source": config.source})
 
 
-def restore(text: str) -> Any:
+def restore(text: str) -> Config:
     """The Config `dump` wrote: parsed again by the same parsers, checked no further (the master
     validated it, derived defaults included)."""
     data = json.loads(text)

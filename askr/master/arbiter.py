@@ -352,7 +352,7 @@ class Arbiter:
         elif what == "closed" and not self.stopping and zygote is self.gens.current:
             log.error("the PHP zygote (pid %d) exited unexpectedly; starting a new one", zygote.pid)
             self.gens.lose_current()
-            self.track(self._boot_generation(RESTART))
+            self.boot_generation(RESTART)
 
     def worker_exited(self, proc: WorkerProc, pid: int, code: int, sig: int) -> None:
         """The exit policy: who failed, how long to wait before the next start, when to give up."""
