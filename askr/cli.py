@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--canary", action="store_true", help="reloads start with a canary ([reload] canary)")
     serve.add_argument("--max-requests", metavar="N", type=int,
                        help="recycle a PHP worker after N requests ([server] max_requests)")
-    serve.add_argument("--fronts", metavar="N", type=int, help="HTTP front processes ([server] fronts)")
+    serve.add_argument("--fronts", metavar="N|auto", help="HTTP front processes ([server] fronts)")
     serve.add_argument("--user", metavar="NAME", help="run fronts and PHP as this user ([server] user)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve https with this certificate ([tls] cert)")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key ([tls] key)")
@@ -79,7 +79,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.user:
         out["server.user"] = args.user
     if args.fronts:
-        out["server.fronts"] = args.fronts
+        out["server.fronts"] = int(args.fronts) if args.fronts.isdigit() else args.fronts
     if args.tls_cert:
         out["tls.cert"] = args.tls_cert
     if args.tls_key:

@@ -114,6 +114,24 @@ def _workers(value: Any) -> int:
     return value
 
 
+MAX_FRONTS = 64  # MAX_FRONTS in csrc/askr_chan.h: a queue message names its front in one byte
+
+
+def auto_fronts(cpus: int) -> int:
+    """`fronts = "auto"`: one front per two cores, at least one (docs/configuration.md says
+    what this rule rests on)."""
+    return max(1, min(MAX_FRONTS, cpus // 2))
+
+
+@_typed('integer or "auto"')
+def _fronts(value: Any) -> int:
+    if value == "auto":
+        return auto_fronts(os.cpu_count() or 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_FRONTS:
+        raise ValueError(f'expected an integer from 1 to {MAX_FRONTS}, or "auto"')
+    return value
+
+
 def _int(minimum: int) -> Callable[[Any], int]:
     @_typed("integer")
     def check(value: Any) -> int:
@@ -272,11 +290,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Default: ./public if it exists, else the bundled example app.", path=True),
     Setting("server", "workers", "auto", _workers,
             'Number of PHP workers: a positive integer, or "auto" for one per CPU core.'),
-    Setting("server", "fronts", 1, _int(1),
-            "Number of HTTP front processes sharing the listen sockets. Each front dispatches only "
-            "to its own share of the PHP workers (dealt round-robin), so with slow requests one "
-            "front's share can be busy while another's is idle; raise it only when one front's CPU "
-            "is the bottleneck (many cores), and keep workers a multiple of it. At most workers."),
+    Setting("server", "fronts", "auto", _fronts,
+            'Number of HTTP front processes sharing the listen sockets, 1 to 64, or "auto" for one '
+            "per two CPU cores (at least one). Every front hands requests to every PHP worker "
+            "through one shared queue, so more fronts add HTTP capacity without splitting PHP's."),
     Setting("server", "max_requests", 0, _int(0),
             "Recycle a PHP worker after about this many requests (0 = never): quotas are spread "
             "±15% across workers, and a replacement boots before the old worker retires."),
@@ -551,10 +568,6 @@ def _check_values(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
     """Combinations of values that cannot work, judged from the values alone (no I/O)."""
     problems: list[str] = []
     server, worker, tls, admin = parsed["server"], parsed["worker"], parsed["tls"], parsed["admin"]
-    if server["fronts"] > server["workers"]:
-        problems.append(f"{source}: [server] fronts = {server['fronts']} is more than workers = "
-                        f"{server['workers']}: each front needs at least one PHP worker; "
-                        "lower fronts or raise workers")
     if not any(_scripts(parsed).values()) and worker["app_base"] is not None:
         problems.append(f"{source}: [worker] app_base is set but no script is; app_base only applies "
                         "to worker mode, queue workers and the scheduler: set a script or remove it")

@@ -415,7 +415,43 @@ void drain_body(askr_request *r)
 /* Worker: frames of its own, taking requests, stopping                */
 /* ------------------------------------------------------------------ */
 
-bool send_hello(void)
+bool channels_open(void)
+{
+	char *paths = strdup(W.cfg->channel_paths), *save = NULL;
+	W.spare_rbuf = malloc(READ_BUF_SIZE);
+	if (!paths || !W.spare_rbuf) {
+		askr_log("ERROR", "out of memory");
+		return false;
+	}
+	for (char *path = strtok_r(paths, ",", &save); path; path = strtok_r(NULL, ",", &save)) {
+		if (W.nchans == MAX_FRONTS) {
+			askr_log("ERROR", "more than %d channel paths", MAX_FRONTS);
+			return false;
+		}
+		askr_chan *c = &W.chans[W.nchans];
+		W.chan_paths[W.nchans++] = path;
+		c->fd = channel_connect(path);
+		if (c->fd < 0) {
+			askr_log("ERROR", "cannot connect to %s: %s", path, strerror(errno));
+			return false;
+		}
+		/* Untouched pages cost nothing: only the channels that carry bodies fill theirs. */
+		c->rbuf = malloc(READ_BUF_SIZE);
+		c->body_at = SIZE_MAX;
+		if (!c->rbuf || !out_reserve(c, 2 * OUT_HIGH_WATER)) {
+			askr_log("ERROR", "out of memory");
+			return false;
+		}
+	}
+	if (W.nchans == 0) {
+		askr_log("ERROR", "no channel path");
+		return false;
+	}
+	W.chan = &W.chans[0];
+	return true;
+}
+
+static bool hello_on(askr_chan *c)
 {
 	char hello[FRAME_HDR + 12];
 	hello[0] = F_HELLO;
@@ -423,16 +459,48 @@ bool send_hello(void)
 	put_u32(hello + 5, W.cfg->worker_id);
 	put_u32(hello + 9, (uint32_t)getpid());
 	put_u32(hello + 13, W.cfg->generation);
-	if (!out_reserve(&W.chan, sizeof(hello))) {
+	if (!out_reserve(c, sizeof(hello))) {
 		return false;
 	}
-	memcpy(W.chan.out + W.chan.out_len, hello, sizeof(hello));
-	W.chan.out_len += sizeof(hello);
-	W.hello_sent = out_flush(&W.chan);
-	if (!W.hello_sent) {
-		askr_log("ERROR", "cannot send HELLO: %s", strerror(errno));
+	memcpy(c->out + c->out_len, hello, sizeof(hello));
+	c->out_len += sizeof(hello);
+	return out_flush(c);
+}
+
+bool send_hello(void)
+{
+	for (uint32_t i = 0; i < W.nchans; i++) {
+		if (!hello_on(&W.chans[i])) {
+			askr_log("ERROR", "cannot send HELLO to %s: %s", W.chan_paths[i], strerror(errno));
+			return false;
+		}
 	}
-	return W.hello_sent;
+	W.hello_sent = true;
+	return true;
+}
+
+/* A front closed our channel while we were idle: it restarted (the master keeps its socket
+ * listening, so the new process accepts us), or it is stopping (then the queue ends too).
+ * Connect again and say HELLO, so a front's death costs only its own connections. */
+static bool channel_reconnect(uint32_t i)
+{
+	askr_chan *c = &W.chans[i];
+	close(c->fd);
+	c->rpos = c->rlen = 0;
+	c->out_len = 0;
+	c->body_at = SIZE_MAX;
+	c->dead = false;
+	c->fd = channel_connect(W.chan_paths[i]);
+	if (c->fd < 0) {
+		askr_log("WARNING", "front channel %s closed, and it cannot be reached again: %s", W.chan_paths[i],
+			strerror(errno));
+		return false;
+	}
+	if (!hello_on(c)) {
+		askr_log("WARNING", "cannot send HELLO to %s: %s", W.chan_paths[i], strerror(errno));
+		return false;
+	}
+	return true;
 }
 
 void report_boot_failure(const char *why)
@@ -441,7 +509,7 @@ void report_boot_failure(const char *why)
 	if (len > 4000) {
 		len = 4000;
 	}
-	askr_chan *c = &W.chan;
+	askr_chan *c = &W.chans[0];    /* one front is enough: it relays it to the master */
 	c->out_len = 0;
 	c->body_at = SIZE_MAX;
 	if (out_reserve(c, FRAME_HDR + 8 + len)) {
@@ -470,7 +538,7 @@ bool stop_requested(void)
 }
 
 /* Frames the front sent on the channel while no request was reading it: only STOP is valid.
- * False on anything else (or EOF: the front is gone, which also means stop). */
+ * False on anything else (or EOF). */
 static bool consume_idle_frames(askr_chan *c)
 {
 	while (c->rpos < c->rlen) {
@@ -488,82 +556,118 @@ static bool consume_idle_frames(askr_chan *c)
 	return true;
 }
 
-/* Take the next request from the front's queue (a SOCK_SEQPACKET socket all of that front's
- * workers read: the kernel gives each message to one of them, so a free worker takes the next
- * request at once, first come first served, like php-fpm children sharing an accept queue).
- * A message is u64 id, u8 flags, then frames (REQUEST, BODY..., BODY_END), which go straight
- * into the channel's read buffer; with QUEUE_FLAG_BODY_ON_CHANNEL the body follows on the
- * channel instead, once the front sees our TAKEN. While idle we also watch the channel, where
- * the front sends STOP (or closes it). 1 = took one, 0 = stop, -1 = error. */
-static int take_queued(int queue_fd, askr_chan *c, uint32_t worker_id)
+/* Input on idle channel i: STOP frames, or the front gone (reconnect). False: stop. */
+static bool idle_channel_input(uint32_t i)
+{
+	askr_chan *c = &W.chans[i];
+	ssize_t r;
+	do {
+		r = read(c->fd, c->rbuf, READ_BUF_SIZE);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0 && errno == EAGAIN) {
+		return true;
+	}
+	if (r <= 0) {
+		return channel_reconnect(i);
+	}
+	c->rpos = 0;
+	c->rlen = (size_t)r;
+	return consume_idle_frames(c);
+}
+
+/* Take the next request from the queue: a SOCK_SEQPACKET socket every front writes and every
+ * worker of the generation reads, so the kernel gives each message to one idle worker, first
+ * come first served, whichever front took the connection (php-fpm children share one accept
+ * queue alike). A message is u64 id, u8 flags, u8 front index, then frames (REQUEST, BODY...,
+ * BODY_END), which become that front's channel's read buffer; with QUEUE_FLAG_BODY_ON_CHANNEL
+ * the body follows on the channel instead, once the front sees our TAKEN. While idle we also
+ * watch every channel, where a front sends STOP (or closes it: it restarted, reconnect).
+ * 1 = took one, 0 = stop, -1 = error. */
+static int take_queued(int queue_fd, uint32_t worker_id)
 {
 	char hdr[QUEUE_MSG_HDR];
-	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { c->rbuf, READ_BUF_SIZE } };
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { W.spare_rbuf, READ_BUF_SIZE } };
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct pollfd pfd[MAX_FRONTS + 1];
 	ssize_t n;
+	bool block = false;
 
+	/* A channel that broke during the last request (its front closed it: the client left
+	 * mid-response) means PHP saw an abort: this worker retires. What else came on it with
+	 * the last request is STOP at most. */
+	if (W.chan->dead) {
+		return 0;
+	}
+	if (!consume_idle_frames(W.chan)) {
+		return -1;
+	}
 	for (;;) {
-		if (!consume_idle_frames(c)) {
-			return c->dead ? 0 : -1;
-		}
 		if (stop_requested()) {
 			return 0;
 		}
-		/* A channel the front closed (its client left mid-response) must not take another
-		 * request: PHP would run it with nowhere to send the answer. */
-		char peek;
-		if (recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-			c->dead = true;
-			return 0;
+		/* One poll(0) per request before taking one, so a front that restarted is reconnected
+		 * (and our answer does not go to its dead channel) and STOP is seen; then the queue,
+		 * non-blocking first: under load a request is usually waiting. */
+		pfd[0] = (struct pollfd){ queue_fd, POLLIN, 0 };
+		for (uint32_t i = 0; i < W.nchans; i++) {
+			pfd[i + 1] = (struct pollfd){ W.chans[i].fd, POLLIN, 0 };
 		}
-		/* Non-blocking first: under load a request is usually waiting. */
-		n = recvmsg(queue_fd, &msg, MSG_DONTWAIT);
-		if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
-			break;
-		}
-		if (errno == EINTR) {
-			continue;
-		}
-		struct pollfd pfd[2] = { { queue_fd, POLLIN, 0 }, { c->fd, POLLIN, 0 } };
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+		if (poll(pfd, W.nchans + 1, block ? -1 : 0) < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
 			askr_log("ERROR", "poll: %s", strerror(errno));
 			return -1;
 		}
-		if (pfd[1].revents) {
-			ssize_t r;
-			do {
-				r = read(c->fd, c->rbuf, READ_BUF_SIZE);
-			} while (r < 0 && errno == EINTR);
-			if (r <= 0) {
-				c->dead = true;
-				return 0;                  /* the front is gone */
+		for (uint32_t i = 0; i < W.nchans; i++) {
+			if (pfd[i + 1].revents && !idle_channel_input(i)) {
+				return 0;
 			}
-			c->rpos = 0;
-			c->rlen = (size_t)r;
 		}
+		if (W.stop) {
+			return 0;
+		}
+		if (block && !pfd[0].revents) {
+			continue;
+		}
+		n = recvmsg(queue_fd, &msg, MSG_DONTWAIT);
+		if (n >= 0) {
+			break;
+		}
+		if (errno != EAGAIN && errno != EINTR) {
+			askr_log("ERROR", "recvmsg: %s", strerror(errno));
+			return -1;
+		}
+		block = true;
 	}
 	if (n == 0) {
 		return 0;                          /* the queue is closed: askr is stopping */
 	}
-	if (n < 0) {
-		askr_log("ERROR", "recvmsg: %s", strerror(errno));
-		return -1;
-	}
-	if (n < QUEUE_MSG_HDR || (msg.msg_flags & MSG_TRUNC)) {
-		askr_log("ERROR", "bad queue message (%zd bytes%s)", n, (msg.msg_flags & MSG_TRUNC) ? ", truncated" : "");
+	if (n < QUEUE_MSG_HDR || (msg.msg_flags & MSG_TRUNC) || (uint8_t)hdr[9] >= W.nchans) {
+		askr_log("ERROR", "bad queue message (%zd bytes%s, front %u)", n,
+			(msg.msg_flags & MSG_TRUNC) ? ", truncated" : "", (unsigned)(uint8_t)hdr[9]);
 		return -1;
 	}
 	uint64_t id = get_u64(hdr);
 	scoreboard_set(worker_id, id);
+	askr_chan *c = &W.chans[(uint8_t)hdr[9]];
+	char *rbuf = c->rbuf;              /* empty: idle input was consumed above */
+	c->rbuf = W.spare_rbuf;
+	W.spare_rbuf = rbuf;
 	c->rpos = 0;
 	c->rlen = (size_t)n - QUEUE_MSG_HDR;
-	/* TAKEN goes out with the response (one write), or now if the front must stream the body. */
-	if (!out_reserve(c, FRAME_HDR + 8)) {
+	W.chan = c;
+	W.req.chan = c;
+	/* TAKEN goes out with the response (one write), or now if the front must stream the body.
+	 * It echoes the flags, so a front that does not know the id (it restarted) can tell that
+	 * we wait for a body it will never send. */
+	if (!out_reserve(c, FRAME_HDR + 9)) {
 		return -1;
 	}
-	out_frame_header(c, F_TAKEN, 8);
+	out_frame_header(c, F_TAKEN, 9);
 	put_u64(c->out + c->out_len, id);
-	c->out_len += 8;
+	c->out[c->out_len + 8] = hdr[8];
+	c->out_len += 9;
 	if ((hdr[8] & QUEUE_FLAG_BODY_ON_CHANNEL) && !out_flush(c)) {
 		return -1;
 	}
@@ -578,7 +682,7 @@ int next_request(void)
 	struct timespec ts;
 
 	if (cfg->queue_fd >= 0) {
-		int took = take_queued(cfg->queue_fd, &W.chan, cfg->worker_id);
+		int took = take_queued(cfg->queue_fd, cfg->worker_id);
 		if (took <= 0) {
 			return took;
 		}
@@ -586,7 +690,7 @@ int next_request(void)
 		return 0;
 	}
 	for (;;) {
-		int rc = chan_read_header(&W.chan, &type, &len);
+		int rc = chan_read_header(W.chan, &type, &len);
 		if (rc == 0) {
 			return 0;                      /* front closed the channel: retire */
 		}

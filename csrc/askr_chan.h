@@ -32,8 +32,9 @@ enum {
 #define END_FLAG_EXITING 0x01   /* the worker exits after this response */
 #define END_FLAG_QUOTA   0x02   /* max_requests reached: replace me, I serve until told to stop */
 #define EXIT_BOOT_FAILED 3      /* worker mode: the script never reached askr_handle_request() */
-#define QUEUE_MSG_HDR 9               /* u64 request id, u8 flags */
+#define QUEUE_MSG_HDR 10              /* u64 request id, u8 flags, u8 the front's index */
 #define QUEUE_FLAG_BODY_ON_CHANNEL 0x01
+#define MAX_FRONTS 64                 /* [server] fronts is capped at this (askr/config.py) */
 #define FRAME_HDR 5
 
 #define READ_BUF_SIZE   (256 * 1024) /* channel read buffer; also holds one queue message (MAX_QUEUE_MESSAGE) */
@@ -318,8 +319,8 @@ typedef struct {
 	uint32_t position;            /* which configured worker this is (log name php#N) */
 	uint32_t generation;
 	unsigned long max_requests;   /* 0 = unlimited */
-	const char *channel_path;
-	int queue_fd;                 /* the front's request queue, or -1: requests come on the channel */
+	const char *channel_paths;    /* every front's channel socket, comma-separated, in front order */
+	int queue_fd;                 /* the request queue all fronts write, or -1: requests come on the channel */
 } worker_config;
 
 /* One worker process's state: its channel, the client request, and in worker mode the worker
@@ -329,7 +330,13 @@ typedef struct {
 	const char *script;           /* worker mode: the worker script; NULL: classic mode */
 	const char *app_base;         /* worker mode: --app-base, for $_SERVER['ASKR_APP_BASE'] */
 	const worker_config *cfg;
-	askr_chan chan;
+	/* One channel to every front: the request queue is shared, and each answer goes back on
+	 * the channel of the front that queued the request (its index is in the queue message). */
+	askr_chan chans[MAX_FRONTS];
+	char *chan_paths[MAX_FRONTS];
+	uint32_t nchans;
+	askr_chan *chan;              /* the channel of the request in hand (chans[0] before the first) */
+	char *spare_rbuf;             /* a queue message lands here, then swaps with its channel's rbuf */
 	askr_request req;
 	askr_request boot;
 	unsigned long served;
@@ -342,6 +349,9 @@ typedef struct {
 } askr_worker;
 extern askr_worker W;
 
+/* Connect to every front's channel socket (W.cfg->channel_paths). False, logged, on failure. */
+bool channels_open(void);
+/* HELLO on every channel. */
 bool send_hello(void);
 /* Tell the front why this worker never became ready (it relays it to the master). */
 void report_boot_failure(const char *why);

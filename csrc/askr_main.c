@@ -43,18 +43,10 @@ static int worker_run(const worker_config *cfg, const char *script)
 	W.cfg = cfg;
 	W.script = script;
 	snprintf(g_log.name, sizeof(g_log.name), "%s#%u", g_log.base, cfg->position);
-	W.chan.fd = channel_connect(cfg->channel_path);
-	if (W.chan.fd < 0) {
-		askr_log("ERROR", "cannot connect to %s: %s", cfg->channel_path, strerror(errno));
+	if (!channels_open()) {
 		return 1;
 	}
-	W.chan.rbuf = malloc(READ_BUF_SIZE);
-	W.chan.body_at = SIZE_MAX;
-	if (!W.chan.rbuf || !out_reserve(&W.chan, 2 * OUT_HIGH_WATER)) {
-		askr_log("ERROR", "out of memory");
-		return 1;
-	}
-	W.req.chan = &W.chan;
+	W.req.chan = W.chan;
 	W.req.worker_id = cfg->worker_id;
 	scoreboard_claim(cfg->worker_id);
 	/* Classic: ready now. Worker mode: ready when the script first asks for a request. */
@@ -173,7 +165,7 @@ static int zygote_run(int ctl_fd, uint32_t generation)
 			}
 			worker_config cfg = {
 				.worker_id = (uint32_t)strtoul(id, NULL, 10), .generation = generation,
-				.max_requests = strtoul(max, NULL, 10), .channel_path = path,
+				.max_requests = strtoul(max, NULL, 10), .channel_paths = path,
 				.queue_fd = queue ? atoi(queue) : -1,
 				.position = (uint32_t)strtoul(position ? position : id, NULL, 10),
 			};

@@ -531,7 +531,7 @@ int classic_loop(void)
 		}
 		serve_classic(&W.req);
 		scoreboard_set(W.cfg->worker_id, 0);
-		if (W.chan.dead) {
+		if (W.chan->dead) {
 			return 0;                      /* front vanished mid-request */
 		}
 		if (W.must_exit) {

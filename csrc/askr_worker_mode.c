@@ -319,7 +319,7 @@ static bool boot_context_init(askr_request *r, const char *script)
 		p += n;
 	}
 	r->is_boot = true;
-	r->chan = &W.chan;
+	r->chan = &W.chans[0];  /* the boot context has no client: nothing is sent for it */
 	return parse_request(r, (uint32_t)len);
 }
 

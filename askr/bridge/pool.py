@@ -1,10 +1,12 @@
 """A front's PHP workers: their persistent channels, and the queue that hands them requests.
 
-Requests go into the front's queue, a SOCK_SEQPACKET socket that all of this front's workers
-read: the kernel gives each message to exactly one worker, so a worker that finishes takes the
-next request at once, first come first served, without a round trip through the front (as
-php-fpm children share one accept queue). Each worker answers on its own persistent channel,
-starting with TAKEN <id>, so the front knows which request the response belongs to.
+Requests go into the request queue, a SOCK_SEQPACKET socket that every front writes and every
+PHP worker reads: the kernel gives each message to exactly one worker, so a worker that finishes
+takes the next request at once, first come first served, whichever front queued it and without
+a round trip through any front (as php-fpm children share one accept queue). Every worker keeps
+a persistent channel to every front; it answers on the channel of the front that queued the
+request (its index is in the message), starting with TAKEN <id>, so that front knows which
+request the response belongs to.
 
 At most `ready + min(QUEUED_PER_WORKER * ready, max_queue)` requests are in the queue or running;
 the rest wait here in FIFO order (bounded by what is left of max_queue; past it, 503).
@@ -143,7 +145,7 @@ class WorkerChannel(asyncio.Protocol):
                 status = wire.decode_status(buf, start)
                 block = bytes(buf[start + 2 : pos])
             elif kind == wire.TAKEN:
-                self.pool.taken(self, wire.decode_taken(bytes(buf[start:pos])))
+                self.pool.taken(self, *wire.decode_taken(bytes(buf[start:pos])))
             elif kind == wire.END:
                 flags = buf[start] if pos > start else 0
                 if flags & wire.END_FLAG_EXITING:
@@ -230,8 +232,9 @@ class WorkerPool:
     """The queue into this front's workers, and what is waiting for room in it."""
 
     def __init__(self, queue: socket.socket, scoreboard: mmap.mmap | None, max_queue: int,
-                 on_event: Callable[[events.WorkerEvent], None]):
+                 on_event: Callable[[events.WorkerEvent], None], front_index: int = 0):
         self.queue = queue
+        self.front_index = front_index  # in each queue message: the channel the answer comes on
         self.scoreboard = Scoreboard(scoreboard)
         self.max_queue = max_queue
         self.on_event = on_event
@@ -277,7 +280,8 @@ class WorkerPool:
                 return True
         request_id = self.next_id
         try:
-            self.queue.send(wire.QUEUE_HEADER.pack(request_id, flags) + data, socket.MSG_DONTWAIT)
+            self.queue.send(wire.QUEUE_HEADER.pack(request_id, flags, self.front_index) + data,
+                            socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False  # the queue's buffer is full: wait here instead
         self.next_id += 1
@@ -295,13 +299,18 @@ class WorkerPool:
             else:
                 return
 
-    def taken(self, channel: WorkerChannel, request_id: int) -> None:
+    def taken(self, channel: WorkerChannel, request_id: int, flags: int = 0) -> None:
         """The worker on `channel` took request `request_id` from the queue."""
         exchange = self.sent.pop(request_id, None)
         self.running += 1
-        if exchange is None:
+        if exchange is None:  # queued by this front's previous process: nobody waits for it
             exchange = Exchange([], _Discard(), None)
             exchange.cancelled = True
+            if flags & wire.QUEUE_FLAG_BODY_ON_CHANNEL:
+                # the worker waits for a body that died with that process: end it there
+                log.warning("php worker pid %d took a request of a previous front process that "
+                            "still needed its body; closing its channel", channel.pid)
+                channel.close()
         channel.exchange = exchange
         channel.head_seen = False
         exchange.channel = channel

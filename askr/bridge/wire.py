@@ -14,7 +14,7 @@ HELLO = 0x10
 HEAD = 0x11
 RESP_BODY = 0x12
 END = 0x13
-TAKEN = 0x14  # u64 request id: the worker took this request from the front's queue
+TAKEN = 0x14  # u64 request id, u8 its queue flags: the worker took this request from the queue
 EARLY_HINTS = 0x15  # like HEAD, a 1xx informational response sent before the final one
 BOOT_FAILED = 0x16  # u32 worker id, u32 pid, UTF-8 reason: the worker script never got ready
 
@@ -29,8 +29,9 @@ _U16 = struct.Struct("!H")
 _HELLO = struct.Struct("!III")
 MAX_BODY_FRAME = 64 * 1024
 
-# The front's request queue (SOCK_SEQPACKET): one message per request, u64 id + u8 flags + frames.
-QUEUE_HEADER = struct.Struct("!QB")
+# The request queue (SOCK_SEQPACKET) every front writes and every worker reads: one message per
+# request, u64 id + u8 flags + u8 the front's index (whose channel gets the answer) + frames.
+QUEUE_HEADER = struct.Struct("!QBB")
 QUEUE_FLAG_BODY_ON_CHANNEL = 0x01  # only REQUEST is in the message; the body follows on the channel
 MAX_QUEUE_MESSAGE = 256 * 1024  # the worker's receive buffer (READ_BUF_SIZE in csrc/askr_chan.h)
 _U64 = struct.Struct("!Q")
@@ -100,8 +101,9 @@ def decode_status(payload: bytes | bytearray, start: int = 0) -> int:
     return (payload[start] << 8) | payload[start + 1]
 
 
-def decode_taken(payload: bytes) -> int:
-    return _U64.unpack(payload)[0]
+def decode_taken(payload: bytes) -> tuple[int, int]:
+    """(request id, the queue flags it came with)."""
+    return _U64.unpack_from(payload)[0], payload[8] if len(payload) > 8 else 0
 
 
 def decode_hello(payload: bytes) -> tuple[int, int, int]:

@@ -58,7 +58,7 @@ class FrontContext:
 
 class Front:
     def __init__(self, config: Config, listen_fds: list[int], channel_fd: int, control_fd: int,
-                 queue_fd: int, scoreboard: str, redirect_fd: int | None = None):
+                 queue_fd: int, scoreboard: str, redirect_fd: int | None = None, index: int = 0):
         self.config = config
         self.listen_fds = listen_fds
         self.redirect_fd = redirect_fd
@@ -68,6 +68,7 @@ class Front:
         self.access = AccessLog(access, config.log.access_file) if access != "off" else None
         self.channel_fd = channel_fd
         self.queue = socket.socket(fileno=queue_fd)
+        self.index = index  # which front this is: workers answer its requests on its channel
         self.scoreboard_path = scoreboard
         self.control = socket.socket(fileno=control_fd)
         self.servers: list[asyncio.AbstractServer] = []
@@ -91,7 +92,7 @@ class Front:
         cfg = self.config
         with open(self.scoreboard_path, "r+b") as f:
             scoreboard = mmap.mmap(f.fileno(), 0)  # writable: the stop word retires a worker
-        pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event)
+        pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event, self.index)
         router = self.make_router()
         static.configure_types(static.build_types(cfg.static.charset, cfg.static.charset_types,
                                                   cfg.static.types))
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--queue-fd", type=int, required=True)
+    parser.add_argument("--front-index", type=int, default=0)
     parser.add_argument("--scoreboard", required=True)
     parser.add_argument("--redirect-fd", type=int)
     parser.add_argument("--run-as", metavar="UID:GID", help="drop root to this user once started")
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = config_mod.restore(f.read())
     log_setup.setup(cfg.log.level, cfg.log.format)
     front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd,
-                  args.queue_fd, args.scoreboard, args.redirect_fd)
+                  args.queue_fd, args.scoreboard, args.redirect_fd, args.front_index)
     if args.run_as:
         drop_privileges(*(int(x) for x in args.run_as.split(":")))
     uvloop.run(front.run())

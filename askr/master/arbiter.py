@@ -136,9 +136,8 @@ class Arbiter:
                 os.chown(os.path.join(self.runtime_dir, name), *self.run_as)
 
     def _make_zygote(self, generation: int) -> Zygote:
-        queue_fds = [front.queue_workers.fileno() for front in self.fronts.handles]
         return Zygote(self.config, generation, lambda z, fields: self.post(ZygoteLine(z, fields)),
-                      queue_fds, self.scoreboard_path, self.run_as)
+                      [self.fronts.queue_workers.fileno()], self.scoreboard_path, self.run_as)
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> int:
@@ -264,9 +263,8 @@ class Arbiter:
             slot.successor = proc
         else:
             slot.current = proc
-        front = self.fronts.of(slot.position)
-        zygote.spawn(worker_id, front.channel_path, self.quota(slot.position),
-                     front.queue_workers.fileno(), slot.position)
+        zygote.spawn(worker_id, self.fronts.channel_paths(), self.quota(slot.position),
+                     self.fronts.queue_workers.fileno(), slot.position)
 
     def free_worker_id(self, position: int) -> int | None:
         return next((i for i in workers.worker_ids(position, len(self.slots)) if i not in self.procs), None)
@@ -284,7 +282,8 @@ class Arbiter:
     def retire(self, proc: WorkerProc) -> None:
         """Stop `proc` taking requests; it finishes the one in hand, then exits."""
         proc.state = "retiring"
-        self.fronts.of(proc.position).command({"cmd": "retire", "worker_id": proc.worker_id, "pid": proc.pid})
+        # every front: one is enough (the stop word is shared), but any one may be restarting
+        self.fronts.command_all({"cmd": "retire", "worker_id": proc.worker_id, "pid": proc.pid})
 
     def status(self) -> dict:
         return status.snapshot(self)
@@ -480,12 +479,9 @@ class Arbiter:
             # anything else: a PHP worker orphaned by its zygote, re-parented to us (subreaper)
 
     def replace_front(self, front: FrontHandle) -> None:
-        """A front died: its workers and queued requests belonged to its clients, who are gone.
-        Its workers are killed first (idle ones wait on the shared queue and would otherwise take
-        the new front's requests and answer the dead one); replacements connect to the new front."""
-        for proc in self.procs.values():
-            if self.fronts.of(proc.position) is front:
-                self.kill(proc)
+        """A front died: only its own clients' connections are lost. Every PHP worker serves every
+        front, so none is killed; each reconnects to the new process (a worker that was answering
+        the dead front sees its channel break, as on a client abort, and is replaced)."""
         self.fronts.restart(front)
 
     # -- stopping ----------------------------------------------------------------------------

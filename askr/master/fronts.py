@@ -1,8 +1,9 @@
 """The front processes, as the master runs them: their sockets, start, restart and control lines.
 
-The master binds every socket a front uses (the listen sockets, the channel its PHP workers
-connect to, the request queue), so a front that dies is replaced on the same sockets and no
-port is ever closed. Each front reports on a control socket, one JSON object per line; worker
+The master binds every socket a front uses (the listen sockets, the channel PHP workers connect
+to, the request queue all fronts share), so a front that dies is replaced on the same sockets and
+no port is ever closed; the workers reconnect to its channel, and its death costs only its own
+connections. Each front reports on a control socket, one JSON object per line; worker
 events go onto the master's queue, stats lines straight to the metrics.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from askr import config as config_mod
-from askr.bridge import events, wire
+from askr.bridge import events
 from askr.config import Config
 from askr.master import sockets
 from askr.master.events import Event, FrontEvent
@@ -32,13 +33,11 @@ log = logging.getLogger("askr.master")
 
 @dataclass
 class FrontHandle:
-    """One front process and the channel socket its PHP workers connect to (kept across restarts)."""
+    """One front process and the channel socket every PHP worker connects to (kept across restarts)."""
 
-    index: int
+    index: int  # in each queue message it sends: the channel a worker answers on
     channel_sock: socket.socket
     channel_path: str
-    queue_front: socket.socket  # the front sends requests here ...
-    queue_workers: socket.socket  # ... and its workers take them from here
     proc: subprocess.Popen | None = None
     control: asyncio.StreamWriter | None = None  # commands to the front, one JSON per line
 
@@ -60,9 +59,11 @@ class Fronts:
         self.redirect_sock: socket.socket | None = None
         self.runtime_dir = ""
         self.scoreboard_path = ""
+        # One request queue: every front sends into it, every PHP worker takes from it.
+        self.queue_front, self.queue_workers = sockets.request_queue()
 
     def bind(self, runtime_dir: str, scoreboard_path: str, workers: int) -> None:
-        """The listen sockets, then one channel and request queue per front."""
+        """The listen sockets, then one channel socket per front."""
         server = self.config.server
         self.listen_socks = [sockets.bind_tcp(address) for address in server.listen]
         redirect = server.redirect_http
@@ -71,15 +72,15 @@ class Fronts:
         for index in range(server.fronts):
             path = os.path.join(runtime_dir, f"front-{index}.sock")
             sock = sockets.bind_unix(path, backlog=max(128, 4 * workers))
-            self.handles.append(FrontHandle(index, sock, path, *sockets.request_queue()))
+            self.handles.append(FrontHandle(index, sock, path))
 
     def socket_names(self) -> list[str]:
         """The runtime dir's entries the fronts' user must be able to open."""
         return [f"front-{i}.sock" for i in range(len(self.handles))]
 
-    def of(self, position: int) -> FrontHandle:
-        """Workers are dealt to fronts round-robin; a front dispatches only to its own."""
-        return self.handles[position % len(self.handles)]
+    def channel_paths(self) -> str:
+        """What a worker connects to: every front's channel socket, in front order."""
+        return ",".join(f.channel_path for f in self.handles)
 
     def running(self) -> bool:
         return any(f.proc is not None for f in self.handles)
@@ -96,10 +97,11 @@ class Fronts:
         ours, theirs = socket.socketpair()
         fds = [s.fileno() for s in self.listen_socks]
         channel_fd = front.channel_sock.fileno()
-        queue_fd = front.queue_front.fileno()
+        queue_fd = self.queue_front.fileno()
         cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path,
                "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(channel_fd),
                "--control-fd", str(theirs.fileno()), "--queue-fd", str(queue_fd),
+               "--front-index", str(front.index),
                "--scoreboard", self.scoreboard_path]
         if self.run_as is not None:
             cmd += ["--run-as", f"{self.run_as[0]}:{self.run_as[1]}"]
@@ -134,11 +136,9 @@ class Fronts:
                     front.proc.send_signal(sig)
 
     def restart(self, front: FrontHandle) -> None:
-        """After its workers were killed (they belonged to the dead front's clients): empty the
-        queue of requests nobody will answer, then start a new front on the same sockets."""
-        with contextlib.suppress(BlockingIOError, OSError):
-            while front.queue_workers.recv(wire.MAX_QUEUE_MESSAGE + 64, socket.MSG_DONTWAIT):
-                pass
+        """A new process on the same sockets. The workers connect to it again as they notice the
+        old one's channels close; what the old one had queued is answered to the new one, which
+        does not know those ids and drops the answers."""
         self.start(front)
 
     def reaped(self, pid: int, status: int) -> FrontHandle | None:
@@ -150,10 +150,9 @@ class Fronts:
         return front
 
     def close_queues(self) -> None:
-        """Shutdown: with the master's copies of the queues' front ends closed, idle workers
-        waiting on a queue see it end and exit."""
-        for front in self.handles:
-            front.queue_front.close()
+        """Shutdown: with the master's copy of the queue's front end closed (the fronts have
+        exited), idle workers waiting on it see it end and exit."""
+        self.queue_front.close()
 
     def cleanup(self) -> None:
         for front in self.handles:

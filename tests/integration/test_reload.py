@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 WORKER = """<?php
 $version = trim(file_get_contents(__DIR__ . '/VERSION'));  // read once, at boot
@@ -116,12 +117,18 @@ class Load:
             keep.close()
 
 
-def test_rolling_reloads_under_load_drop_nothing(config_server, tmp_path):
+# With two fronts every worker also serves both, and a reload rolls workers both fronts use.
+FRONTS = pytest.mark.parametrize("fronts", [1, 2])
+
+
+@FRONTS
+def test_rolling_reloads_under_load_drop_nothing(config_server, tmp_path, fronts):
     """Modelled on Puma's restart_does_not_drop_connections: keep-alive and fresh connections,
     16 KB POSTs and 50 ms handlers, while five rolling reloads (signal and API, alternating)
     each switch the code: no request fails, every reload completes, answers follow the code."""
     release = make_release(tmp_path / "app", "v0")
-    server = config_server(root=release / "public", workers=2, worker={"script": str(release / "worker.php")})
+    server = config_server(root=release / "public", workers=2, worker={"script": str(release / "worker.php")},
+                           server={"fronts": fronts})
     with Load(server.url, per_thread=5000) as load:
         load.wait_for(50)
         for n in range(1, 6):
@@ -198,9 +205,9 @@ def test_reload_follows_a_symlink_swap(config_server, tmp_path):
 CANARY_ABORTED = "canary UNHEALTHY — aborting reload; remaining workers keep old code"
 
 
-def canary_server(config_server, release: Path):
+def canary_server(config_server, release: Path, fronts: int = 1):
     return config_server(root=release / "public", workers=2, worker={"script": str(release / "worker.php")},
-                         reload={"canary": True, "canary_seconds": 1})
+                         reload={"canary": True, "canary_seconds": 1}, server={"fronts": fronts})
 
 
 def canary_reload(server, expect: str) -> int:
@@ -215,9 +222,10 @@ def last_versions(load: Load) -> set[str]:
     return {got[-1].split()[0] for got in load.results.values()}
 
 
-def test_canary_with_a_syntax_error_aborts_and_old_code_serves(config_server, tmp_path):
+@FRONTS
+def test_canary_with_a_syntax_error_aborts_and_old_code_serves(config_server, tmp_path, fronts):
     release = make_release(tmp_path / "app", "v1")
-    server = canary_server(config_server, release)
+    server = canary_server(config_server, release, fronts)
     with Load(server.url, per_thread=2000) as load:
         load.wait_for(20)
         (release / "worker.php").write_text("<?php this is not php;\n")
@@ -242,7 +250,8 @@ def test_canary_with_a_boot_fatal_aborts(config_server, tmp_path):
     assert last_versions(load) == {"v1"}
 
 
-def test_canary_answering_500s_aborts_and_old_code_comes_back(config_server, tmp_path):
+@FRONTS
+def test_canary_answering_500s_aborts_and_old_code_comes_back(config_server, tmp_path, fronts):
     """A release that boots but fails its requests: the canary's 5xx rate gives it away, and the
     rollback worker runs the previous release (paths are resolved per generation, so the moved
     `current` symlink does not leak the bad release into it)."""
@@ -251,7 +260,7 @@ def test_canary_answering_500s_aborts_and_old_code_comes_back(config_server, tmp
     current = tmp_path / "current"
     current.symlink_to(good)
     server = config_server(root=current / "public", workers=2, worker={"script": str(current / "worker.php")},
-                           reload={"canary": True, "canary_seconds": 1})
+                           reload={"canary": True, "canary_seconds": 1}, server={"fronts": fronts})
     with Load(server.url, per_thread=4000, expect_500=True) as load:
         load.wait_for(20)
         link = tmp_path / "current.new"
@@ -266,9 +275,10 @@ def test_canary_answering_500s_aborts_and_old_code_comes_back(config_server, tmp
     assert last_versions(load) == {"v1"}
 
 
-def test_good_canary_rolls_on(config_server, tmp_path):
+@FRONTS
+def test_good_canary_rolls_on(config_server, tmp_path, fronts):
     release = make_release(tmp_path / "app", "v1")
-    server = canary_server(config_server, release)
+    server = canary_server(config_server, release, fronts)
     with Load(server.url, per_thread=4000) as load:
         load.wait_for(20)
         (release / "VERSION").write_text("v2")

@@ -60,7 +60,8 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[limits]\nheader_timeout = 0\n", "[limits] header_timeout = 0: expected a number of seconds > 0"),
         ("[server]\nroot = \"missing\"\n", "no such directory"),
         ("[server\n", "not valid TOML"),
-        ("[server]\nworkers = 2\nfronts = 3\n", "[server] fronts = 3 is more than workers = 2"),
+        ("[server]\nfronts = 65\n", "[server] fronts = 65: expected an integer from 1 to 64, or \"auto\""),
+        ("[server]\nfronts = \"many\"\n", "[server] fronts = 'many'"),
         ("[limits]\nmax_header_size = \"1M\"\n", "[limits] max_header_size = '1M': at most 64K"),
         ("[worker]\nscript = \"w.php\"\n", "[worker] script = '"),
         ("[worker]\napp_base = \".\"\n", "app_base is set but no script is"),
@@ -226,8 +227,13 @@ def test_combinations_are_judged_without_the_filesystem() -> None:
     for setting in config.SETTINGS:
         default = setting.default
         parsed[setting.section][setting.key] = None if default is None else setting.parse(default)
+    # more fronts than workers is fine: every front reaches every worker
     parsed["server"].update(workers=1, fronts=2, redirect_http=config.parse_listen("127.0.0.1:80"))
     parsed["admin"]["listen"] = config.parse_listen("0.0.0.0:9000")
     problems = config._check_values("askr.toml", parsed)
     assert [p.split(": ", 2)[1][:28] for p in problems] == [
-        "[server] fronts = 2 is more ", "[server] redirect_http is se", "[admin] listen = '0.0.0.0:90"]
+        "[server] redirect_http is se", "[admin] listen = '0.0.0.0:90"]
+
+
+def test_fronts_auto_is_one_per_two_cores() -> None:
+    assert [config.auto_fronts(n) for n in (1, 2, 3, 4, 16, 64, 256)] == [1, 1, 1, 2, 8, 32, 64]

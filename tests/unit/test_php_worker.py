@@ -639,8 +639,23 @@ class QueueZygote(Zygote):
         conn, _ = self.listener.accept()
         return Worker(conn)
 
-    def enqueue(self, request_id: int, frames: bytes, flags: int = 0) -> None:
-        self.queue_front.sendall(wire.QUEUE_HEADER.pack(request_id, flags) + frames)
+    def second_front(self) -> socket.socket:
+        """Another front's channel socket (as the master binds one per front)."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.workdir / "front-1.sock"))
+        listener.listen(16)
+        listener.settimeout(TIMEOUT)
+        return listener
+
+    def spawn_two_fronts(self, worker_id: int, other: socket.socket) -> tuple[Worker, Worker]:
+        """A worker with a channel to each of two fronts: (front 0's end, front 1's end)."""
+        paths = f"{self.channel_path},{other.getsockname()}"
+        self.ctl.sendall(f"spawn {worker_id} {paths} 0 {self.queue_workers.fileno()}\n".encode())
+        self.wait_line(rf"spawned {worker_id} (\d+)")
+        return Worker(self.listener.accept()[0]), Worker(other.accept()[0])
+
+    def enqueue(self, request_id: int, frames: bytes, flags: int = 0, front: int = 0) -> None:
+        self.queue_front.sendall(wire.QUEUE_HEADER.pack(request_id, flags, front) + frames)
 
     def slot(self, worker_id: int) -> tuple[int, int]:
         """(request id, pid) of the worker's scoreboard slot."""
@@ -679,7 +694,7 @@ def test_queued_request_answers_with_taken_then_response(queue_zygote: QueueZygo
     queue_zygote.enqueue(0xABCDEF0000000001, _request_frames(docroot, "hello.php"))
     kind, payload = worker.read_frame()
     assert kind == wire.TAKEN
-    assert wire.decode_taken(payload) == 0xABCDEF0000000001
+    assert wire.decode_taken(payload) == (0xABCDEF0000000001, 0)
     resp = worker.read_response()
     assert (resp.status, resp.body) == (200, b"Hello, world\n")
     # cleared just after the response is written (before would lose it to a crash in between)
@@ -705,7 +720,7 @@ def test_queue_hands_each_request_to_one_worker(queue_zygote: QueueZygote, docro
             while True:  # one recv may bring several answers: take all that are buffered
                 kind, payload = w.read_frame()
                 assert kind == wire.TAKEN
-                request_id = wire.decode_taken(payload)
+                request_id, _ = wire.decode_taken(payload)
                 resp = w.read_response()
                 assert resp.json()["get"] == {"n": str(request_id - 100)}
                 assert request_id not in seen
@@ -723,7 +738,8 @@ def test_body_on_channel_after_taken(queue_zygote: QueueZygote, docroot: Path) -
                            content_length=len(b'{"a": 1}'), end=False)
     queue_zygote.enqueue(7, head, wire.QUEUE_FLAG_BODY_ON_CHANNEL)
     kind, payload = worker.read_frame()  # sent at once: we must know who to stream the body to
-    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, 7)
+    # it echoes the flags: a front that does not know the id can tell the worker waits for a body
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, (7, wire.QUEUE_FLAG_BODY_ON_CHANNEL))
     assert queue_zygote.slot(1) == (7, worker.pid)  # holding request 7 while it waits for the body
     worker.sock.sendall(wire.encode_body(b'{"a": 1}') + wire.BODY_END_FRAME)
     assert worker.read_response().json() == {"raw": '{"a": 1}', "decoded": {"a": 1}}
@@ -759,12 +775,59 @@ def test_busy_worker_sees_stop_word_and_takes_no_more(queue_zygote: QueueZygote,
     queue_zygote.enqueue(12, _request_frames(docroot, "hello.php"))
     gate.write_text("go")
     kind, payload = worker.read_frame()
-    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, 11)
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, (11, 0))
     assert worker.read_response().status == 200
     queue_zygote.wait_line(rf"exited 1 {worker.pid} 0 0")
     other = queue_zygote.spawn_queued(2)
     kind, payload = other.read_frame()
-    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, 12)
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, (12, 0))
     assert other.read_response().status == 200
     worker.close()
     other.close()
+
+
+def test_worker_answers_on_the_channel_of_the_front_that_queued(queue_zygote: QueueZygote,
+                                                                 docroot: Path) -> None:
+    """One queue, a channel per front: the message's front index picks where the answer goes."""
+    other = queue_zygote.second_front()
+    front0, front1 = queue_zygote.spawn_two_fronts(1, other)
+    assert front0.pid == front1.pid  # one worker, HELLO on both
+    queue_zygote.enqueue(21, _request_frames(docroot, "vars.php", query="to=1"), front=1)
+    kind, payload = front1.read_frame()
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, (21, 0))
+    assert front1.read_response().json()["get"] == {"to": "1"}
+    queue_zygote.enqueue(22, _request_frames(docroot, "vars.php", query="to=0"), front=0)
+    kind, payload = front0.read_frame()
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, (22, 0))
+    assert front0.read_response().json()["get"] == {"to": "0"}
+    front0.close()
+    front1.close()
+    other.close()
+
+
+def test_idle_worker_reconnects_to_a_front_that_restarted(queue_zygote: QueueZygote, docroot: Path) -> None:
+    """A front that dies closes its channels; the worker connects again (the master keeps the
+    socket listening for the front's next process), says HELLO, and serves that front again."""
+    other = queue_zygote.second_front()
+    front0, front1 = queue_zygote.spawn_two_fronts(2, other)
+    front1.close()  # that front's process died
+    again = Worker(other.accept()[0])
+    assert again.pid == front1.pid
+    queue_zygote.enqueue(31, _request_frames(docroot, "hello.php"), front=1)
+    kind, payload = again.read_frame()
+    assert (kind, wire.decode_taken(payload)) == (wire.TAKEN, (31, 0))
+    assert again.read_response().body == b"Hello, world\n"
+    queue_zygote.enqueue(32, _request_frames(docroot, "hello.php"), front=0)  # the other front still served
+    assert front0.read_frame()[0] == wire.TAKEN
+    assert front0.read_response().status == 200
+    for end in (front0, again):
+        end.close()
+    other.close()
+
+
+def test_queue_message_naming_an_unknown_front_is_refused(queue_zygote: QueueZygote, docroot: Path) -> None:
+    worker = queue_zygote.spawn_queued(3)
+    queue_zygote.enqueue(41, _request_frames(docroot, "hello.php"), front=5)
+    queue_zygote.wait_line(rf"exited 3 {worker.pid} 1 0")
+    assert "bad queue message" in queue_zygote.stderr
+    worker.close()

@@ -17,6 +17,7 @@ from askr.bridge.scoreboard import SLOT
 
 PID = 4321
 WORKER_ID = 1
+FRONT_INDEX = 3
 
 
 class Sink:
@@ -64,7 +65,8 @@ class Worker:
         """The next queue message: (request id, flags, frames)."""
         loop = asyncio.get_running_loop()
         message = await asyncio.wait_for(loop.sock_recv(self.queue, wire.MAX_QUEUE_MESSAGE + 64), 10)
-        request_id, flags = wire.QUEUE_HEADER.unpack_from(message)
+        request_id, flags, front = wire.QUEUE_HEADER.unpack_from(message)
+        assert front == FRONT_INDEX  # the channel the answer must come back on
         return request_id, flags, message[wire.QUEUE_HEADER.size:]
 
     def read_channel(self) -> bytes:
@@ -81,8 +83,8 @@ def head(status: int, *lines: bytes) -> bytes:
     return wire.frame(wire.HEAD, struct.pack("!H", status) + b"\n".join(lines))
 
 
-def taken(request_id: int) -> bytes:
-    return wire.frame(wire.TAKEN, struct.pack("!Q", request_id))
+def taken(request_id: int, flags: int = 0) -> bytes:
+    return wire.frame(wire.TAKEN, struct.pack("!QB", request_id, flags))
 
 
 def end(flags: int = 0) -> bytes:
@@ -99,7 +101,7 @@ def run(board: mmap.mmap, scenario: Callable[..., Awaitable[None]]) -> None:
         queue_front.setblocking(False)
         queue_worker.setblocking(False)
         events: list[WorkerEvent] = []
-        pool = WorkerPool(queue_front, board, max_queue=3, on_event=events.append)
+        pool = WorkerPool(queue_front, board, max_queue=3, on_event=events.append, front_index=FRONT_INDEX)
         front_end, worker_end = socket.socketpair()
         await loop.connect_accepted_socket(pool.protocol_factory, sock=front_end)
         try:
@@ -267,6 +269,19 @@ def test_an_answer_to_a_request_this_front_never_sent_is_discarded(board) -> Non
         worker.say(taken(request_id), head(200), end())
         await asyncio.wait_for(sink.done.wait(), 10)
         assert sink.calls == [("response", 200, b"", b"", True)]
+
+    run(board, scenario)
+
+
+def test_a_previous_fronts_request_still_waiting_for_its_body_closes_the_channel(board) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
+        """The worker waits for a body the dead front process would have streamed: nobody
+        will, so the channel closes (the worker sees the abort) instead of hanging."""
+        await ready(pool, worker, events)
+        worker.say(taken(12345, wire.QUEUE_FLAG_BODY_ON_CHANNEL))
+        await until(lambda: pool.ready == 0, "the channel to close")
+        assert events[-1] == WorkerGone(WORKER_ID, PID)
+        assert (pool.running, pool.sent) == (0, {})
 
     run(board, scenario)
 

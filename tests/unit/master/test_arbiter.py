@@ -38,6 +38,7 @@ class FakeZygote:
         self.proc = None
         self.pid = 9000 + generation
         self.spawned: list[tuple[int, int, int]] = []  # (worker_id, quota, position)
+        self.channel_paths: list[str] = []
         self.closed = False
 
     async def start(self) -> None:
@@ -46,6 +47,7 @@ class FakeZygote:
     def spawn(self, worker_id: int, channel_path: str, max_requests: int, queue_fd: int,
               position: int) -> None:
         self.spawned.append((worker_id, max_requests, position))
+        self.channel_paths.append(channel_path)
 
     def close(self) -> None:
         self.closed = True
@@ -79,8 +81,11 @@ class World:
         arbiter.clock = lambda: self.now
         arbiter.send_signal = lambda pid, sig: self.signals.append((pid, sig))
         arbiter.gens.make = self._make
-        queue = _FakeSocket()
-        arbiter.fronts.handles = [FrontHandle(0, None, "front-0.sock", None, queue, control=self.control)]  # type: ignore[arg-type]
+        arbiter.fronts.queue_workers.close()
+        arbiter.fronts.queue_workers = _FakeSocket()  # type: ignore[assignment]
+        self.controls = [self.control] + [FakeControl() for _ in range(arbiter.config.server.fronts - 1)]
+        arbiter.fronts.handles = [FrontHandle(i, None, f"front-{i}.sock", control=c)  # type: ignore[arg-type]
+                                  for i, c in enumerate(self.controls)]
 
     def _make(self, generation: int) -> FakeZygote:
         zygote = FakeZygote(generation)
@@ -134,10 +139,10 @@ class World:
         """The generation each slot's current worker runs."""
         return [s.current.generation if s.current else None for s in self.arbiter.slots.values()]
 
-    def retired(self) -> list[int]:
+    def retired(self, front: int = 0) -> list[int]:
         """Pids the front was told to retire."""
         import json
-        return [json.loads(line)["pid"] for line in self.control.lines if b'"retire"' in line]
+        return [json.loads(line)["pid"] for line in self.controls[front].lines if b'"retire"' in line]
 
 
 class _FakeSocket:
@@ -415,3 +420,25 @@ def test_slot_backoff(failures: int, delay: float) -> None:
 def test_quota_spread() -> None:
     assert [workers.quota(100, p, 5) for p in range(5)] == [85, 92, 100, 108, 115]
     assert workers.quota(100, 0, 1) == 100 and workers.quota(0, 3, 5) == 0
+
+
+def test_with_two_fronts_every_worker_serves_both(tmp_path: Path) -> None:
+    """One queue, and each worker connects to every front; a retire reaches every front (any
+    one may be restarting), and a front that dies costs no worker."""
+    async def scenario(world: World) -> None:
+        arbiter = world.arbiter
+        zygote = world.zygotes[0]
+        assert len(zygote.spawned) == 3
+        assert set(zygote.channel_paths) == {"front-0.sock,front-1.sock"}
+        old_pid = world.pid(1)
+        world.step(FrontEvent(WorkerQuota(1, old_pid)))
+        world.starting()
+        world.ready(4)
+        world.step(FrontEvent(WorkerReady(4, world.pid(4), 1)))  # the other front's HELLO too: no-op
+        assert world.retired(0) == world.retired(1) == [old_pid]
+        restarted: list[int] = []
+        arbiter.fronts.start = lambda front: restarted.append(front.index)  # type: ignore[method-assign]
+        arbiter.replace_front(arbiter.fronts.handles[1])
+        assert restarted == [1] and world.signals == []  # nothing killed
+        assert all(p.state in ("ready", "retiring") for p in arbiter.procs.values())
+    run(tmp_path, scenario, "workers = 3\nfronts = 2\nmax_requests = 1000\n")
