@@ -3,7 +3,8 @@
 Usage (from the repository root):
 
     .venv/bin/python bench/run.py [--workers 2] [--duration 10] [--connections 64] [--threads 2]
-                                  [--only askr|nginx]
+                                  [--only askr|nginx] [--nginx-processes auto|N]
+                                  [--askr fronts=N,pin=CPUS ...]
 
 Everything it starts (nginx, php-fpm, askr) lives in a temporary directory, listens only on
 127.0.0.1 and is stopped in a ``finally``. Python 3.11 standard library only.
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import cpu
+
 T = TypeVar("T")
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -42,9 +45,9 @@ NGINX = "/usr/sbin/nginx"
 PHP_FPM = "/usr/sbin/php-fpm8.2"
 WRK = "wrk"
 
-URLS = ("/hello.php", "/static-4k.txt")
+URLS = ("/hello.php", "/static-4k.txt", "/static-1m.bin")
 HELLO_BODY = b"Hello, world!\n"
-STATIC_SIZE = 4096
+STATIC_SIZES = {"/static-4k.txt": 4096, "/static-1m.bin": 1 << 20}
 WARMUP_SECONDS = 2
 NGINX_READY_TIMEOUT = 30.0
 ASKR_READY_TIMEOUT = 60.0
@@ -84,11 +87,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SESSIONS: list[int] = []  # every server started: its session id (= its pid), for cpu.Meter
+
+
 def start(name: str, argv: list[str], log: Path, cwd: Path | None = None) -> Server:
     """Start argv in its own session (so its whole process group can be stopped)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+    SESSIONS.append(proc.pid)
     return Server(name, proc, log)
 
 
@@ -159,10 +166,19 @@ def check_target(label: str, base: str) -> None:
     if status != 200 or body != HELLO_BODY:
         raise BenchError(f"{label} did not run PHP: GET /hello.php gave HTTP {status} {body[:200]!r}, "
                          f"expected 200 {HELLO_BODY!r}")
-    status, body = http_get(base + "/static-4k.txt")
-    if status != 200 or len(body) != STATIC_SIZE:
-        raise BenchError(f"{label}: GET /static-4k.txt gave HTTP {status} with {len(body)} bytes, "
-                         f"expected 200 with {STATIC_SIZE}")
+    for path, size in STATIC_SIZES.items():
+        status, body = http_get(base + path)
+        if status != 200 or len(body) != size:
+            raise BenchError(f"{label}: GET {path} gave HTTP {status} with {len(body)} bytes, "
+                             f"expected 200 with {size}")
+
+
+def make_docroot(tmp: Path) -> Path:
+    """bench/docroot plus the 1 MiB file (generated: not worth a megabyte in the repository)."""
+    root = tmp / "docroot"
+    shutil.copytree(DOCROOT, root)
+    (root / "static-1m.bin").write_bytes(bytes(range(256)) * 4096)
+    return root
 
 
 # --------------------------------------------------------------------------- nginx + php-fpm
@@ -293,6 +309,8 @@ class WrkResult:
     non2xx: int
     socket_errors: dict[str, int]
     spread: str = ""  # lowest-highest req/s over the rounds
+    requests: int = 0
+    cost: cpu.Cost | None = None  # CPU µs per request by process kind, when measured
 
     @property
     def errors(self) -> int:
@@ -325,11 +343,13 @@ def parse_wrk(output: str) -> WrkResult:
     if not (rps and p50 and p99):
         raise BenchError(f"could not parse wrk output:\n{output}")
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    total = re.search(r"^\s+(\d+) requests in ", output, re.M)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     socket_errors = dict(zip(("connect", "read", "write", "timeout"),
                              (int(g) for g in sock.groups()), strict=True)) if sock else {}
     return WrkResult(float(rps.group(1)), to_ms(p50.group(1)), to_ms(p99.group(1)),
-                     int(non2xx.group(1)) if non2xx else 0, socket_errors)
+                     int(non2xx.group(1)) if non2xx else 0, socket_errors,
+                     requests=int(total.group(1)) if total else 0)
 
 
 def run_wrk(url: str, threads: int, connections: int, duration: int) -> WrkResult:
@@ -365,22 +385,66 @@ def _version(argv: list[str]) -> str:
     return lines[0] if lines else "?"
 
 
+@dataclass
+class AskrSpec:
+    """One askr target: its `[server] fronts` (None: askr's default) and the CPUs its fronts are
+    pinned to (None: not pinned)."""
+
+    fronts: int | None = None
+    pin: set[int] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AskrSpec:
+        spec = cls()
+        for item in filter(None, text.split(",")):
+            key, _, value = item.partition("=")
+            if key == "fronts":
+                spec.fronts = int(value)
+            elif key == "pin":
+                spec.pin = set(_cpu_list(value))
+            else:
+                raise argparse.ArgumentTypeError(f"unknown askr setting {key!r} (fronts=N, pin=CPUS)")
+        return spec
+
+    @property
+    def label(self) -> str:
+        parts = ([f"fronts={self.fronts}"] if self.fronts else []) + (
+            [f"pinned to cpu {_cpu_text(self.pin)}"] if self.pin is not None else [])
+        return " ".join([ASKR_LABEL, *parts])
+
+    def extra(self) -> tuple[str, ...]:
+        return ("--fronts", str(self.fronts)) if self.fronts else ()
+
+
+def _cpu_list(text: str) -> list[int]:
+    """"0", "0-1", "0,2" (with ':' for ',' inside an --askr spec) -> [cpus]."""
+    out: list[int] = []
+    for part in text.replace(":", ",").split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
+
+
+def _cpu_text(cpus: set[int]) -> str:
+    return ",".join(map(str, sorted(cpus)))
+
+
 def render_table(results: dict[tuple[str, str], WrkResult], targets: list[str], p: Params,
-                 nginx_processes: int | str = 1) -> str:
+                 nginx_processes: int | str, fronts: dict[str, int]) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"**{now}** · nproc {os.cpu_count()} · load avg {p.load_before:.2f} at start · "
               f"{p.workers} PHP workers · "
               f"`wrk -t{p.threads} -c{p.connections} -d{p.duration}s --latency`, "
-              f"{p.rounds} alternating rounds "
+              f"{p.rounds} alternating rounds, median "
               f"(after {WARMUP_SECONDS} s warm-up per target and URL)")
     rows = ["| URL | target | req/s (median) | range over rounds | p50 ms | p99 ms | errors "
-            "| req/s askr ÷ nginx+fpm |",
+            "| req/s ÷ nginx+fpm |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for url in URLS:
         base = results.get((NGINX_LABEL, url))
         for target in targets:
             r = results[(target, url)]
-            ratio = f"{r.rps / base.rps:.2f}x" if target == ASKR_LABEL and base and base.rps else ""
+            ratio = f"{r.rps / base.rps:.2f}x" if target != NGINX_LABEL and base and base.rps else ""
             rows.append(f"| `{url}` | {target} | {r.rps:,.0f} | {r.spread} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
                         f"| {r.errors_text()} | {ratio} |")
     nginx_v = _version([NGINX, "-v"]).removeprefix("nginx version: ")
@@ -388,15 +452,57 @@ def render_table(results: dict[tuple[str, str], WrkResult], targets: list[str], 
     commit = _version(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
     notes = [
         f"nginx+fpm: {nginx_v} with `worker_processes {nginx_processes}`"
-        + (" (one nginx worker mirrors askr's one front process)" if str(nginx_processes) == "1" else "")
+        + (" (Debian's default: one per core)" if str(nginx_processes) == "auto" else "")
         + f" in front of {fpm_v}-fpm, `pm = static`, `pm.max_children = {p.workers}`, over a unix "
-        f"socket; askr (commit {commit}): `askr serve --workers {p.workers}`. Same docroot "
-        "(`bench/docroot`), access logs off.",
+        f"socket; askr (commit {commit}): `askr serve --workers {p.workers}` ("
+        + "; ".join(f"{t}: {n} front{'s' if n != 1 else ''}" for t, n in fronts.items())
+        + "). Same docroot (`bench/docroot` plus a generated 1 MiB file), access logs off.",
         f"wrk, the front and the PHP workers all share the same {os.cpu_count()} cores, so absolute "
-        "numbers are machine-bound; compare the two rows of a URL, measured alternately in one run.",
+        "numbers are machine-bound; compare the rows of a URL, measured alternately in one run.",
         "errors = non-2xx/3xx responses + socket errors (connect/read/write/timeout) reported by wrk.",
     ]
-    return "\n".join([header, "", *rows, "", *(f"- {n}" for n in notes)]) + "\n"
+    return "\n".join([header, "", *rows, "", *(f"- {n}" for n in notes), "",
+                      *render_costs(results, targets, fronts)]) + "\n"
+
+
+PROJECTED_CORES = (8, 16, 32, 64)
+
+
+def render_costs(results: dict[tuple[str, str], WrkResult], targets: list[str],
+                 fronts: dict[str, int]) -> list[str]:
+    """CPU µs per request by process kind (the median round), and the projection from it."""
+    kinds = [k for k, _ in cpu.KINDS if any(r.cost and k in r.cost.by_kind for r in results.values())]
+    if not kinds:
+        return []
+    rows = ["CPU µs per request (user + system, from /proc, the median round; wrk not counted):", "",
+            "| URL | target | " + " | ".join(kinds) + " | all |",
+            "|---|---|" + "---:|" * (len(kinds) + 1)]
+    for url in URLS:
+        for target in targets:
+            cost = results[(target, url)].cost
+            if cost is None:
+                continue
+            cells = [f"{cost.by_kind[k]:.1f}" if k in cost.by_kind else "" for k in kinds]
+            rows.append(f"| `{url}` | {target} | " + " | ".join(cells) + f" | {cost.total:.1f} |")
+    rows += ["", "Projected req/s on bigger machines from those costs (model: every core busy with the "
+             "stack's own processes, the load generator elsewhere, per-request cost unchanged; askr "
+             "is also capped at fronts * 10^6 / front µs, one core per front, with `fronts = \"auto\"` "
+             "for the core count; nginx `worker_processes auto` and one fpm child per core):", "",
+             "| URL | target | " + " | ".join(f"{c} cores" for c in PROJECTED_CORES) + " |",
+             "|---|---|" + "---:|" * len(PROJECTED_CORES)]
+    from askr.config import auto_fronts
+
+    for url in URLS:
+        for target in targets:
+            cost = results[(target, url)].cost
+            if cost is None or (target != NGINX_LABEL and not target.startswith(ASKR_LABEL)):
+                continue
+            if target == NGINX_LABEL:
+                cells = [cpu.project_nginx(cost, c) for c in PROJECTED_CORES]
+            else:
+                cells = [cpu.project_askr(cost, c, auto_fronts(c)) for c in PROJECTED_CORES]
+            rows.append(f"| `{url}` | {target} | " + " | ".join(f"{v:,.0f}" for v in cells) + " |")
+    return rows
 
 
 # --------------------------------------------------------------------------- main
@@ -409,14 +515,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--only", choices=("askr", "nginx"), help="benchmark only this target")
-    ap.add_argument("--nginx-processes", default="1",
-                    help='nginx worker_processes: 1 (default, like askr\'s one front) or "auto" (Debian\'s)')
+    ap.add_argument("--nginx-processes", default="auto",
+                    help='nginx worker_processes: "auto" (default: Debian\'s, one per core) or a number')
+    ap.add_argument("--askr", metavar="SPEC", action="append", type=AskrSpec.parse,
+                    help="an askr target: fronts=N and/or pin=CPUS (its fronts pinned with taskset, "
+                         "e.g. pin=0 or pin=0-1); repeat for several (default: one, askr's defaults)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating measurements per target and URL; the median is reported (default 3)")
     args = ap.parse_args(argv)
     for name in ("workers", "duration", "connections", "threads", "rounds"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")
+    args.askr = args.askr or [AskrSpec()]
+    if len({spec.label for spec in args.askr}) != len(args.askr):
+        ap.error("two --askr targets are the same")
     return args
 
 
@@ -430,38 +542,52 @@ def preflight(only: str | None) -> None:
             raise BenchError(f"missing {path}")
 
 
-Starter = Callable[[ExitStack, Path, int], str]
-
-
 def bench(args: argparse.Namespace, tmp: Path) -> str:
-    def nginx(stack: ExitStack, tmp: Path, workers: int) -> str:
-        return start_nginx_fpm(stack, tmp, workers, processes=args.nginx_processes)
-
-    starters: dict[str, Starter] = {NGINX_LABEL: nginx, ASKR_LABEL: start_askr}
-    targets = [t for t, key in ((NGINX_LABEL, "nginx"), (ASKR_LABEL, "askr")) if args.only in (None, key)]
+    root = make_docroot(tmp)
     params = Params(args.workers, args.duration, args.connections, args.threads, os.getloadavg()[0],
                     args.rounds)
     with ExitStack() as stack:
         bases: dict[str, str] = {}
-        for target in targets:
-            print(f"starting {target} ...", file=sys.stderr)
-            bases[target] = starters[target](stack, tmp, args.workers)
-            check_target(target, bases[target])
-            print(f"  {target} ready at {bases[target]}", file=sys.stderr)
+        sessions: dict[str, set[int]] = {}
+        fronts: dict[str, int] = {}
+
+        def started(label: str, base: str) -> None:
+            bases[label] = base
+            sessions[label] = set(SESSIONS) - set().union(*sessions.values())
+            check_target(label, base)
+            print(f"  {label} ready at {base}", file=sys.stderr)
+
+        if args.only in (None, "nginx"):
+            print(f"starting {NGINX_LABEL} ...", file=sys.stderr)
+            started(NGINX_LABEL, start_nginx_fpm(stack, tmp, args.workers, root,
+                                                 processes=args.nginx_processes))
+        if args.only in (None, "askr"):
+            for n, spec in enumerate(args.askr):
+                print(f"starting {spec.label} ...", file=sys.stderr)
+                started(spec.label, start_askr(stack, tmp, args.workers, root, extra=spec.extra(),
+                                               name=f"askr{n}"))
+                front_pids = [pid for pid, k in cpu.processes(sessions[spec.label]).items()
+                              if k == "askr front"]
+                fronts[spec.label] = len(front_pids)
+                if spec.pin is not None:
+                    cpu.pin(sessions[spec.label], "askr front", spec.pin)
         for url in URLS:
-            for target in targets:
-                print(f"warm-up {target} {url} ({WARMUP_SECONDS} s)", file=sys.stderr)
-                run_wrk(bases[target] + url, args.threads, args.connections, WARMUP_SECONDS)
+            for label, base in bases.items():
+                print(f"warm-up {label} {url} ({WARMUP_SECONDS} s)", file=sys.stderr)
+                run_wrk(base + url, args.threads, args.connections, WARMUP_SECONDS)
         samples: dict[tuple[str, str], list[WrkResult]] = {}
         for url in URLS:
             for n in range(args.rounds):
-                for target in targets:  # alternate, so both see the same machine state
-                    print(f"measuring {target} {url} round {n + 1}/{args.rounds} ({args.duration} s)",
+                for label, base in bases.items():  # alternate, so all see the same machine state
+                    print(f"measuring {label} {url} round {n + 1}/{args.rounds} ({args.duration} s)",
                           file=sys.stderr)
-                    samples.setdefault((target, url), []).append(
-                        run_wrk(bases[target] + url, args.threads, args.connections, args.duration))
+                    meter = cpu.Meter(sessions[label])
+                    meter.start()
+                    result = run_wrk(base + url, args.threads, args.connections, args.duration)
+                    result.cost = cpu.Cost.of(meter.stop(), result.requests)
+                    samples.setdefault((label, url), []).append(result)
     results = {key: median_result(runs) for key, runs in samples.items()}
-    return render_table(results, targets, params, args.nginx_processes)
+    return render_table(results, list(bases), params, args.nginx_processes, fronts)
 
 
 def alternate(bases: dict[str, str], measure: Callable[[str, int], T], rounds: int,
@@ -488,7 +614,8 @@ def median_result(runs: list[WrkResult]) -> WrkResult:
         for k, v in r.socket_errors.items():
             socket_errors[k] = socket_errors.get(k, 0) + v
     spread = f"{ordered[0].rps:,.0f}-{ordered[-1].rps:,.0f}"
-    return WrkResult(mid.rps, mid.p50_ms, mid.p99_ms, sum(r.non2xx for r in runs), socket_errors, spread)
+    return WrkResult(mid.rps, mid.p50_ms, mid.p99_ms, sum(r.non2xx for r in runs), socket_errors, spread,
+                     mid.requests, mid.cost)
 
 
 def _terminate(signum: int, _frame: object) -> None:

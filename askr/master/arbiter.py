@@ -405,8 +405,11 @@ class Arbiter:
 
     def handle_front(self, event: worker_events.WorkerEvent) -> None:
         proc = self.procs.get(event.worker_id)
-        if proc is not None and proc.pid == 0:
-            proc.pid = event.pid  # the front's news can beat the zygote's "spawned" line
+        if proc is not None and proc.pid == 0 and isinstance(event, worker_events.WorkerReady):
+            # HELLO can beat the zygote's "spawned" line. Only HELLO: every front reports a
+            # worker's exit, and a late report of the slot's previous worker must not be taken
+            # for this one (its own exit would then go unrecognised, and never be replaced).
+            proc.pid = event.pid
         if proc is None or proc.pid != event.pid:
             return
         slot = self.slots[proc.position]

@@ -67,11 +67,12 @@ def test_slow_requests_of_one_front_leave_idle_workers_to_the_other(config_serve
     clients are served at once by the third, while both slow requests still run."""
     server = config_server(workers=3, server={"fronts": 2})
     gate = Gate(tmp_path / "slow")
-    slow = [Conn(server.host, server.port, timeout=60) for _ in range(2)]
+    slow: list[Conn] = []
     try:
         with only_front(server, 1):
-            for c in slow:
-                c.send(f"GET {gate.target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            for _ in range(2):
+                slow.append(Conn(server.host, server.port, timeout=60))  # connected to front 1
+                slow[-1].send(f"GET {gate.target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             held = gate.wait_started(2)  # both run: front 1 is not confined to a share of workers
         with only_front(server, 0), Conn(server.host, server.port, timeout=30) as fast:
             for _ in range(10):

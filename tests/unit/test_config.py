@@ -235,5 +235,5 @@ def test_combinations_are_judged_without_the_filesystem() -> None:
         "[server] redirect_http is se", "[admin] listen = '0.0.0.0:90"]
 
 
-def test_fronts_auto_is_one_per_two_cores() -> None:
-    assert [config.auto_fronts(n) for n in (1, 2, 3, 4, 16, 64, 256)] == [1, 1, 1, 2, 8, 32, 64]
+def test_fronts_auto_is_one_per_core_up_to_64() -> None:
+    assert [config.auto_fronts(n) for n in (1, 2, 3, 16, 64, 256)] == [1, 2, 3, 16, 64, 64]

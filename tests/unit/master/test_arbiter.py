@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from askr import config
-from askr.bridge.events import WorkerQuota, WorkerReady
+from askr.bridge.events import WorkerGone, WorkerQuota, WorkerReady
 from askr.bridge.scoreboard import SLOT, Scoreboard
 from askr.master import workers
 from askr.master.arbiter import Arbiter
@@ -442,3 +442,26 @@ def test_with_two_fronts_every_worker_serves_both(tmp_path: Path) -> None:
         assert restarted == [1] and world.signals == []  # nothing killed
         assert all(p.state in ("ready", "retiring") for p in arbiter.procs.values())
     run(tmp_path, scenario, "workers = 3\nfronts = 2\nmax_requests = 1000\n")
+
+
+def test_a_late_report_of_a_slots_previous_worker_is_not_taken_for_the_next(tmp_path: Path) -> None:
+    """Every front reports a worker's exit; the second report may come when the replacement
+    (same worker id) is spawned but its pid not yet known. It must not lend the new worker its
+    pid: the new worker's own exit would then go unrecognised, and never be replaced."""
+    async def scenario(world: World) -> None:
+        arbiter = world.arbiter
+        first = world.pid(0)
+        world.now += 60  # a long-lived worker: no backoff
+        world.step(FrontEvent(WorkerGone(0, first)))  # front 0's report
+        world.exits(0)
+        assert arbiter.procs[0].pid == 0  # the replacement, spawned
+        world.step(FrontEvent(WorkerGone(0, first)))  # front 1's report, late
+        assert arbiter.procs[0].pid == 0
+        world.starting()
+        second = world.pid(0)
+        assert second not in (0, first)
+        world.ready(0)
+        world.now += 60
+        world.exits(0)
+        assert 0 in arbiter.procs and arbiter.procs[0].pid == 0  # replaced again
+    run(tmp_path, scenario, "workers = 1\nfronts = 2\n")
