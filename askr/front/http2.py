@@ -768,7 +768,8 @@ class Http2Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             if stream.body_complete or stream.responded or stream.closed:
                 continue
-            waiting_on_us = stream.unacked > 0  # its window is shut because a worker is slow
+            # its window is (nearly) shut because no worker took the body yet: not its fault
+            waiting_on_us = STREAM_WINDOW - stream.unacked < need
             if stream.window_bytes < need and not waiting_on_us:
                 log.info("HTTP/2 request body too slow from %s; answering 408", self._peer())
                 if stream.response_started:

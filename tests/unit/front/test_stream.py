@@ -1,0 +1,487 @@
+"""One request's life over both HTTP versions: bytes in through a fake transport, a fake worker
+pool standing in for PHP, bytes out decoded by a real client codec (httptools for HTTP/1.1, the
+`h2` package's client for HTTP/2). Every limit and failure answer is checked on both versions;
+nothing here opens a socket or starts a process, so the whole module runs in well under a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import h2.events
+import httptools
+import pytest
+
+from askr import config
+from askr.bridge.pool import Exchange
+from askr.front.http1 import Http1Connection
+from askr.front.http2 import Http2Connection
+from askr.front.proxy import ProxyTrust
+from askr.front.router import RouteCache, Router
+from askr.front.server import FrontContext
+
+VERSIONS = ["1.1", "2"]
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+        self.aborted = False
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.out += data
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def write_eof(self) -> None:
+        self.closed = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def take(self) -> bytes:
+        data, self.out = bytes(self.out), bytearray()
+        return data
+
+
+class FakeChannel:
+    """What a stream sees of the worker that took its exchange."""
+
+    pid = 4242
+    worker_id = 0
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+        self.reading = True
+        self.exchange: Exchange | None = None
+
+    def send(self, frame: bytes) -> None:
+        self.sent.append(frame)
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakePool:
+    """Takes exchanges instead of a PHP worker queue; `full` makes submit refuse (503)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Exchange] = []
+        self.full = False
+        self.timeouts: list[bytes] = []
+
+    def submit(self, exchange: Exchange) -> bool:
+        if self.full:
+            return False
+        self.submitted.append(exchange)
+        return True
+
+    def take(self, exchange: Exchange) -> FakeChannel:
+        """A worker takes `exchange`, as WorkerPool.taken does."""
+        channel = FakeChannel()
+        channel.exchange = exchange
+        exchange.channel = channel  # type: ignore[assignment]
+        if exchange.frames:
+            channel.sent.extend(exchange.frames)
+            exchange.frames = []
+        if exchange.on_started is not None:
+            exchange.on_started(exchange)
+        return channel
+
+    def timed_out(self, exchange: Exchange, method: bytes, url: bytes, seconds: float) -> None:
+        self.timeouts.append(url)
+
+
+@dataclass
+class Response:
+    status: int = 0
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    body: bytes = b""
+    informational: list[tuple[int, dict[bytes, bytes]]] = field(default_factory=list)
+    complete: bool = False
+    reset: bool = False
+
+
+class H1Client:
+    """Requests as bytes; responses decoded with httptools' response parser."""
+
+    def __init__(self, conn: Http1Connection, transport: FakeTransport):
+        self.conn, self.transport = conn, transport
+        self.responses: list[Response] = []
+        self._current = Response()
+        self.responses_informational: list[tuple[int, dict[bytes, bytes]]] = []
+        self.parser = httptools.HttpResponseParser(self)
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._current.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        self._current.status = self.parser.get_status_code()
+        if self._current.status < 200:  # a 1xx: its own message, then the final response
+            self.responses_informational.append((self._current.status, self._current.headers))
+            self._current = Response()
+
+    def on_body(self, body: bytes) -> None:
+        self._current.body += body
+
+    def on_message_complete(self) -> None:
+        if self._current.status >= 200:
+            self._current.complete = True
+            self._current.informational = self.responses_informational
+            self.responses_informational = []
+            self.responses.append(self._current)
+            self._current = Response()
+
+    def send(self, method: str, path: str, headers: list[tuple[str, str]] = (), body: bytes = b"",
+             end: bool = True) -> int:
+        lines = [f"{method} {path} HTTP/1.1", "Host: example.test", *(f"{k}: {v}" for k, v in headers)]
+        if (body or not end) and not any(k.lower() == "content-length" for k, _ in headers):
+            lines.append(f"Content-Length: {len(body)}")
+        self.conn.data_received(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        return 0
+
+    def more_body(self, _stream: int, data: bytes, end: bool = False) -> None:
+        self.conn.data_received(data)
+
+    def response(self, _stream: int = 0) -> Response:
+        data = self.transport.take()
+        if data:
+            self.parser.feed_data(data)
+        return self.responses[-1] if self.responses else self._current
+
+    def cut(self) -> bool:
+        """The server cut the connection (abort or close)."""
+        return self.transport.aborted or self.transport.closed
+
+
+class H2Client:
+    """Requests through the `h2` client; responses collected from its events."""
+
+    def __init__(self, conn: Http2Connection, transport: FakeTransport):
+        self.conn, self.transport = conn, transport
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2.initiate_connection()
+        self.by_stream: dict[int, Response] = {}
+        self.goaway = False
+        self.flush()
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.conn.data_received(data)
+        run_pending(self.conn)
+        self._read()
+
+    def _read(self) -> None:
+        data = self.transport.take()
+        if not data:
+            return
+        for event in self.h2.receive_data(data):
+            sid = getattr(event, "stream_id", 0)
+            resp = self.by_stream.setdefault(sid, Response()) if sid else None
+            if isinstance(event, h2.events.InformationalResponseReceived):
+                headers = dict(event.headers)
+                resp.informational.append((int(headers[b":status"]), headers))  # type: ignore[union-attr]
+            elif isinstance(event, h2.events.ResponseReceived):
+                headers = dict(event.headers)
+                resp.status = int(headers.pop(b":status"))  # type: ignore[union-attr]
+                resp.headers = headers  # type: ignore[union-attr]
+            elif isinstance(event, h2.events.DataReceived):
+                resp.body += event.data  # type: ignore[union-attr]
+                self.h2.acknowledge_received_data(event.flow_controlled_length, sid)
+            elif isinstance(event, h2.events.StreamEnded):
+                resp.complete = True  # type: ignore[union-attr]
+            elif isinstance(event, h2.events.StreamReset):
+                resp.reset = True  # type: ignore[union-attr]
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.goaway = True
+        out = self.h2.data_to_send()
+        if out:
+            self.conn.data_received(out)
+            run_pending(self.conn)
+
+    def send(self, method: str, path: str, headers: list[tuple[str, str]] = (), body: bytes = b"",
+             end: bool = True) -> int:
+        sid = self.h2.get_next_available_stream_id()
+        block = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "example.test"),
+                 *((k.lower(), v) for k, v in headers)]
+        self.h2.send_headers(sid, [(k.encode(), v.encode()) for k, v in block], end_stream=end and not body)
+        if body:
+            self.h2.send_data(sid, body, end_stream=end)
+        self.flush()
+        return sid
+
+    def more_body(self, sid: int, data: bytes, end: bool = False) -> None:
+        self.h2.send_data(sid, data, end_stream=end)
+        self.flush()
+
+    def response(self, sid: int = 1) -> Response:
+        run_pending(self.conn)
+        self._read()
+        return self.by_stream.get(sid, Response())
+
+    def cut(self) -> bool:
+        return self.transport.aborted or self.transport.closed
+
+
+def run_pending(conn: object) -> None:
+    """HTTP/2 writes once per loop turn (call_soon): run what is scheduled."""
+    loop = conn.loop  # type: ignore[attr-defined]
+    if getattr(conn, "write_scheduled", False):
+        conn._flush_output()  # type: ignore[attr-defined]
+    del loop
+
+
+@dataclass
+class Setup:
+    client: H1Client | H2Client
+    conn: Http1Connection | Http2Connection
+    pool: FakePool
+    ctx: FrontContext
+
+
+@pytest.fixture
+def docroot(tmp_path: Path) -> Path:
+    root = tmp_path / "public"
+    root.mkdir()
+    (root / "index.php").write_text("<?php echo 'hi';")
+    (root / "style.css").write_text("body{}")
+    return root
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def make(version: str, docroot: Path, loop: asyncio.AbstractEventLoop, **limits: object) -> Setup:
+    toml = docroot.parent / "askr.toml"
+    lines = [f'[server]\nroot = "{docroot}"\nworkers = 1\nrequest_timeout = 5\n[limits]']
+    lines += [f"{k} = {v!r}" for k, v in limits.items()]
+    toml.write_text("\n".join(lines) + "\n")
+    cfg = config.load(toml)
+    pool = FakePool()
+    ctx = FrontContext(cfg, loop, RouteCache(Router(str(docroot))), pool,  # type: ignore[arg-type]
+                       str(docroot).encode(), ProxyTrust(()))
+    transport = FakeTransport()
+    conn: Http1Connection | Http2Connection
+    if version == "1.1":
+        conn = Http1Connection(ctx)
+        conn.connection_made(transport)
+        return Setup(H1Client(conn, transport), conn, pool, ctx)
+    conn = Http2Connection(ctx)
+    conn.connection_made(transport)
+    return Setup(H2Client(conn, transport), conn, pool, ctx)
+
+
+def deliver(s: Setup, fn: str, *args: object) -> None:
+    """The worker answers: call the sink of the exchange it holds."""
+    getattr(s.pool.submitted[-1].sink, fn)(*args)
+    run_pending(s.conn)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_php_response_reaches_the_client(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php?a=1")
+    assert len(s.pool.submitted) == 1
+    request = s.pool.submitted[0].frames[0]
+    assert b"QUERY_STRING\0a=1\0" in request and b"REQUEST_METHOD\0GET\0" in request
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, b"Content-Type: text/plain\nX-A: 1", [b"hello"], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body, resp.complete) == (200, b"hello", True)
+    assert resp.headers[b"x-a"] == b"1" and resp.headers[b"content-length"] == b"5"
+    assert (s.ctx.stats.count, s.ctx.stats.by_class[2]) == (1, 1)  # the /metrics counters
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_streamed_php_response_arrives_in_order(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, b"Content-Type: text/plain", [b"one,"], False)
+    deliver(s, "php_body", [b"two,"], False)
+    deliver(s, "php_body", [b"three"], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body, resp.complete) == (200, b"one,two,three", True)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_early_hints_103_then_the_response(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_informational", 103, b"Link: </a.css>; rel=preload\nSet-Cookie: no")
+    deliver(s, "php_response", 200, b"", [b"x"], True)
+    resp = s.client.response(sid)
+    assert [status for status, _ in resp.informational] == [103]
+    hints = resp.informational[0][1]
+    assert hints[b"link"] == b"</a.css>; rel=preload" and b"set-cookie" not in hints
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_worker_dying_before_the_head_is_502(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_failed")
+    assert s.client.response(sid).status == 502
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_worker_dying_mid_response_cuts_it(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, b"", [b"part"], False)
+    deliver(s, "php_failed")
+    resp = s.client.response(sid)
+    assert not resp.complete
+    assert (s.client.cut() if version == "1.1" else resp.reset)  # HTTP/2: only that stream
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_full_queue_is_503_with_retry_after(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    s.pool.full = True
+    resp = s.client.response(s.client.send("GET", "/index.php"))
+    assert resp.status == 503 and resp.headers[b"retry-after"] == b"1"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_request_timeout_is_504_and_the_worker_is_reported(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    s.conn.check_deadline(100.0)  # the sweeper's first look starts the clock ...
+    s.conn.check_deadline(104.0)
+    assert s.client.response(sid).status == 0  # ... 5 s request_timeout: not yet
+    s.conn.check_deadline(105.5)
+    assert s.client.response(sid).status == 504
+    assert s.pool.timeouts == [b"/index.php"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_body_over_max_body_size_is_413(version, docroot, loop) -> None:
+    s = make(version, docroot, loop, max_body_size="1K")
+    sid = s.client.send("POST", "/index.php", [("Content-Length", "5000")], end=False)
+    assert s.client.response(sid).status == 413
+    assert s.pool.submitted == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_long_request_target_is_414(version, docroot, loop) -> None:
+    s = make(version, docroot, loop, max_request_line="1K")
+    assert s.client.response(s.client.send("GET", "/index.php?q=" + "x" * 2000)).status == 414
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_too_many_headers_is_431(version, docroot, loop) -> None:
+    s = make(version, docroot, loop, max_headers=10)
+    headers = [(f"X-H{i}", "v") for i in range(20)]
+    assert s.client.response(s.client.send("GET", "/index.php", headers)).status == 431
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_slow_request_body_is_408(version, docroot, loop) -> None:
+    s = make(version, docroot, loop, body_timeout=0.05, body_min_rate=1000)
+    sid = s.client.send("POST", "/index.php", [("Content-Length", "100000")], body=b"x" * 10, end=False)
+
+    async def wait() -> None:
+        for _ in range(100):
+            s.conn.check_deadline(loop.time())  # HTTP/2 judges body windows in the sweeper
+            run_pending(s.conn)
+            if s.client.response(sid).status:
+                return
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(wait())
+    assert s.client.response(sid).status == 408
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_body_streams_to_the_worker_once_it_takes_the_request(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("POST", "/index.php", [("Content-Length", "6")], body=b"abc", end=False)
+    channel = s.pool.take(s.pool.submitted[0])
+    s.client.more_body(sid, b"def", end=True)
+    body = b"".join(channel.sent[1:])
+    assert b"abc" in body and b"def" in body
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_static_file_is_served_by_the_front(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    resp = s.client.response(s.client.send("GET", "/style.css"))
+    assert (resp.status, resp.body) == (200, b"body{}")
+    assert resp.headers[b"content-type"].startswith(b"text/css") and b"etag" in resp.headers
+    assert s.pool.submitted == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_dotfiles_and_php_source_are_refused(version, docroot, loop) -> None:
+    (docroot / ".env").write_text("SECRET=1")
+    s = make(version, docroot, loop)
+    assert s.client.response(s.client.send("GET", "/.env")).status == 404
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_drain_lets_the_request_in_flight_finish_then_closes(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    s.ctx.draining = True
+    s.conn.shutdown()
+    s.client.response(sid)
+    if version == "2":
+        assert s.client.goaway  # GOAWAY at once: no new streams, the open one finishes
+    assert not s.client.cut()
+    deliver(s, "php_response", 200, b"", [b"done"], True)
+    if version == "2":  # h2's client stops decoding at GOAWAY (a real one goes on): the raw DATA
+        assert b"done" in s.client.transport.take()
+    else:
+        assert s.client.response(sid).body == b"done"
+    assert s.client.cut()
