@@ -21,6 +21,7 @@ import httptools
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front import dispatch
+from askr.front.hotfiles import HotFile
 from askr.front.responses import DATE, SERVER_HEADER, cgi_status_line, error_body, error_response, status_line
 from askr.front.router import PhpScript, Redirect, Refused, StaticFile
 from askr.front.static import serve_static
@@ -416,11 +417,26 @@ class Http1Connection(asyncio.Protocol):
     def _dispatch(self, req: Request) -> None:
         req.dispatched = True
         self.resp_mode = 0
-        route = self.ctx.router.resolve(req.path, req.query)
+        router = self.ctx.router
+        hot = router.hot
+        # A small file asked for with a plain GET comes from memory, without routing (the entry
+        # replays this path's route, checked again every second); anything else goes the long way.
+        if hot is not None and req.method == b"GET" and b"range" not in req.headers:
+            entry = hot.get(req.path)
+            if entry is not None:
+                self._send_hot(req, entry)
+                return
+        else:
+            hot = None
+        route = router.resolve(req.path, req.query)
         if type(route) is PhpScript:
             self._start_php(req, route)
         elif type(route) is StaticFile:
-            self._serve_static(req, route)
+            entry = hot.load(req.path, route) if hot is not None else None
+            if entry is not None:
+                self._send_hot(req, entry)
+            else:
+                self._serve_static(req, route)
         elif type(route) is Redirect:
             location = dispatch.absolute_url(self, req, route.location)
             self._respond_simple(req, 301, b"location: " + location + b"\r\n")
@@ -468,6 +484,14 @@ class Http1Connection(asyncio.Protocol):
             self.resp_mode = 1
             self.transport.write(b"".join(head))  # type: ignore[union-attr]
             self.ctx.loop.create_task(self._send_file(req, resp.file_path, resp.offset, resp.count, close))
+
+    def _send_hot(self, req: Request, entry: HotFile) -> None:
+        """A GET answered from the hot-file cache: the same bytes _serve_static would send."""
+        close = not req.keep_alive or self.ctx.draining
+        req.status, data, req.sent = entry.http1(req.header(b"if-none-match"),
+                                                 req.header(b"if-modified-since"), close)
+        self.transport.write(data)  # type: ignore[union-attr]
+        self._finish(req, close)
 
     async def _send_file(self, req: Request, path: str, offset: int, count: int, close: bool) -> None:
         """Stream a large static file with back-pressure (no whole-file reads)."""
