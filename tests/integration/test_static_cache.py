@@ -1,14 +1,18 @@
 """The hot-file cache in the real server (askr/front/hotfiles.py): a file changed or removed on
 disk is served fresh within about a second, over HTTP/1.1 and HTTP/2 (h2c), and every response
 in between is one whole version of the file, never a mix; [static] cache_size = 0 turns it off.
+Large files go out by sendfile on cleartext HTTP/1.1: clients that leave mid-file or read slowly.
 
 Waiting is a bounded poll for the change, not a sleep: the cache re-validates at most once a
 second, so the new version must show within a few seconds even on a busy machine."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import socket
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -145,3 +149,35 @@ def test_cache_size_zero_reads_the_file_every_time(askr_server, tmp_path):
         assert conn.request("GET", "/f.txt").body == OLD
         replace(root / "f.txt", NEW)
         assert conn.request("GET", "/f.txt").body == NEW  # at once: nothing remembered
+
+
+def test_large_files_by_sendfile_survive_clients_that_leave_or_dawdle(server, root):
+    data = os.urandom(9 * 1024 * 1024)  # more than loopback's send buffer holds: EAGAIN on the way
+    (root / "large.bin").write_bytes(data)
+    request = b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+    for reset in (True, False):  # the client vanishes mid-file, with RST and with FIN
+        sock = socket.create_connection((server.host, server.port), timeout=20)
+        sock.sendall(request)
+        got = 0
+        while got < 200_000:
+            got += len(sock.recv(65536))
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader: sends block
+    sock.connect((server.host, server.port))
+    sock.settimeout(20)
+    with sock, sock.makefile("rb") as reader:
+        sock.sendall(request + b"GET /large.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=5000000-\r\n\r\n")
+        for status, expected in ((b"200", data), (b"206", data[5000000:])):
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = reader.readline()
+                assert line, "closed early"
+                head += line
+            assert head.startswith(b"HTTP/1.1 " + status) and b"content-length: %d" % len(expected) in head
+            body = reader.read(len(expected))
+            assert hashlib.sha256(body).digest() == hashlib.sha256(expected).digest()
+    with Conn(server.host, server.port) as conn:  # and the front is fine
+        assert conn.request("GET", "/index.html").status == 200
