@@ -386,6 +386,12 @@ SETTINGS: tuple[Setting, ...] = (
             'Extra or different static Content-Types by extension, on top of nginx\'s mime.types '
             '(like an nginx types block), e.g. { mjs = "text/javascript", webmanifest = '
             '"application/manifest+json" }.'),
+    Setting("static", "cache_size", "16M", parse_size,
+            "Memory each front process may use to keep static files of up to 64K, with their response "
+            "headers, for GET requests to be answered without touching the disk (like nginx's "
+            "open_file_cache, plus the contents). A file is checked again at most once a second, so a "
+            "changed, replaced or deleted file is seen within about a second; the files used least "
+            "recently are dropped first. 0 turns it off: every request reads the file."),
     Setting("reload", "canary", False, _bool,
             "Every reload starts with a canary: one worker runs the new code for canary_seconds; "
             "if it does not start, dies, or answers 5xx clearly more often than the old workers, the "

@@ -9,6 +9,7 @@ it arrives; a chunked body is collected first (like nginx) so PHP gets a real CO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ import httptools
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front import dispatch
+from askr.front.hotfiles import HotFile
 from askr.front.responses import DATE, SERVER_HEADER, cgi_status_line, error_body, error_response, status_line
 from askr.front.router import PhpScript, Redirect, Refused, StaticFile
 from askr.front.static import serve_static
@@ -40,6 +42,7 @@ _MANAGED_HEADER = re.compile(
     rb"(?:^|\n)(?:content-length|connection|transfer-encoding|date|server|status):", re.I)
 _VERSIONS = frozenset(("1.1", "1.0"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
+SENDFILE_CHUNK = 1024 * 1024  # per sendfile call: the loop gets a turn between chunks
 
 
 class _Reject(Exception):
@@ -416,11 +419,26 @@ class Http1Connection(asyncio.Protocol):
     def _dispatch(self, req: Request) -> None:
         req.dispatched = True
         self.resp_mode = 0
-        route = self.ctx.router.resolve(req.path, req.query)
+        router = self.ctx.router
+        hot = router.hot
+        # A small file asked for with a plain GET comes from memory, without routing (the entry
+        # replays this path's route, checked again every second); anything else goes the long way.
+        if hot is not None and req.method == b"GET" and b"range" not in req.headers:
+            entry = hot.get(req.path)
+            if entry is not None:
+                self._send_hot(req, entry)
+                return
+        else:
+            hot = None
+        route = router.resolve(req.path, req.query)
         if type(route) is PhpScript:
             self._start_php(req, route)
         elif type(route) is StaticFile:
-            self._serve_static(req, route)
+            entry = hot.load(req.path, route) if hot is not None else None
+            if entry is not None:
+                self._send_hot(req, entry)
+            else:
+                self._serve_static(req, route)
         elif type(route) is Redirect:
             location = dispatch.absolute_url(self, req, route.location)
             self._respond_simple(req, 301, b"location: " + location + b"\r\n")
@@ -469,14 +487,26 @@ class Http1Connection(asyncio.Protocol):
             self.transport.write(b"".join(head))  # type: ignore[union-attr]
             self.ctx.loop.create_task(self._send_file(req, resp.file_path, resp.offset, resp.count, close))
 
+    def _send_hot(self, req: Request, entry: HotFile) -> None:
+        """A GET answered from the hot-file cache: the same bytes _serve_static would send."""
+        close = not req.keep_alive or self.ctx.draining
+        req.status, data, req.sent = entry.http1(req.header(b"if-none-match"),
+                                                 req.header(b"if-modified-since"), close)
+        self.transport.write(data)  # type: ignore[union-attr]
+        self._finish(req, close)
+
     async def _send_file(self, req: Request, path: str, offset: int, count: int, close: bool) -> None:
-        """Stream a large static file with back-pressure (no whole-file reads)."""
+        """Stream a large static file with back-pressure (no whole-file reads): sendfile on
+        cleartext connections, else (and for whatever sendfile leaves) pread + write."""
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             self._abort()
             return
         try:
+            sock = self._sendfile_socket()
+            if sock is not None:
+                offset, count = await self._sendfile(fd, sock, offset, count)
             while count > 0 and not self.closing:
                 chunk = os.pread(fd, min(count, 256 * 1024), offset)
                 if not chunk:
@@ -494,6 +524,84 @@ class Http1Connection(asyncio.Protocol):
             self._abort()  # the file shrank under us: the promised length cannot be met
         elif not self.closing:
             self._finish(req, close)
+
+    def _sendfile_socket(self) -> int | None:
+        """The socket's fd when the kernel may copy the file itself: plain TCP, not TLS (whose
+        bytes must pass through OpenSSL) and not a transport that hides its socket."""
+        transport = self.transport
+        if transport is None or transport.get_extra_info("ssl_object") is not None:
+            return None
+        sock = transport.get_extra_info("socket")
+        fileno = getattr(sock, "fileno", None)
+        fd = fileno() if fileno is not None else -1
+        return fd if fd >= 0 else None
+
+    async def _sendfile(self, fd: int, sock_fd: int, offset: int, count: int) -> tuple[int, int]:
+        """os.sendfile from `fd` into the connection; returns the (offset, count) still unsent.
+
+        uvloop has no loop.sendfile, so this writes to the socket behind the transport's back,
+        which is safe only while the transport has nothing buffered: uvloop writes at once when it
+        can, so with an empty buffer the head is already in the kernel and the file lands after
+        it. Lowering the write limits to 0 makes resume_writing mean exactly "buffer empty".
+        Nothing else writes meanwhile: a connection answers one request at a time, and pipelined
+        ones wait in `queue` (reading stays on, so a client that leaves is seen).
+
+        We send through a dup() of the fd: uvloop refuses add_writer on a transport's own fd,
+        and should the transport close under us, the dup still names this connection rather
+        than whatever socket reuses the number.
+        """
+        transport = self.transport
+        assert transport is not None
+        transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+        dup = -1
+        try:
+            while transport.get_write_buffer_size() and not self.closing:
+                await self._wait_writable(None)
+            dup = os.dup(sock_fd)
+            while count > 0 and not self.closing and not transport.is_closing():
+                try:
+                    sent = os.sendfile(dup, fd, offset, min(count, SENDFILE_CHUNK))
+                except BlockingIOError:  # the socket buffer is full: a slow reader
+                    if not await self._wait_writable(dup):
+                        break  # cannot poll it: pread + write send the rest
+                    continue
+                except OSError:  # EPIPE, ECONNRESET: the client left mid-file
+                    self._abort()
+                    break
+                if sent == 0:
+                    break  # the file shrank: the caller cuts the connection
+                offset += sent
+                count -= sent
+                if count:
+                    await asyncio.sleep(0)  # other connections get a turn between chunks
+        except OSError:  # no fd left for the dup: pread + write send it all
+            pass
+        finally:
+            if dup >= 0:
+                os.close(dup)
+            if not transport.is_closing():
+                transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
+        return offset, count
+
+    async def _wait_writable(self, dup: int | None) -> bool:
+        """Until the transport's buffer is empty (dup None), or the socket can take more; False
+        if the socket cannot be polled. Also woken by connection_lost; a poll that misses an
+        error event gives up after a second, and the caller's next try sees the error."""
+        event = self.write_resumed = asyncio.Event()
+        if dup is not None:
+            try:
+                self.loop.add_writer(dup, event.set)
+            except (OSError, RuntimeError, ValueError):
+                self.write_resumed = None
+                return False
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), 1.0)
+        finally:
+            if dup is not None:
+                self.loop.remove_writer(dup)
+            self.write_resumed = None
+        return True
 
     def _php_started(self, exchange: Exchange) -> None:
         """A worker took the exchange: the body it buffered is on its way."""

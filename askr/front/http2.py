@@ -37,6 +37,7 @@ from hyperframe.frame import GoAwayFrame
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front import dispatch
+from askr.front.hotfiles import HotFile
 from askr.front.responses import DATE, SERVER_HEADER, error_body
 from askr.front.router import PhpScript, Redirect, StaticFile
 from askr.front.static import serve_static
@@ -67,7 +68,7 @@ _SERVER_VALUE = SERVER_HEADER[len(b"server: "):-2]
 
 def _front_headers(status: int) -> list[tuple[bytes, bytes]]:
     """:status, date and server, for responses the front makes itself."""
-    return [(b":status", b"%d" % status), (b"date", DATE.get()[6:-2]), (b"server", _SERVER_VALUE)]
+    return [(b":status", b"%d" % status), (b"date", DATE.field()), (b"server", _SERVER_VALUE)]
 
 
 class Http2Stream:
@@ -161,7 +162,7 @@ class Http2Stream:
             has_server = has_server or name == b"server"
             headers.append((name, value.strip()))
         if not has_date:
-            headers.append((b"date", DATE.get()[6:-2]))
+            headers.append((b"date", DATE.field()))
         if not has_server:
             headers.append((b"server", _SERVER_VALUE))
         no_body = self.head_only or status in NO_BODY_STATUS
@@ -486,14 +487,28 @@ class Http2Connection(asyncio.Protocol):
 
     # -- dispatch ----------------------------------------------------------------------------
     def _dispatch(self, stream: Http2Stream) -> None:
-        route = self.ctx.router.resolve(stream.path, stream.query)
+        router = self.ctx.router
+        hot = router.hot
+        # As in HTTP/1.1: a plain GET of a small file comes from memory, without routing.
+        if hot is not None and stream.method == b"GET" and b"range" not in stream.headers:
+            entry = hot.get(stream.path)
+            if entry is not None:
+                self._send_hot(stream, entry)
+                return
+        else:
+            hot = None
+        route = router.resolve(stream.path, stream.query)
         if type(route) is PhpScript:
             if stream.content_length is None and not stream.body_complete:
                 stream.chunked = True  # no length: collect the body, then run PHP with one
                 return
             self._start_php(stream, route)
         elif type(route) is StaticFile:
-            self._serve_static(stream, route)
+            entry = hot.load(stream.path, route) if hot is not None else None
+            if entry is not None:
+                self._send_hot(stream, entry)
+            else:
+                self._serve_static(stream, route)
         elif type(route) is Redirect:
             location = dispatch.absolute_url(self, stream, route.location)
             self.respond_simple(stream, 301, [(b"location", location)])
@@ -553,6 +568,16 @@ class Http2Connection(asyncio.Protocol):
             stream.out_size = len(resp.body)
         stream.end_after = True
         self.flush_stream(stream)
+
+    def _send_hot(self, stream: Http2Stream, entry: HotFile) -> None:
+        """A GET answered from the hot-file cache: the header list is built but for :status and date."""
+        headers, body = entry.http2(stream.header(b"if-none-match"), stream.header(b"if-modified-since"))
+        self.send_response_head(stream, headers, end=not body)
+        if body:
+            stream.out.append(body)
+            stream.out_size = len(body)
+            stream.end_after = True
+            self.flush_stream(stream)
 
     # -- output ------------------------------------------------------------------------------
     def send_response_head(self, stream: Http2Stream, headers: list[tuple[bytes, bytes]], end: bool) -> None:

@@ -40,18 +40,25 @@ _BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # reason-phrase: HTAB, S
 class DateHeader:
     """`date: ...\r\n`, formatted at most once a second (formatting costs more than a request parse)."""
 
-    __slots__ = ("_second", "_value")
+    __slots__ = ("_field", "_second", "_value")
 
     def __init__(self) -> None:
         self._second = -1
         self._value = b""
+        self._field = b""
 
     def get(self) -> bytes:
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._value = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+            self._field = formatdate(now, usegmt=True).encode()
+            self._value = b"date: " + self._field + b"\r\n"
         return self._value
+
+    def field(self) -> bytes:
+        """The bare value ("Sun, 06 Nov 1994 08:49:37 GMT"), for HTTP/2's header lists."""
+        self.get()
+        return self._field
 
 
 DATE = DateHeader()

@@ -23,6 +23,7 @@ from askr.bridge.events import WorkerEvent
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
 from askr.front import static, tls
+from askr.front.hotfiles import HotFiles
 from askr.front.http1 import Http1Connection
 from askr.front.negotiate import AlpnSelector, PriorKnowledgeSniffer, RedirectToHttps
 from askr.front.proxy import ProxyTrust
@@ -152,7 +153,9 @@ class Front:
     def make_router(self) -> RouteCache:
         """Resolves the document root now: after a symlink swap, a new router serves the new tree."""
         cfg = self.config
-        return RouteCache(Router(cfg.server.root, worker_mode=cfg.worker.script is not None))
+        router = Router(cfg.server.root, worker_mode=cfg.worker.script is not None)
+        hot = HotFiles(router, cfg.static.cache_size) if cfg.static.cache_size else None
+        return RouteCache(router, hot=hot)
 
     async def sweep_deadlines(self) -> None:
         loop = asyncio.get_running_loop()

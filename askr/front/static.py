@@ -158,36 +158,46 @@ def _if_range_holds(value: bytes, etag: bytes, last_modified: bytes, mtime: int)
     return value == last_modified or parse_http_date(value) == mtime
 
 
-def _plan(
-    method: bytes, headers: Mapping[bytes, bytes], path: str, st: os.stat_result
-) -> tuple[int, Headers, int, int]:
-    """Status, headers and the byte span to send, from metadata alone."""
-    size = st.st_size
+def validators(st: os.stat_result) -> tuple[bytes, bytes, int]:
+    """(ETag, Last-Modified, whole-second mtime) of a file, as nginx forms them."""
     mtime = int(st.st_mtime)
-    etag = b'"%x-%x"' % (mtime, size)
-    last_modified = http_date(mtime)
+    return b'"%x-%x"' % (mtime, st.st_size), http_date(mtime), mtime
 
-    # RFC 9110 13.2.2: If-None-Match wins; If-Modified-Since only counts without it.
-    inm = headers.get(b"if-none-match")
+
+def not_modified(inm: bytes | None, ims: bytes | None, etag: bytes, last_modified: bytes, mtime: int) -> bool:
+    """Whether If-None-Match / If-Modified-Since make this a 304 (RFC 9110 13.2.2: If-None-Match
+    wins; If-Modified-Since only counts without it)."""
     if inm is not None:
-        if _etag_listed(inm, etag):
-            return 304, [(b"etag", etag), (b"last-modified", last_modified)], 0, 0
-    else:
-        ims = headers.get(b"if-modified-since")
-        if ims is not None and ims != last_modified:
-            since = parse_http_date(ims)
-            not_modified = since is not None and mtime <= since
-        else:
-            not_modified = ims is not None  # the client echoed our own date: the cheap, common case
-        if not_modified:
-            return 304, [(b"etag", etag), (b"last-modified", last_modified)], 0, 0
+        return _etag_listed(inm, etag)
+    if ims is None:
+        return False
+    if ims == last_modified:
+        return True  # the client echoed our own date: the cheap, common case
+    since = parse_http_date(ims)
+    return since is not None and mtime <= since
 
-    out = [
+
+def ok_headers(path: str, etag: bytes, last_modified: bytes) -> Headers:
+    """The 200's headers before Content-Length (the hot-file cache builds its heads from these too)."""
+    return [
         (b"content-type", content_type(path)),
         (b"last-modified", last_modified),
         (b"etag", etag),
         (b"accept-ranges", b"bytes"),
     ]
+
+
+def _plan(
+    method: bytes, headers: Mapping[bytes, bytes], path: str, st: os.stat_result
+) -> tuple[int, Headers, int, int]:
+    """Status, headers and the byte span to send, from metadata alone."""
+    size = st.st_size
+    etag, last_modified, mtime = validators(st)
+    if not_modified(headers.get(b"if-none-match"), headers.get(b"if-modified-since"), etag, last_modified,
+                    mtime):
+        return 304, [(b"etag", etag), (b"last-modified", last_modified)], 0, 0
+
+    out = ok_headers(path, etag, last_modified)
     # Range is defined for GET only (RFC 9110 14.2); HEAD gets the plain 200 headers.
     rng = headers.get(b"range") if method == b"GET" else None
     if rng is not None:
