@@ -2,11 +2,16 @@
 
 It links against Debian's libphp8.2 embed library; `php-config8.2` (package php8.2-dev) gives
 the include flags. csrc/askr_chan.c is compiled without them: the transport must not use PHP.
-There is no other compile step anywhere.
+
+It also builds askr.front._nghttp2, the cffi (API mode) extension behind askr.front.nghttp2, against
+Debian's libnghttp2 (package libnghttp2-dev: nghttp2/nghttp2.h and libnghttp2.so; the Python
+headers come from python3-dev for a Debian Python). The C source lives in
+askr/front/_nghttp2_build.py. These are the only two compile steps.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -49,6 +54,21 @@ def build_php_worker(out: Path) -> None:
         subprocess.check_call(cmd)
 
 
+def build_nghttp2_codec(package_dir: Path) -> Path:
+    """Compile askr.front._nghttp2 into package_dir (askr/front of the build or source tree)."""
+    if not Path("/usr/include/nghttp2/nghttp2.h").exists() and not os.environ.get("CFLAGS"):
+        raise SystemExit("askr: nghttp2/nghttp2.h not found; install the Debian package libnghttp2-dev")
+    builder = HERE / "askr" / "front" / "_nghttp2_build.py"
+    spec = importlib.util.spec_from_file_location("_nghttp2_build", builder)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    package_dir.mkdir(parents=True, exist_ok=True)
+    target = module.build(package_dir)
+    print("askr: built HTTP/2 codec:", target)
+    return target
+
+
 class BuildWithPhpWorker(build_py):
     def run(self) -> None:
         super().run()
@@ -56,6 +76,7 @@ class BuildWithPhpWorker(build_py):
         # program goes there; a regular install puts it inside the built package.
         base = HERE if getattr(self, "editable_mode", False) else Path(self.build_lib)
         build_php_worker(base / "askr" / "bin" / "askr-php")
+        build_nghttp2_codec(base / "askr" / "front")
 
 
 if __name__ == "__main__":  # pip's build backend runs this file as __main__; tests import build_php_worker
