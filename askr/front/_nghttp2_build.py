@@ -65,6 +65,7 @@ SOURCE = r"""
 /* event kinds; each event is 6 int64: kind, stream_id, a, b, off, len */
 enum { EV_REQUEST = 1, EV_TRAILERS, EV_DATA, EV_END, EV_RESET, EV_WINDOW, EV_SETTINGS, EV_GOAWAY };
 #define EV_WORDS 6
+#define SKIPPED_RANGES 8
 
 struct askr_stream;
 
@@ -83,6 +84,9 @@ typedef struct {
     size_t data_in;                          /* DATA bytes delivered in this recv (connection window) */
     nghttp2_session *session;
     struct askr_stream *streams;
+    /* client stream ids: the highest opened, and the ranges it skipped (implicitly closed) */
+    int32_t max_client_sid;
+    int32_t skipped[SKIPPED_RANGES][2]; size_t nskipped;
 } askr_h2;
 
 /* per stream the application knows about (nghttp2 stream user data) */
@@ -140,6 +144,32 @@ static int add_bytes(askr_h2 *s, const uint8_t *p, size_t n) {
     if (grow((void **)&s->buf, &s->cap_buf, s->nbuf + n, 1)) return -1;
     memcpy(s->buf + s->nbuf, p, n);
     s->nbuf += n;
+    return 0;
+}
+
+/* RFC 9113 5.1.1: HEADERS on a client stream id lower than one already used, that was never
+   opened, is a connection error (PROTOCOL_ERROR). nghttp2 ignores such a block instead (it cannot
+   tell a skipped id from a closed stream it forgot), so we remember the ids the client skipped. */
+static int on_begin_frame(nghttp2_session *ss, const nghttp2_frame_hd *hd, void *ud) {
+    askr_h2 *s = ud;
+    int32_t sid = hd->stream_id;
+    if (hd->type != NGHTTP2_HEADERS || !(sid & 1)) return 0;
+    if (sid > s->max_client_sid) {
+        if (sid > s->max_client_sid + 2) {
+            size_t i = s->nskipped < SKIPPED_RANGES ? s->nskipped++ : (memmove(s->skipped, s->skipped + 1,
+                sizeof(s->skipped[0]) * (SKIPPED_RANGES - 1)), SKIPPED_RANGES - 1);
+            s->skipped[i][0] = s->max_client_sid + 2;
+            s->skipped[i][1] = sid - 2;
+        }
+        s->max_client_sid = sid;
+        return 0;
+    }
+    for (size_t i = 0; i < s->nskipped; i++) {
+        if (sid >= s->skipped[i][0] && sid <= s->skipped[i][1]) {
+            nghttp2_session_terminate_session(ss, NGHTTP2_PROTOCOL_ERROR);
+            break;
+        }
+    }
     return 0;
 }
 
@@ -298,6 +328,7 @@ askr_h2 *askr_h2_new(uint32_t max_concurrent_streams, uint32_t initial_window, u
     if (!s) return NULL;
     s->max_header_bytes = max_header_bytes;
     if (nghttp2_session_callbacks_new(&cb)) { free(s); return NULL; }
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);

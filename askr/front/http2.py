@@ -1,4 +1,5 @@
-"""HTTP/2 on one client connection (the `h2` library's state machine; our I/O and flow control).
+"""HTTP/2 on one client connection: libnghttp2's state machine (askr.front.nghttp2), our I/O and flow
+control.
 
 Each stream is a request. Streams are handed to PHP workers independently, so one connection's
 concurrent requests run in parallel on different workers. Flow control both ways:
@@ -6,9 +7,9 @@ concurrent requests run in parallel on different workers. Flow control both ways
 - uploads: a stream's window is re-opened only as its body moves on to a worker, so a slow
   worker holds back that stream's sender, not the connection; the connection window is
   re-opened at once (per-stream windows bound what we hold);
-- downloads: a stream's response waits in its own buffer until the client's window allows it;
-  past HIGH_WATER that stream's PHP worker is paused, so a slow reader does not stall other
-  streams or grow memory.
+- downloads: a stream's response waits in nghttp2's buffer for that stream until the client's
+  window allows it; past HIGH_WATER that stream's PHP worker is paused (and a static file is read
+  no further), so a slow reader does not stall other streams or grow memory.
 
 Protections: SETTINGS_MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE from [limits], header and
 body limits per stream as in HTTP/1.1, and rapid reset (CVE-2023-44487): streams reset in the
@@ -26,18 +27,12 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-from hyperframe.frame import GoAwayFrame
-
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front import dispatch
+from askr.front import nghttp2 as ng
 from askr.front.hotfiles import HotFile
+from askr.front.nghttp2 import ErrorCodes
 from askr.front.responses import DATE, SERVER_HEADER, error_body
 from askr.front.router import PhpScript, Redirect, StaticFile
 from askr.front.static import serve_static
@@ -203,7 +198,7 @@ class Http2Stream:
         else:
             log.error("PHP worker died while streaming %s (HTTP/2); resetting the stream",
                       self.url.decode("latin-1"))
-            self.conn.reset(self, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.conn.reset(self, ErrorCodes.INTERNAL_ERROR)
 
     def php_backpressure(self, paused: bool) -> None:
         """The worker is slow to take this stream's body: stop re-opening its window."""
@@ -227,13 +222,10 @@ class Http2Connection(asyncio.Protocol):
         self.limits = ctx.config.limits
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
-        # Header validation is ours: inbound in _parse_headers (one pass instead of h2's several);
-        # outbound headers are built here from PHP's lines (lower-cased, connection-specific
-        # ones dropped, no CR/LF).
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=False, validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config=config)
+        # nghttp2 validates inbound headers (and _parse_headers applies askr's limits); outbound
+        # headers are built here from PHP's lines (lower-cased, connection-specific ones dropped,
+        # no CR/LF), which nghttp2 does not check.
+        self.h2: ng.Session | None = None  # made in connection_made, from [limits]
         self.streams: dict[int, Http2Stream] = {}
         self.conn_params = b""
         self.server_addr = b""
@@ -249,20 +241,18 @@ class Http2Connection(asyncio.Protocol):
         self.new_streams: list[Http2Stream] = []  # opened in this read; dispatched after it
         self._body_check_at = 0.0
         self.write_scheduled = False
+        self._more_room = False  # a WINDOW_UPDATE or SETTINGS came: streams may send more
 
     # -- connection lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         dispatch.connection_made(self, transport, HIGH_WATER)
         limits = self.limits
-        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 0,
-        })
-        self.h2.initiate_connection()
         # The connection window covers every stream's window, so streams never starve each other.
-        self.h2.increment_flow_control_window(max(0, limits.max_streams * STREAM_WINDOW - 65535))
+        # nghttp2's own reset-flood bucket is a backstop behind askr's rule (_on_reset).
+        self.h2 = ng.Session(max_concurrent_streams=limits.max_streams, initial_window_size=STREAM_WINDOW,
+                             max_header_list_size=limits.max_header_size,
+                             connection_window=max(65535, limits.max_streams * STREAM_WINDOW),
+                             reset_burst=1000 + 8 * limits.max_streams, reset_rate=limits.max_streams)
         self.idle_since = None
         self._write()
 
@@ -272,6 +262,8 @@ class Http2Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             self._abandon(stream)
         self.streams.clear()
+        if self.h2 is not None:
+            self.h2.close()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -290,33 +282,14 @@ class Http2Connection(asyncio.Protocol):
         if self.closing:
             return
         try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as e:
+            events = self.h2.receive_data(data)  # type: ignore[union-attr]
+        except ng.ProtocolError as e:
             log.info("HTTP/2 protocol error from %s: %s; closing", self._peer(), e)
-            self._write()
-            self._close()
+            self._close()  # after nghttp2's GOAWAY
             return
-        for event in events:
-            kind = type(event)
-            if kind is h2.events.DataReceived:
-                self._on_data(event)
-            elif kind is h2.events.RequestReceived:
-                self._on_request(event)
-            elif kind is h2.events.StreamEnded:
-                self._on_body_end(event.stream_id)
-            elif kind is h2.events.WindowUpdated and event.stream_id:
-                stream = self.streams.get(event.stream_id)
-                if stream is not None:
-                    self.flush_stream(stream, write=False)
-            elif kind in (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged):
-                for stream in list(self.streams.values()):  # every stream's window may have grown
-                    self.flush_stream(stream, write=False)
-            elif kind is h2.events.StreamReset:
-                self._on_reset(event.stream_id)
-            elif kind is h2.events.ConnectionTerminated:
-                self.goaway_sent = True  # the client is leaving: nothing new, close when done
-            if self.closing:
-                return
+        self._handle(events)
+        if self.closing:
+            return
         new, self.new_streams = self.new_streams, []
         for stream in new:
             if not stream.closed:  # reset in the same read: never reaches a worker
@@ -325,21 +298,40 @@ class Http2Connection(asyncio.Protocol):
         if self.goaway_sent and not self.streams:
             self._close()
 
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
+    def _handle(self, events: list[ng.Event]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is ng.DataReceived:
+                self._on_data(event)  # type: ignore[arg-type]
+            elif kind is ng.RequestReceived:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif kind is ng.StreamEnded:
+                self._on_body_end(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is ng.StreamReset:
+                self._on_reset(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is ng.ConnectionTerminated:
+                self.goaway_sent = True  # the client is leaving: nothing new, close when done
+            elif kind is ng.WindowUpdated or kind is ng.RemoteSettingsChanged:
+                self._more_room = True  # files and paused workers may go on (_flush_output)
+            if self.closing:
+                return
+
+    def _on_request(self, event: ng.RequestReceived) -> None:
         stream_id = event.stream_id
         if self.goaway_sent:  # opened after our GOAWAY: refused, the client retries elsewhere
-            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            with contextlib.suppress(ng.StreamClosedError):
+                self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # type: ignore[union-attr]
             return
         stream = Http2Stream(self, stream_id)
         stream.started = self.loop.time()
         self.streams[stream_id] = stream
         self.last_stream_id = max(self.last_stream_id, stream_id)
         self.idle_since = None
-        status = self._parse_headers(stream, event.headers)
-        if event.stream_ended is not None:
+        status = 431 if event.headers_too_large else self._parse_headers(stream, event.headers)
+        if event.end_stream:
             stream.body_complete = True
         if status == MALFORMED:  # RFC 9113 8.1.1: a stream error, not an HTTP answer
-            self.reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
             return
         if status:
             self.respond_simple(stream, status)
@@ -423,10 +415,9 @@ class Http2Connection(asyncio.Protocol):
                 return 413
         return 0
 
-    def _on_data(self, event: h2.events.DataReceived) -> None:
-        # The connection window re-opens at once; the stream's only as its body moves on.
-        if event.flow_controlled_length:
-            self.h2.increment_flow_control_window(event.flow_controlled_length)
+    def _on_data(self, event: ng.DataReceived) -> None:
+        # The connection window re-opens at once (nghttp2 does it); the stream's only as its body
+        # moves on.
         stream = self.streams.get(event.stream_id)
         if stream is None or stream.closed:
             return
@@ -437,7 +428,7 @@ class Http2Connection(asyncio.Protocol):
         limit = stream.content_length if stream.content_length is not None else self.limits.max_body_size
         if stream.body_size > limit:
             if stream.content_length is not None:  # more than it announced: a broken request
-                self.reset(stream, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
             else:
                 self.respond_simple(stream, 413)
             return
@@ -480,9 +471,7 @@ class Http2Connection(asyncio.Protocol):
         if len(resets) > 2 * self.limits.max_streams:
             log.warning("HTTP/2 client %s reset %d streams within %g s (rapid reset); closing the "
                         "connection", self._peer(), len(resets), RESET_WINDOW)
-            self.h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
-                                     last_stream_id=self.last_stream_id)
-            self._write()
+            self.h2.terminate(ErrorCodes.ENHANCE_YOUR_CALM, self.last_stream_id)  # type: ignore[union-attr]
             self._close()
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -544,8 +533,7 @@ class Http2Connection(asyncio.Protocol):
     def ack_body(self, stream: Http2Stream) -> None:
         n, stream.unacked = stream.unacked, 0
         if n and not stream.closed and not stream.body_complete:
-            with contextlib.suppress(h2.exceptions.StreamClosedError):
-                self.h2.increment_flow_control_window(n, stream_id=stream.stream_id)
+            self.h2.consume(stream.stream_id, n)  # type: ignore[union-attr]
             self._write()
 
     def _serve_static(self, stream: Http2Stream, route: StaticFile) -> None:
@@ -560,7 +548,7 @@ class Http2Connection(asyncio.Protocol):
             try:
                 fd = os.open(resp.file_path, os.O_RDONLY)
             except OSError:
-                self.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                self.reset(stream, ErrorCodes.INTERNAL_ERROR)
                 return
             stream.file = (fd, resp.offset, resp.count)
         else:
@@ -587,8 +575,8 @@ class Http2Connection(asyncio.Protocol):
         stream.status = int(headers[0][1])
         stream.php_deadline = 0.0 if end else stream.php_deadline
         try:
-            self.h2.send_headers(stream.stream_id, headers, end_stream=end)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.h2.send_headers(stream.stream_id, headers, end_stream=end)  # type: ignore[union-attr]
+        except (ng.StreamClosedError, ng.ProtocolError):
             self._abandon(stream)
             self._forget(stream)
             return
@@ -598,9 +586,9 @@ class Http2Connection(asyncio.Protocol):
 
     def send_informational(self, stream: Http2Stream, status: int, links: list[bytes]) -> None:
         try:
-            self.h2.send_headers(stream.stream_id, [(b":status", b"%d" % status)] +
-                                 [(b"link", link) for link in links])
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.h2.send_informational(  # type: ignore[union-attr]
+                stream.stream_id, [(b":status", b"%d" % status)] + [(b"link", link) for link in links])
+        except (ng.StreamClosedError, ng.ProtocolError):
             return
         self._write()
 
@@ -623,41 +611,40 @@ class Http2Connection(asyncio.Protocol):
             self.flush_stream(stream)
 
     def flush_stream(self, stream: Http2Stream, write: bool = True) -> None:
-        """Send what the client's windows allow of `stream`'s buffered response."""
+        """Hand `stream`'s response to nghttp2, which frames it as the client's windows allow. A
+        static file is read on only while less than HIGH_WATER of it waits there."""
         if stream.closed or not stream.response_started:
             return
-        h2conn = self.h2
+        session: ng.Session = self.h2  # type: ignore[assignment]
         sid = stream.stream_id
+        out = stream.out
+        pushed = False
         try:
-            while not self.write_paused:
-                if not stream.out and stream.file is not None:
+            while True:
+                if not out and stream.file is not None and session.pending(sid) < HIGH_WATER:
                     self._read_file(stream)
-                if not stream.out:
+                    if stream.closed:
+                        return
+                if not out:
                     break
-                window = min(h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size)
-                if window <= 0:
-                    break
-                chunk = stream.out[0]
-                if len(chunk) > window:
-                    stream.out[0] = chunk[window:]
-                    chunk = chunk[:window]
-                else:
-                    stream.out.popleft()
+                chunk = out.popleft()
                 stream.out_size -= len(chunk)
                 stream.sent += len(chunk)
-                last = stream.end_after and not stream.out and stream.file is None
-                h2conn.send_data(sid, chunk, end_stream=last)  # END_STREAM on the last DATA frame
+                last = stream.end_after and not out and stream.file is None
+                session.send_data(sid, chunk, end_stream=last)  # END_STREAM on the last DATA frame
+                pushed = True
                 if last:
                     self._finished(stream)
                     break
-            if not stream.responded and stream.end_after and not stream.out and stream.file is None:
-                h2conn.end_stream(sid)  # no data left to carry END_STREAM
+            if not stream.responded and stream.end_after and not out and stream.file is None:
+                session.end_stream(sid)  # no data left to carry END_STREAM
+                pushed = True
                 self._finished(stream)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except (ng.StreamClosedError, ng.ProtocolError):
             self._abandon(stream)
             self._forget(stream)
         self._worker_backpressure(stream)
-        if write:
+        if write and pushed:
             self._write()
 
     def _read_file(self, stream: Http2Stream) -> None:
@@ -665,7 +652,7 @@ class Http2Connection(asyncio.Protocol):
         chunk = os.pread(fd, min(FILE_CHUNK, remaining), offset) if remaining else b""
         if remaining and not chunk:  # the file shrank under us: the promised length cannot be met
             self._close_file(stream)
-            self.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
             return
         remaining -= len(chunk)
         if chunk:
@@ -688,10 +675,11 @@ class Http2Connection(asyncio.Protocol):
         channel = ex.channel if ex is not None else None
         if channel is None:
             return
-        if stream.out_size > HIGH_WATER and not stream.paused_worker:
+        waiting = self.h2.pending(stream.stream_id)  # type: ignore[union-attr]
+        if waiting > HIGH_WATER and not stream.paused_worker:
             stream.paused_worker = True
             channel.pause_reading()
-        elif stream.out_size <= HIGH_WATER // 2 and stream.paused_worker:
+        elif waiting <= HIGH_WATER // 2 and stream.paused_worker:
             stream.paused_worker = False
             channel.resume_reading()
 
@@ -708,14 +696,15 @@ class Http2Connection(asyncio.Protocol):
         if not stream.body_complete:
             # answered before the body was read (an error): stop the upload (RFC 9113 8.1)
             self._abandon(stream)
-            with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                self.h2.reset_stream(stream.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+            self._flush_output()  # the response first: nghttp2 would send the RST_STREAM before it
+            with contextlib.suppress(ng.StreamClosedError, ng.ProtocolError):
+                self.h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)  # type: ignore[union-attr]
         self._forget(stream)
 
-    def reset(self, stream: Http2Stream, code: h2.errors.ErrorCodes) -> None:
+    def reset(self, stream: Http2Stream, code: int) -> None:
         self._abandon(stream)
-        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self.h2.reset_stream(stream.stream_id, code)
+        with contextlib.suppress(ng.StreamClosedError, ng.ProtocolError):
+            self.h2.reset_stream(stream.stream_id, code)  # type: ignore[union-attr]
         self._forget(stream)
         self._write()
 
@@ -748,17 +737,38 @@ class Http2Connection(asyncio.Protocol):
                 self._close()
 
     def _write(self) -> None:
-        """Send what h2 has queued, once per turn of the event loop: a burst of responses from
-        the workers becomes one TLS write instead of one per frame."""
+        """Send what nghttp2 has queued, once per turn of the event loop: a burst of responses
+        from the workers becomes one TLS write instead of one per frame."""
         if not self.write_scheduled:
             self.write_scheduled = True
             self.loop.call_soon(self._flush_output)
 
     def _flush_output(self) -> None:
         self.write_scheduled = False
-        data = self.h2.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        session = self.h2
+        transport = self.transport
+        if session is None or transport is None or transport.is_closing() or self.write_paused:
+            return  # paused: the bytes wait in nghttp2, where backpressure sees them
+        try:
+            data = session.data_to_send()
+        except ng.ProtocolError as e:
+            log.info("HTTP/2 error towards %s: %s; closing", self._peer(), e)
+            self.closing = True
+            transport.close()
+            return
+        if data:
+            transport.write(data)
+        events = session.take_events()  # a stream nghttp2 reset on its own while sending
+        if events:
+            self._handle(events)
+        if self._more_room or data:
+            # the client's windows moved, or bytes left nghttp2: files read on, workers resume
+            self._more_room = False
+            for stream in list(self.streams.values()):
+                if stream.file is not None or stream.paused_worker:
+                    self.flush_stream(stream)
+        if not session.want_read() and not session.want_write() and not self.closing:
+            self._close()
 
     # -- timers (called by the front's sweeper) ----------------------------------------------
     def check_deadline(self, now: float) -> None:
@@ -798,7 +808,7 @@ class Http2Connection(asyncio.Protocol):
             if stream.window_bytes < need and not waiting_on_us:
                 log.info("HTTP/2 request body too slow from %s; answering 408", self._peer())
                 if stream.response_started:
-                    self.reset(stream, h2.errors.ErrorCodes.CANCEL)
+                    self.reset(stream, ErrorCodes.CANCEL)
                 else:
                     self.respond_simple(stream, 408)
             stream.window_bytes = 0
@@ -809,7 +819,7 @@ class Http2Connection(asyncio.Protocol):
             return
         self.ctx.pool.timed_out(ex, stream.method, stream.url, self.ctx.config.server.request_timeout)
         if stream.response_started:
-            self.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
         else:
             self.respond_simple(stream, 504)
 
@@ -822,20 +832,16 @@ class Http2Connection(asyncio.Protocol):
             return
         if not self.goaway_sent:
             self.goaway_sent = True
-            self._flush_output()  # frames h2 already queued go first
-            frame = GoAwayFrame(stream_id=0)
-            frame.last_stream_id = self.last_stream_id
-            frame.error_code = h2.errors.ErrorCodes.NO_ERROR
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(frame.serialize())
+            self.h2.goaway(self.last_stream_id)  # type: ignore[union-attr]
+            self._flush_output()
         if not self.streams:
             self._close()
 
     def _close(self) -> None:
         if self.closing or self.transport is None:
             return
-        self._flush_output()
         self.closing = True
+        self._flush_output()  # what nghttp2 still holds (a GOAWAY, the last responses)
         self.transport.close()
         # done for the drain's purposes now: a TLS close waits on the client's close_notify
         self.ctx.connection_closed(self)

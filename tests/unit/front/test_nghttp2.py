@@ -357,3 +357,25 @@ def test_close_is_idempotent() -> None:
     s = Session()
     s.close()
     s.close()
+
+
+def test_headers_on_a_skipped_lower_stream_id_is_a_connection_error() -> None:
+    """RFC 9113 5.1.1 (h2spec 5.1.1/2): after stream 5, HEADERS on 3 (skipped, so closed) is
+    PROTOCOL_ERROR. nghttp2 alone would ignore it; trailers on an open lower stream stay fine."""
+    c, s = connect()
+    opened = s.receive_data(raw_headers(c, 5, GET))
+    assert kinds(opened) == [nghttp2.RequestReceived]
+    with pytest.raises(nghttp2.ProtocolError) as info:
+        s.receive_data(raw_headers(c, 3, GET))
+    assert info.value.error_code == ErrorCodes.PROTOCOL_ERROR
+    goaway = [f for f in frames(s.data_to_send()) if f.type == 0x07]
+    assert goaway and goaway[0].error_code == ErrorCodes.PROTOCOL_ERROR
+
+
+def test_trailers_on_an_open_lower_stream_are_not_refused() -> None:
+    c, s = connect()
+    c.send_headers(1, post())
+    c.send_headers(3, GET, end_stream=True)
+    c.send_headers(1, [(b"x-checksum", b"1")], end_stream=True)  # stream 1 < 3, but open
+    events = s.receive_data(c.data_to_send())
+    assert nghttp2.TrailersReceived in kinds(events) and s.want_read()
