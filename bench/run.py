@@ -440,7 +440,7 @@ def render_table(results: dict[tuple[str, str], WrkResult], targets: list[str], 
     rows = ["| URL | target | req/s (median) | range over rounds | p50 ms | p99 ms | errors "
             "| req/s ÷ nginx+fpm |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for url in URLS:
+    for url in dict.fromkeys(u for _, u in results):
         base = results.get((NGINX_LABEL, url))
         for target in targets:
             r = results[(target, url)]
@@ -477,7 +477,7 @@ def render_costs(results: dict[tuple[str, str], WrkResult], targets: list[str],
     rows = ["CPU µs per request (user + system, from /proc, the median round; wrk not counted):", "",
             "| URL | target | " + " | ".join(kinds) + " | all |",
             "|---|---|" + "---:|" * (len(kinds) + 1)]
-    for url in URLS:
+    for url in dict.fromkeys(u for _, u in results):
         for target in targets:
             cost = results[(target, url)].cost
             if cost is None:
@@ -492,7 +492,7 @@ def render_costs(results: dict[tuple[str, str], WrkResult], targets: list[str],
              "|---|---|" + "---:|" * len(PROJECTED_CORES)]
     from askr.config import auto_fronts
 
-    for url in URLS:
+    for url in dict.fromkeys(u for _, u in results):
         for target in targets:
             cost = results[(target, url)].cost
             if cost is None or (target != NGINX_LABEL and not target.startswith(ASKR_LABEL)):
@@ -522,7 +522,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "e.g. pin=0 or pin=0-1); repeat for several (default: one, askr's defaults)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating measurements per target and URL; the median is reported (default 3)")
+    ap.add_argument("--url", action="append", choices=URLS,
+                    help="measure only this URL (repeatable; default: all of them)")
     args = ap.parse_args(argv)
+    args.url = args.url or list(URLS)
     for name in ("workers", "duration", "connections", "threads", "rounds"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")
@@ -571,12 +574,12 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                 fronts[spec.label] = len(front_pids)
                 if spec.pin is not None:
                     cpu.pin(sessions[spec.label], "askr front", spec.pin)
-        for url in URLS:
+        for url in args.url:
             for label, base in bases.items():
                 print(f"warm-up {label} {url} ({WARMUP_SECONDS} s)", file=sys.stderr)
                 run_wrk(base + url, args.threads, args.connections, WARMUP_SECONDS)
         samples: dict[tuple[str, str], list[WrkResult]] = {}
-        for url in URLS:
+        for url in args.url:
             for n in range(args.rounds):
                 for label, base in bases.items():  # alternate, so all see the same machine state
                     print(f"measuring {label} {url} round {n + 1}/{args.rounds} ({args.duration} s)",
