@@ -26,12 +26,13 @@ import h2.connection  # noqa: E402
 import h2.events  # noqa: E402
 
 from askr import config as config_mod  # noqa: E402
+from askr.front.context import FrontContext  # noqa: E402
 from askr.front.hotfiles import HotFiles  # noqa: E402
 from askr.front.http1 import Http1Connection  # noqa: E402
 from askr.front.http2 import Http2Connection  # noqa: E402
 from askr.front.proxy import ProxyTrust  # noqa: E402
-from askr.front.router import RouteCache, Router  # noqa: E402
-from askr.front.server import FrontContext  # noqa: E402
+from askr.front.routecache import RouteCache  # noqa: E402
+from askr.front.router import Router  # noqa: E402
 
 
 class FakeTransport(asyncio.Transport):

@@ -1,4 +1,7 @@
-"""HTTP/1.1 on one client connection: httptools parsing, limits, pipelining, keep-alive, streaming.
+"""HTTP/1.1 on one client connection: httptools parsing, limits, pipelining, keep-alive, framing.
+
+The codec around askr.front.stream: it parses requests into `Request` streams and frames their
+answers (Content-Length, chunked or close-delimited; 100 Continue; 103 Early Hints).
 
 Requests on a connection are answered strictly in order: only the first request in `queue` is
 active; pipelined ones wait (their bodies buffered, bounded by pausing the socket). A PHP request is
@@ -19,23 +22,20 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from askr.bridge import wire
-from askr.bridge.pool import Exchange
-from askr.front import dispatch
-from askr.front.hotfiles import HotFile
 from askr.front.responses import DATE, SERVER_HEADER, cgi_status_line, error_body, error_response, status_line
-from askr.front.router import PhpScript, Redirect, Refused, StaticFile
-from askr.front.static import serve_static
+from askr.front.stream import Connection, Fields, Stream
 
 if TYPE_CHECKING:
-    from askr.front.server import FrontContext
+    from askr.bridge.pool import WorkerChannel
+    from askr.front.context import FrontContext
+    from askr.front.hotfiles import HotFile
+    from askr.front.static import StaticResponse
 
 log = logging.getLogger("askr.front")
 
-HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading from the other side
+HIGH_WATER = Connection.HIGH_WATER  # also: request body bytes held before we stop reading
 NO_BODY_STATUS = frozenset((204, 304))
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_SINGLETONS = frozenset((b"host", b"content-length"))
 # Response headers from PHP that the front manages itself (framing, connection, Date, Server), and
 # the worker's CGI Status line that carries PHP's own reason phrase.
 _MANAGED_HEADER = re.compile(
@@ -43,6 +43,9 @@ _MANAGED_HEADER = re.compile(
 _VERSIONS = frozenset(("1.1", "1.0"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
 SENDFILE_CHUNK = 1024 * 1024  # per sendfile call: the loop gets a turn between chunks
+
+# how the active PHP response is framed
+NONE, LENGTH, CHUNKED, UNTIL_CLOSE, DISCARD = range(5)
 
 
 class _Reject(Exception):
@@ -52,55 +55,27 @@ class _Reject(Exception):
         self.status = status
 
 
-class Request:
-    __slots__ = (
-        "body", "body_complete", "body_size", "chunked", "content_length", "dispatched", "exchange",
-        "expect_continue", "flat_headers", "headers", "keep_alive", "method", "path", "query", "reject",
-        "responded", "sent", "started", "status", "url", "version", "window_bytes", "worker",
-    )
+class Request(Stream):
+    """A Stream as HTTP/1.x carries it."""
 
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: dict[bytes, list] = {}  # lower name -> [original name, value, index in flat]
-        self.flat_headers: list[bytes] = []  # [name, value, ...] as PHP gets them (names unique)
-        self.method = b""
-        self.path = b""
-        self.query = b""
-        self.version = "1.1"
+    __slots__ = ("expect_continue", "keep_alive", "reject")
+
+    def __init__(self, conn: Http1Connection) -> None:
+        super().__init__(conn, "1.1")
         self.keep_alive = True
-        self.content_length: int | None = None
-        self.chunked = False
         self.expect_continue = False
-        self.body: list[bytes] = []
-        self.body_size = 0
-        self.window_bytes = 0
-        self.body_complete = False
-        self.dispatched = False  # handed to a worker (or answered by the front)
-        self.responded = False  # response fully written
-        self.exchange: Exchange | None = None
         self.reject = 0  # answer this status and close when the request's turn comes
-        self.started = 0.0  # loop time its head was complete (for the duration metric)
-        self.status = 0  # the response's status, once its head is written
-        self.sent = 0  # response body bytes (access log)
-        self.worker = 0  # pid of the PHP worker that answered (access log)
-
-    def header(self, lower_name: bytes) -> bytes | None:
-        entry = self.headers.get(lower_name)
-        return entry[1] if entry else None
 
     @property
     def expects_body(self) -> bool:
         return self.chunked or bool(self.content_length)
 
 
-class Http1Connection(asyncio.Protocol):
-    """One client connection; also the ResponseSink of its active PHP exchange."""
+class Http1Connection(Connection):
+    """One HTTP/1.x client connection."""
 
     def __init__(self, ctx: FrontContext):
-        self.ctx = ctx
-        self.limits = ctx.config.limits
-        self.loop = ctx.loop
-        self.transport: asyncio.Transport | None = None
+        super().__init__(ctx)
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Request] = deque()
         self.parsing: Request | None = None
@@ -110,71 +85,51 @@ class Http1Connection(asyncio.Protocol):
         # would cost more than the rest of the request's bookkeeping).
         self.deadline = 0.0
         self.on_deadline: Callable[[], None] | None = None
-        self.php_deadline = 0.0  # [server] request_timeout of the active PHP exchange (same scheme)
         self.body_timer: asyncio.TimerHandle | None = None
-        self.closing = False
         self.lingering = False
         self.read_paused = False
         self.write_paused = False
         self.write_resumed: asyncio.Event | None = None
-        self.buffered = 0  # body bytes held for requests not yet handed to a worker
-        self.conn_params = b""  # this connection's fixed CGI params, already encoded
-        self.server_addr = b""
-        self.origin = (b"http", b"")  # (REQUEST_SCHEME, SERVER_PORT) of this connection
-        self.trusted_peer: bool | None = None  # [server] trusted_proxies: is this peer one?
-        self.peer_ip = "-"
-        # response state of the active PHP exchange
-        self.resp_mode = 0  # 0 = none, 1 = content-length/identity, 2 = chunked, 3 = close-delimited
-        self.resp_head_only = False
+        self.buffered = 0  # body bytes held for requests not yet taken by a worker
+        # framing of the active request's PHP response
+        self.resp_mode = NONE
         self.resp_close = False
 
     # -- connection lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        dispatch.connection_made(self, transport, HIGH_WATER)
+        super().connection_made(transport)
         self._arm(self.limits.keepalive_timeout, self._idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.ctx.connection_closed(self)
         self._cancel_timers()
-        if self.queue and self.resp_mode != 0:
-            # The client left mid-response: close the worker's channel, as nginx closes its
-            # upstream, so PHP sees the abort on its next write (an endless stream would
-            # otherwise run on for nobody). The worker exits and is replaced.
-            ex = self.queue[0].exchange
-            if ex is not None and ex.channel is not None and ex.channel.exchange is ex:
-                ex.channel.close()
+        # The client left: the active request's worker is let go (mid-response its channel is
+        # closed, so PHP sees the abort), the pipelined ones never start.
         for req in self.queue:
-            self._cancel_exchange(req)
+            req.abandon()
+            req.closed = True
         self.queue.clear()
         if self.write_resumed is not None:
             self.write_resumed.set()
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        ex = self._active_exchange()
-        if ex is not None and ex.channel is not None:
-            ex.channel.pause_reading()
+        channel = self._active_channel()
+        if channel is not None:
+            channel.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        ex = self._active_exchange()
-        if ex is not None and ex.channel is not None:
-            ex.channel.resume_reading()
+        channel = self._active_channel()
+        if channel is not None:
+            channel.resume_reading()
         if self.write_resumed is not None:
             self.write_resumed.set()
 
-    def _active_exchange(self) -> Exchange | None:
-        return self.queue[0].exchange if self.queue else None
-
-    @staticmethod
-    def _cancel_exchange(req: Request) -> None:
-        ex = req.exchange
-        if ex is not None and not req.responded:
-            req.exchange = None
-            ex.cancel()
-            if not req.body_complete:
-                ex.send(wire.BODY_END_FRAME)  # unblock the worker; its answer is discarded
+    def _active_channel(self) -> WorkerChannel | None:
+        ex = self.queue[0].exchange if self.queue else None
+        return ex.channel if ex is not None else None
 
     # -- timers ------------------------------------------------------------------------------
     def _arm(self, delay: float, callback: Callable[[], None]) -> None:
@@ -191,32 +146,14 @@ class Http1Connection(asyncio.Protocol):
         elif deadline and now >= deadline and self.on_deadline is not None:
             self.deadline = 0.0
             self.on_deadline()
-        php_deadline = self.php_deadline
-        if php_deadline < 0:
-            self.php_deadline = now - php_deadline
-        elif php_deadline and now >= php_deadline:
-            self.php_deadline = 0.0
-            self._php_timeout()
+        if self.queue and self.queue[0].php_deadline:
+            self.queue[0].check_timeout(now)
 
     def _cancel_timers(self) -> None:
         self.deadline = 0.0
         if self.body_timer is not None:
             self.body_timer.cancel()
             self.body_timer = None
-
-    def _php_timeout(self) -> None:
-        """The active PHP request ran past request_timeout: 504 (or, mid-response, a cut
-        connection), and the master kills the worker, which cannot be interrupted otherwise."""
-        req = self.queue[0] if self.queue else None
-        ex = req.exchange if req is not None else None
-        if req is None or ex is None or req.responded:
-            return
-        self.ctx.pool.timed_out(ex, req.method, req.url, self.ctx.config.server.request_timeout)
-        self._cancel_exchange(req)
-        if self.resp_mode == 0:
-            self._respond_simple(req, 504)
-        else:
-            self._abort()
 
     def _idle_timeout(self) -> None:
         if not self.queue and self.parsing is None:
@@ -230,16 +167,12 @@ class Http1Connection(asyncio.Protocol):
         req = self.parsing
         if req is None or req.body_complete or self.closing:
             return
-        if not self.read_paused and req.window_bytes < self.limits.body_min_rate * self.limits.body_timeout:
+        limits = self.limits
+        if req.body_stalled(limits.body_min_rate * limits.body_timeout, held_back=self.read_paused):
             log.info("request body too slow from %s; answering 408", self.peer_text())
             self._fail(408)
             return
-        req.window_bytes = 0
-        self.body_timer = self.loop.call_later(self.limits.body_timeout, self._body_window)
-
-    def peer_text(self) -> str:
-        peer = self.transport.get_extra_info("peername") if self.transport else None
-        return f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.body_timer = self.loop.call_later(limits.body_timeout, self._body_window)
 
     # -- input -------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -258,12 +191,12 @@ class Http1Connection(asyncio.Protocol):
             # No protocol switches here (no WebSockets to PHP): answer the request, then close.
             if self.queue:
                 self.queue[-1].keep_alive = False
-            self._stop_reading()
+            self._pause_reading()
         except httptools.HttpParserError:
             self._fail(400)
 
     def on_message_begin(self) -> None:
-        self.parsing = Request()
+        self.parsing = Request(self)
         self.header_bytes = 0
         self.header_count = 0
         if not self.queue:
@@ -284,19 +217,8 @@ class Http1Connection(asyncio.Protocol):
             raise _Reject(431)
         if b"\0" in value or b"\0" in name:
             raise _Reject(400)
-        headers = self.parsing.headers  # type: ignore[union-attr]
-        lower = name.lower()
-        entry = headers.get(lower)
-        flat = self.parsing.flat_headers  # type: ignore[union-attr]
-        if entry is None:
-            headers[lower] = [name, value, len(flat)]
-            flat.append(name)
-            flat.append(value)
-        elif lower in _SINGLETONS:
-            raise _Reject(400)  # RFC 9112 3.2 / 6.3: a second Host or Content-Length is an attack
-        else:
-            entry[1] += (b"; " if lower == b"cookie" else b", ") + value
-            flat[entry[2] + 1] = entry[1]
+        if not self.parsing.add_header(name.lower(), name, value):  # type: ignore[union-attr]
+            raise _Reject(400)
 
     def on_headers_complete(self) -> None:
         req: Request = self.parsing  # type: ignore[assignment]
@@ -306,18 +228,17 @@ class Http1Connection(asyncio.Protocol):
         req.keep_alive = parser.should_keep_alive()
         if req.version not in _VERSIONS:
             raise _Reject(505)
-        url = req.url
-        if url[:1] != b"/":
-            if req.method == b"OPTIONS" and url == b"*":
-                url = b"/"
+        target = req.url
+        if target[:1] != b"/":
+            if req.method == b"OPTIONS" and target == b"*":
+                target = b"/"
             else:
                 try:
-                    url = httptools.parse_url(url).path or b"/"  # absolute-form target
+                    parsed = httptools.parse_url(target)  # absolute-form (RFC 9112 3.2.2)
                 except httptools.HttpParserInvalidURLError:
                     raise _Reject(400) from None
-        path, _, query = url.partition(b"?")
-        req.path = path.partition(b"#")[0]
-        req.query = query
+                target = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+        req.set_target(target)
         headers = req.headers
         if req.version == "1.1" and b"host" not in headers:
             raise _Reject(400)
@@ -328,12 +249,9 @@ class Http1Connection(asyncio.Protocol):
             req.chunked = True
         cl = headers.get(b"content-length")
         if cl is not None:
-            value = cl[1].strip()
-            if not value.isdigit():
-                raise _Reject(400)
-            req.content_length = int(value)
-            if req.content_length > self.limits.max_body_size:
-                raise _Reject(413)
+            status = req.set_content_length(cl[1])
+            if status:
+                raise _Reject(status)
         expect = headers.get(b"expect")
         if expect is not None:
             if expect[1].lower() != b"100-continue":
@@ -357,37 +275,23 @@ class Http1Connection(asyncio.Protocol):
         req.window_bytes += size
         if req.chunked and req.body_size > self.limits.max_body_size:
             raise _Reject(413)
-        ex = req.exchange
-        if ex is not None:
-            ex.send(wire.encode_body(body))
-            if ex.channel is None:
-                self.buffered += size
-                if self.buffered > HIGH_WATER:
-                    self._pause_reading()  # resumed when a worker takes the exchange
-            return
-        if req.responded:
-            return  # answered without reading the body (e.g. static): discard
-        req.body.append(body)
+        if req.body_data(body) or req.response_started:
+            return  # with its worker, or answered without it (e.g. static): dropped
         self.buffered += size
         if self.buffered > HIGH_WATER:
-            self._pause_reading()
+            self._pause_reading()  # resumed when a worker takes the request
 
     def on_message_complete(self) -> None:
         req: Request = self.parsing  # type: ignore[assignment]
         self.parsing = None
+        if not req.keep_alive:
+            self._pause_reading()  # no more requests will be read on this connection
         if not req.expects_body:
             return
-        req.body_complete = True
         if self.body_timer is not None:
             self.body_timer.cancel()
             self.body_timer = None
-        ex = req.exchange
-        if ex is not None:
-            ex.send(wire.BODY_END_FRAME)
-        elif req.chunked and self.queue and self.queue[0] is req and not req.dispatched:
-            self._dispatch(req)
-        if not req.keep_alive:
-            self._stop_reading()
+        req.body_end()
 
     # -- flow control ------------------------------------------------------------------------
     def _pause_reading(self) -> None:
@@ -400,81 +304,50 @@ class Http1Connection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
-    def _stop_reading(self) -> None:
-        """No more requests on this connection will be read (Connection: close, upgrade)."""
-        self._pause_reading()
+    def body_taken(self, stream: Stream) -> None:
+        if self.buffered:
+            self.buffered = 0
+            self._resume_reading()
 
-    # -- dispatch ----------------------------------------------------------------------------
+    def body_backpressure(self, stream: Stream, paused: bool) -> None:
+        if paused:
+            self._pause_reading()
+        else:
+            self._resume_reading()
+
+    # -- answering ---------------------------------------------------------------------------
     def _activate(self, req: Request) -> None:
         """`req` became the first in line: answer it (or start it on a worker)."""
+        self.resp_mode = NONE
         if req.reject:
-            self._respond_simple(req, req.reject, close=True)
+            req.respond(req.reject)
             return
         if req.expect_continue and not req.body_complete:
             self.transport.write(CONTINUE)  # type: ignore[union-attr]
-        if req.chunked and not req.body_complete:
-            return  # dispatched at on_message_complete
-        self._dispatch(req)
+        req.dispatch()
 
-    def _dispatch(self, req: Request) -> None:
-        req.dispatched = True
-        self.resp_mode = 0
-        router = self.ctx.router
-        hot = router.hot
-        # A small file asked for with a plain GET comes from memory, without routing (the entry
-        # replays this path's route, checked again every second); anything else goes the long way.
-        if hot is not None and req.method == b"GET" and b"range" not in req.headers:
-            entry = hot.get(req.path)
-            if entry is not None:
-                self._send_hot(req, entry)
-                return
-        else:
-            hot = None
-        route = router.resolve(req.path, req.query)
-        if type(route) is PhpScript:
-            self._start_php(req, route)
-        elif type(route) is StaticFile:
-            entry = hot.load(req.path, route) if hot is not None else None
-            if entry is not None:
-                self._send_hot(req, entry)
-            else:
-                self._serve_static(req, route)
-        elif type(route) is Redirect:
-            location = dispatch.absolute_url(self, req, route.location)
-            self._respond_simple(req, 301, b"location: " + location + b"\r\n")
-        else:
-            assert type(route) is Refused
-            self._respond_simple(req, route.status)
+    def _closes_after(self, req: Request) -> bool:
+        return not req.keep_alive or self.ctx.draining  # type: ignore[attr-defined]
 
-    def _start_php(self, req: Request, route: PhpScript) -> None:
-        params = dispatch.request_params(self, req, route)
-        frames = [wire.encode_request(params, dispatch.php_headers(self, req), self.conn_params)]
-        if req.body:
-            frames.extend(wire.encode_body(b) for b in req.body)
-            self.buffered -= sum(map(len, req.body))
-            req.body = []
-            self._resume_reading()
-        if req.body_complete:
-            frames.append(wire.BODY_END_FRAME)
-        self.resp_head_only = req.method == b"HEAD"
-        self.resp_close = not req.keep_alive
-        self.php_deadline = -self.ctx.config.server.request_timeout
-        exchange = Exchange(frames, self, self._php_started)
-        req.exchange = exchange
-        if not self.ctx.pool.submit(exchange):
-            req.exchange = None
-            exchange.cancelled = True
-            log.warning("all PHP workers busy and %d requests queued; answering 503", self.limits.max_queue)
-            self._respond_simple(req, 503, b"retry-after: 1\r\n")
+    def send_simple(self, stream: Stream, status: int, extra: Fields) -> None:
+        req: Request = stream  # type: ignore[assignment]
+        # a body left unread would be taken for the next request: close
+        close = self._closes_after(req) or not req.body_complete
+        req.response_started = True
+        req.sent = 0 if req.method == b"HEAD" else len(error_body(status))
+        fields = b"".join(b"%s: %s\r\n" % pair for pair in extra)
+        self.transport.write(  # type: ignore[union-attr]
+            error_response(status, close, fields, head_only=req.method == b"HEAD"))
+        self._finish(req, close)
 
-    def _serve_static(self, req: Request, route: StaticFile) -> None:
-        headers = {name: entry[1] for name, entry in req.headers.items()}
-        resp = serve_static(req.method, headers, route)
+    def send_static(self, stream: Stream, resp: StaticResponse) -> None:
+        req: Request = stream  # type: ignore[assignment]
+        req.response_started = True
         req.status = resp.status
         req.sent = len(resp.body) if resp.file_path is None else resp.count
         head = [status_line(resp.status), DATE.get(), SERVER_HEADER]
         head.extend(b"%s: %s\r\n" % pair for pair in resp.headers)
-        close = not req.keep_alive or self.ctx.draining
+        close = self._closes_after(req)
         if close:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
@@ -483,13 +356,14 @@ class Http1Connection(asyncio.Protocol):
             self.transport.write(b"".join(head))  # type: ignore[union-attr]
             self._finish(req, close)
         else:
-            self.resp_mode = 1
+            self.resp_mode = LENGTH
             self.transport.write(b"".join(head))  # type: ignore[union-attr]
-            self.ctx.loop.create_task(self._send_file(req, resp.file_path, resp.offset, resp.count, close))
+            self.loop.create_task(self._send_file(req, resp.file_path, resp.offset, resp.count, close))
 
-    def _send_hot(self, req: Request, entry: HotFile) -> None:
-        """A GET answered from the hot-file cache: the same bytes _serve_static would send."""
-        close = not req.keep_alive or self.ctx.draining
+    def send_hot(self, stream: Stream, entry: HotFile) -> None:
+        req: Request = stream  # type: ignore[assignment]
+        close = self._closes_after(req)
+        req.response_started = True
         req.status, data, req.sent = entry.http1(req.header(b"if-none-match"),
                                                  req.header(b"if-modified-since"), close)
         self.transport.write(data)  # type: ignore[union-attr]
@@ -603,33 +477,10 @@ class Http1Connection(asyncio.Protocol):
             self.write_resumed = None
         return True
 
-    def _php_started(self, exchange: Exchange) -> None:
-        """A worker took the exchange: the body it buffered is on its way."""
-        if self.queue and self.queue[0].exchange is exchange and exchange.channel is not None:
-            self.queue[0].worker = exchange.channel.pid
-        if self.buffered:
-            self.buffered = 0
-            self._resume_reading()
-
-    def _respond_simple(self, req: Request, status: int, extra: bytes = b"", close: bool = False) -> None:
-        close = close or not req.keep_alive or self.ctx.draining or not req.body_complete
-        req.status = status
-        req.sent = 0 if req.method == b"HEAD" else len(error_body(status))
-        self.transport.write(  # type: ignore[union-attr]
-            error_response(status, close, extra, head_only=req.method == b"HEAD")
-        )
-        self._finish(req, close)
 
     def _finish(self, req: Request, close: bool) -> None:
         """The active request's response is fully written."""
-        req.responded = True
-        seconds = self.loop.time() - req.started if req.started else 0.0
-        self.ctx.stats.record(req.status, seconds)
-        if self.ctx.access is not None:
-            self.ctx.access.write(self.peer_ip, req.method, req.url, "HTTP/" + req.version, req.status,
-                                  req.sent, req.header(b"referer"), req.header(b"user-agent"), seconds,
-                                  req.worker)
-        self.php_deadline = 0.0
+        req.finished()
         if self.queue and self.queue[0] is req:
             self.queue.popleft()
         if close or self.ctx.draining:
@@ -641,13 +492,15 @@ class Http1Connection(asyncio.Protocol):
             self._arm(self.limits.keepalive_timeout, self._idle_timeout)
         self._resume_reading()
 
-    # -- ResponseSink (called by the worker channel) ----------------------------------------
-    def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
-        req = self.queue[0]
+    def send_php_head(self, stream: Stream, status: int, header_block: bytes, body: list[bytes],
+                      complete: bool) -> None:
+        req: Request = stream  # type: ignore[assignment]
+        req.response_started = True
         req.status = status
         head = [status_line(status)]
         has_length = has_date = has_server = False
-        close = self.resp_close or self.ctx.draining
+        close = not req.keep_alive or self.ctx.draining
+        head_only = req.head_only
         if header_block and _MANAGED_HEADER.search(header_block) is None:
             # Common case: nothing in PHP's headers for us to rewrite; pass them through whole.
             head.append(header_block.replace(b"\n", b"\r\n"))
@@ -659,7 +512,7 @@ class Http1Connection(asyncio.Protocol):
             name = line.partition(b":")[0].strip().lower()
             if name == b"content-length":
                 has_length = True
-                if complete and not self.resp_head_only:
+                if complete and not head_only:
                     continue  # we know the exact length; set it below
             elif name == b"connection":
                 if b"close" in line.lower():
@@ -685,15 +538,15 @@ class Http1Connection(asyncio.Protocol):
             data = b"".join(body)
             # HEAD: PHP discards the body itself (SG(request_info).headers_only), so a length
             # computed here would be 0; only a Content-Length the script set is meaningful.
-            if not no_body and not self.resp_head_only:
+            if not no_body and not head_only:
                 head.append(b"content-length: %d\r\n" % len(data))
         elif no_body or has_length:
-            self.resp_mode = 1
+            self.resp_mode = LENGTH
         elif req.version == "1.1":
-            self.resp_mode = 2
+            self.resp_mode = CHUNKED
             head.append(b"transfer-encoding: chunked\r\n")
         else:
-            self.resp_mode = 3
+            self.resp_mode = UNTIL_CLOSE
             close = True
         if close:
             head.append(b"connection: close\r\n")
@@ -702,22 +555,22 @@ class Http1Connection(asyncio.Protocol):
         head.append(b"\r\n")
         self.resp_close = close
         if complete:
-            if not self.resp_head_only and not no_body:
+            if not head_only and not no_body:
                 head.append(data)
                 req.sent = len(data)
             self.transport.write(b"".join(head))  # type: ignore[union-attr]
             self._finish(req, close)
             return
-        if self.resp_head_only or no_body:
-            self.resp_mode = 4  # discard body
+        if head_only or no_body:
+            self.resp_mode = DISCARD
         self.transport.write(b"".join(head))  # type: ignore[union-attr]
         if body:
-            self.php_body(body, False)
+            self.send_php_body(req, body, False)
 
-    def php_body(self, body: list[bytes], complete: bool) -> None:
+    def send_php_body(self, stream: Stream, body: list[bytes], complete: bool) -> None:
         mode = self.resp_mode
         out: list[bytes] = []
-        if mode == 2:
+        if mode == CHUNKED:
             for part in body:
                 if part:
                     out.append(b"%x\r\n" % len(part))
@@ -725,46 +578,24 @@ class Http1Connection(asyncio.Protocol):
                     out.append(b"\r\n")
             if complete:
                 out.append(b"0\r\n\r\n")
-        elif mode != 4:
+        elif mode != DISCARD:
             out = body
-        if mode != 4 and self.queue:
-            self.queue[0].sent += sum(map(len, body))
+        if mode != DISCARD:
+            stream.sent += sum(map(len, body))
         if out:
             self.transport.write(b"".join(out))  # type: ignore[union-attr]
         if complete:
-            self._finish(self.queue[0], self.resp_close or mode == 3)
+            self._finish(stream, self.resp_close or mode == UNTIL_CLOSE)  # type: ignore[arg-type]
 
-    def php_failed(self) -> None:
-        req = self.queue[0] if self.queue else None
-        if req is None or req.responded:
-            return
-        req.exchange = None
-        if self.resp_mode == 0:
-            log.error("PHP worker died while handling %s %s; answering 502",
-                      req.method.decode(), req.url.decode("latin-1"))
-            self._respond_simple(req, 502)
-        else:
-            log.error("PHP worker died while streaming %s; aborting the connection",
-                      req.url.decode("latin-1"))
-            self._abort()
-
-    def php_informational(self, status: int, header_block: bytes) -> None:
-        """103 Early Hints from headers_send(103): only HTTP/1.1 clients may get a 1xx, and only
-        its Link headers go out (cookies and the like belong to the final response)."""
-        req = self.queue[0] if self.queue else None
-        if req is None or req.version != "1.1" or self.resp_mode != 0 or status == 101:
-            return
-        links = [line for line in header_block.split(b"\n") if line[:5].lower() == b"link:"]
-        if links:
+    def send_informational(self, stream: Stream, status: int, links: list[bytes]) -> None:
+        """Only an HTTP/1.1 client may get a 1xx."""
+        if stream.version == "1.1":
             self.transport.write(  # type: ignore[union-attr]
-                status_line(status) + b"".join(line + b"\r\n" for line in links) + b"\r\n"
-            )
+                status_line(status) + b"".join(b"link: " + link + b"\r\n" for link in links) + b"\r\n")
 
-    def php_backpressure(self, paused: bool) -> None:
-        if paused:
-            self._pause_reading()
-        else:
-            self._resume_reading()
+    def cut(self, stream: Stream) -> None:
+        stream.abandon()
+        self._abort()
 
     # -- closing -----------------------------------------------------------------------------
     def _fail(self, status: int) -> None:
@@ -782,22 +613,23 @@ class Http1Connection(asyncio.Protocol):
             self.body_timer.cancel()
             self.body_timer = None
         if req is None or req not in self.queue:
-            req = req or Request()
+            req = req or Request(self)
             req.reject = status
+            req.keep_alive = False
             req.body_complete = False  # the rest of it is unread: the connection must close
             self.queue.append(req)
             if len(self.queue) == 1:
                 self._activate(req)
             return
+        req.keep_alive = False
         if req is not self.queue[0]:
             req.reject = status
             return
         # the failing request is the one being answered
-        self._cancel_exchange(req)
-        if self.resp_mode == 0 and not req.responded:
-            self._respond_simple(req, status, close=True)
+        if not req.response_started:
+            req.respond(status)
         else:
-            self._abort()  # mid-response: the only honest signal left is to cut the connection
+            self.cut(req)  # mid-response: the only honest signal left is to cut the connection
 
     def shutdown(self) -> None:
         """Server drain: close now if idle, else after the response in flight."""

@@ -1,5 +1,5 @@
 """HTTP/2 on one client connection: libnghttp2's state machine (askr.front.nghttp2), our I/O and flow
-control.
+control; the codec around askr.front.stream, as http1 is for HTTP/1.x.
 
 Each stream is a request. Streams are handed to PHP workers independently, so one connection's
 concurrent requests run in parallel on different workers. Flow control both ways:
@@ -27,23 +27,20 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from askr.bridge import wire
-from askr.bridge.pool import Exchange
-from askr.front import dispatch
 from askr.front import nghttp2 as ng
-from askr.front.hotfiles import HotFile
 from askr.front.nghttp2 import ErrorCodes
 from askr.front.responses import DATE, SERVER_HEADER, error_body
-from askr.front.router import PhpScript, Redirect, StaticFile
-from askr.front.static import serve_static
+from askr.front.stream import Connection, Fields, Stream
 
 if TYPE_CHECKING:
-    from askr.front.server import FrontContext
+    from askr.front.context import FrontContext
+    from askr.front.hotfiles import HotFile
+    from askr.front.static import StaticResponse
 
 log = logging.getLogger("askr.front")
 
 STREAM_WINDOW = 256 * 1024  # request body we accept per stream before a worker takes it
-HIGH_WATER = 256 * 1024  # response bytes buffered per stream before its worker is paused
+HIGH_WATER = Connection.HIGH_WATER  # response bytes buffered per stream before its worker is paused
 FILE_CHUNK = 256 * 1024
 RESET_WINDOW = 10.0
 NO_BODY_STATUS = frozenset((204, 304))
@@ -66,173 +63,33 @@ def _front_headers(status: int) -> list[tuple[bytes, bytes]]:
     return [(b":status", b"%d" % status), (b"date", DATE.field()), (b"server", _SERVER_VALUE)]
 
 
-class Http2Stream:
-    """One request/response. Quacks like http1.Request for dispatch.request_params, and is the
-    ResponseSink of its PHP exchange."""
 
-    __slots__ = (
-        "body",
-        "body_complete",
-        "body_size",
-        "chunked",
-        "closed",
-        "conn",
-        "content_length",
-        "end_after",
-        "exchange",
-        "file",
-        "flat_headers",
-        "head_only",
-        "headers",
-        "method",
-        "out",
-        "out_size",
-        "path",
-        "paused_worker",
-        "php_deadline",
-        "query",
-        "responded",
-        "response_started",
-        "sent",
-        "started",
-        "status",
-        "stream_id",
-        "unacked",
-        "url",
-        "version",
-        "window_bytes",
-        "worker",
-    )
+
+class Http2Stream(Stream):
+    """A Stream as HTTP/2 carries it, with its share of the connection's flow control."""
+
+    __slots__ = ("end_after", "file", "out", "out_size", "paused_worker", "stream_id", "unacked")
 
     def __init__(self, conn: Http2Connection, stream_id: int):
-        self.conn = conn
+        super().__init__(conn, "2")
         self.stream_id = stream_id
-        self.version = "2"
-        self.method = b""
-        self.url = b""
-        self.path = b""
-        self.query = b""
-        self.headers: dict[bytes, list] = {}  # lower name -> [name, value] (as http1.Request)
-        self.flat_headers: list[bytes] = []
-        self.content_length: int | None = None
-        self.chunked = False  # a body without content-length: collected first, like HTTP/1.1 chunked
-        self.body: list[bytes] = []
-        self.body_size = 0
-        self.body_complete = False
-        self.window_bytes = 0
         self.unacked = 0  # body bytes received but whose window was not yet re-opened
-        self.exchange: Exchange | None = None
-        self.head_only = False
-        self.response_started = False
-        self.responded = False
-        self.closed = False
-        self.out: collections.deque[bytes] = collections.deque()
+        self.out: collections.deque[bytes] = collections.deque()  # response bytes not yet in nghttp2
         self.out_size = 0
         self.end_after = False  # end the stream once `out` is sent
         self.file: tuple[int, int, int] | None = None  # (fd, offset, remaining) of a static file
         self.paused_worker = False
-        self.php_deadline = 0.0
-        self.started = 0.0  # loop time the request arrived (for the duration metric)
-        self.status = 0
-        self.sent = 0  # response body bytes (access log)
-        self.worker = 0  # pid of the PHP worker that answered (access log)
 
-    def header(self, lower_name: bytes) -> bytes | None:
-        entry = self.headers.get(lower_name)
-        return entry[1] if entry else None
-
-    # -- ResponseSink ------------------------------------------------------------------------
-    def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
-        if complete:
-            self.exchange = None  # the worker is done with it, whatever happens to the stream
-        headers = [(b":status", b"%d" % status)]
-        has_date = has_server = False
-        for line in header_block.split(b"\n") if header_block else ():
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if not name or name in _NOT_FORWARDED or (name == b"content-length" and complete
-                                                            and not self.head_only):
-                continue
-            has_date = has_date or name == b"date"
-            has_server = has_server or name == b"server"
-            headers.append((name, value.strip()))
-        if not has_date:
-            headers.append((b"date", DATE.field()))
-        if not has_server:
-            headers.append((b"server", _SERVER_VALUE))
-        no_body = self.head_only or status in NO_BODY_STATUS
-        data = b"".join(body)
-        if complete and not no_body:
-            headers.append((b"content-length", b"%d" % len(data)))
-        self.conn.send_response_head(self, headers, end=complete and (no_body or not data))
-        if no_body:
-            body = []
-        elif complete:
-            body = [data]
-        self.php_body(body, complete)
-
-    def php_body(self, body: list[bytes], complete: bool) -> None:
-        if complete:
-            self.exchange = None
-        if self.closed:
-            return
-        if not self.head_only:
-            for part in body:
-                if part:
-                    self.out.append(part)
-                    self.out_size += len(part)
-        if complete:
-            self.php_deadline = 0.0
-            if not self.responded:
-                self.end_after = True
-        self.conn.flush_stream(self)
-
-    def php_failed(self) -> None:
-        if self.closed or self.responded:
-            return
-        self.exchange = None
-        if not self.response_started:
-            log.error("PHP worker died while handling %s %s (HTTP/2); answering 502",
-                      self.method.decode(), self.url.decode("latin-1"))
-            self.conn.respond_simple(self, 502)
-        else:
-            log.error("PHP worker died while streaming %s (HTTP/2); resetting the stream",
-                      self.url.decode("latin-1"))
-            self.conn.reset(self, ErrorCodes.INTERNAL_ERROR)
-
-    def php_backpressure(self, paused: bool) -> None:
-        """The worker is slow to take this stream's body: stop re-opening its window."""
-        if not paused:
-            self.conn.ack_body(self)
-
-    def php_informational(self, status: int, header_block: bytes) -> None:
-        if self.closed or self.response_started or status == 101:
-            return
-        links = [line.partition(b":")[2].strip() for line in header_block.split(b"\n")
-                 if line[:5].lower() == b"link:"]
-        if links:
-            self.conn.send_informational(self, status, links)
-
-
-class Http2Connection(asyncio.Protocol):
-    """asyncio.Protocol for one HTTP/2 connection (TLS with ALPN h2, or h2c prior knowledge)."""
+class Http2Connection(Connection):
+    """One HTTP/2 connection (TLS with ALPN h2, or h2c prior knowledge)."""
 
     def __init__(self, ctx: FrontContext):
-        self.ctx = ctx
-        self.limits = ctx.config.limits
-        self.loop = ctx.loop
-        self.transport: asyncio.Transport | None = None
+        super().__init__(ctx)
         # nghttp2 validates inbound headers (and _parse_headers applies askr's limits); outbound
         # headers are built here from PHP's lines (lower-cased, connection-specific ones dropped,
         # no CR/LF), which nghttp2 does not check.
         self.h2: ng.Session | None = None  # made in connection_made, from [limits]
         self.streams: dict[int, Http2Stream] = {}
-        self.conn_params = b""
-        self.server_addr = b""
-        self.origin = (b"http", b"")  # (REQUEST_SCHEME, SERVER_PORT) of this connection
-        self.trusted_peer: bool | None = None
-        self.peer_ip = "-"
-        self.closing = False
         self.goaway_sent = False
         self.last_stream_id = 0  # the highest stream we accepted (GOAWAY's last-stream-id)
         self.write_paused = False
@@ -245,7 +102,7 @@ class Http2Connection(asyncio.Protocol):
 
     # -- connection lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        dispatch.connection_made(self, transport, HIGH_WATER)
+        super().connection_made(transport)
         limits = self.limits
         # The connection window covers every stream's window, so streams never starve each other.
         # nghttp2's own reset-flood bucket is a backstop behind askr's rule (_on_reset).
@@ -260,7 +117,7 @@ class Http2Connection(asyncio.Protocol):
         self.closing = True
         self.ctx.connection_closed(self)
         for stream in list(self.streams.values()):
-            self._abandon(stream)
+            self._drop(stream)
         self.streams.clear()
         if self.h2 is not None:
             self.h2.close()
@@ -284,7 +141,7 @@ class Http2Connection(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)  # type: ignore[union-attr]
         except ng.ProtocolError as e:
-            log.info("HTTP/2 protocol error from %s: %s; closing", self._peer(), e)
+            log.info("HTTP/2 protocol error from %s: %s; closing", self.peer_text(), e)
             self._close()  # after nghttp2's GOAWAY
             return
         self._handle(events)
@@ -293,7 +150,7 @@ class Http2Connection(asyncio.Protocol):
         new, self.new_streams = self.new_streams, []
         for stream in new:
             if not stream.closed:  # reset in the same read: never reaches a worker
-                self._dispatch(stream)
+                stream.dispatch()
         self._write()
         if self.goaway_sent and not self.streams:
             self._close()
@@ -334,7 +191,7 @@ class Http2Connection(asyncio.Protocol):
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
             return
         if status:
-            self.respond_simple(stream, status)
+            stream.respond(status)
             return
         self.new_streams.append(stream)
 
@@ -378,18 +235,12 @@ class Http2Connection(asyncio.Protocol):
             regular = True
             if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
                 return MALFORMED
-            entry = stream.headers.get(name)
-            if entry is None:
-                stream.headers[name] = [name, value, len(stream.flat_headers)]
-                stream.flat_headers += [name, value]
-            else:  # HTTP/2 may split cookies over several fields (RFC 9113 8.2.3)
-                entry[1] += (b"; " if name == b"cookie" else b", ") + value
-                stream.flat_headers[entry[2] + 1] = entry[1]
+            if not stream.add_header(name, name, value):
+                return MALFORMED
         if size > limits.max_header_size:
             return 431
         if authority is not None and b"host" not in stream.headers:
-            stream.headers[b"host"] = [b"host", authority, len(stream.flat_headers)]
-            stream.flat_headers += [b"host", authority]
+            stream.add_header(b"host", b"host", authority)
         stream.head_only = stream.method == b"HEAD"
         if stream.method == b"CONNECT":
             return 501
@@ -404,16 +255,9 @@ class Http2Connection(asyncio.Protocol):
             if not (stream.method == b"OPTIONS" and url == b"*"):
                 return 400
             url = b"/"
-        path, _, stream.query = url.partition(b"?")
-        stream.path = path.partition(b"#")[0]
+        stream.set_target(url)
         length = stream.header(b"content-length")
-        if length is not None:
-            if not length.isdigit():
-                return 400
-            stream.content_length = int(length)
-            if stream.content_length > limits.max_body_size:
-                return 413
-        return 0
+        return stream.set_content_length(length) if length is not None else 0
 
     def _on_data(self, event: ng.DataReceived) -> None:
         # The connection window re-opens at once (nghttp2 does it); the stream's only as its body
@@ -430,30 +274,19 @@ class Http2Connection(asyncio.Protocol):
             if stream.content_length is not None:  # more than it announced: a broken request
                 self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
             else:
-                self.respond_simple(stream, 413)
+                stream.respond(413)
             return
         if stream.responded or stream.response_started:
             self.ack_body(stream)  # answered already (an error): read and drop the rest
             return
-        ex = stream.exchange
-        if ex is not None:
-            ex.send(wire.encode_body(data))
-            if ex.channel is not None:
-                self.ack_body(stream)
-        else:
-            stream.body.append(data)
-            if stream.content_length is None:
-                self.ack_body(stream)  # collected whole (bounded by max_body_size), like chunked
+        if stream.body_data(data) or (stream.exchange is None and stream.content_length is None):
+            self.ack_body(stream)  # with its worker, or collected whole (bounded by max_body_size)
 
     def _on_body_end(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
         if stream is None or stream.closed:
             return
-        stream.body_complete = True
-        if stream.exchange is not None:
-            stream.exchange.send(wire.BODY_END_FRAME)
-        elif stream.chunked and not stream.response_started:
-            self._dispatch(stream)  # the collected body is complete: now PHP runs with its length
+        stream.body_end()
         if stream.responded:
             self._forget(stream)
 
@@ -466,106 +299,115 @@ class Http2Connection(asyncio.Protocol):
         resets.append(now)
         while resets and resets[0] < now - RESET_WINDOW:
             resets.popleft()
-        self._abandon(stream)
+        self._drop(stream)
         self._forget(stream)
         if len(resets) > 2 * self.limits.max_streams:
             log.warning("HTTP/2 client %s reset %d streams within %g s (rapid reset); closing the "
-                        "connection", self._peer(), len(resets), RESET_WINDOW)
+                        "connection", self.peer_text(), len(resets), RESET_WINDOW)
             self.h2.terminate(ErrorCodes.ENHANCE_YOUR_CALM, self.last_stream_id)  # type: ignore[union-attr]
             self._close()
 
-    # -- dispatch ----------------------------------------------------------------------------
-    def _dispatch(self, stream: Http2Stream) -> None:
-        router = self.ctx.router
-        hot = router.hot
-        # As in HTTP/1.1: a plain GET of a small file comes from memory, without routing.
-        if hot is not None and stream.method == b"GET" and b"range" not in stream.headers:
-            entry = hot.get(stream.path)
-            if entry is not None:
-                self._send_hot(stream, entry)
-                return
-        else:
-            hot = None
-        route = router.resolve(stream.path, stream.query)
-        if type(route) is PhpScript:
-            if stream.content_length is None and not stream.body_complete:
-                stream.chunked = True  # no length: collect the body, then run PHP with one
-                return
-            self._start_php(stream, route)
-        elif type(route) is StaticFile:
-            entry = hot.load(stream.path, route) if hot is not None else None
-            if entry is not None:
-                self._send_hot(stream, entry)
-            else:
-                self._serve_static(stream, route)
-        elif type(route) is Redirect:
-            location = dispatch.absolute_url(self, stream, route.location)
-            self.respond_simple(stream, 301, [(b"location", location)])
-        else:
-            self.respond_simple(stream, route.status)
+    # -- answering --------------------------------------------------------------------------
+    def body_taken(self, stream: Stream) -> None:
+        self.ack_body(stream)  # type: ignore[arg-type]
+        self._write()
 
-    def _start_php(self, stream: Http2Stream, route: PhpScript) -> None:
-        params = dispatch.request_params(self, stream, route)
-        frames = [wire.encode_request(params, dispatch.php_headers(self, stream), self.conn_params)]
-        if stream.body:
-            frames.extend(wire.encode_body(b) for b in stream.body)
-            stream.body = []
-        if stream.body_complete:
-            frames.append(wire.BODY_END_FRAME)
-        stream.php_deadline = -self.ctx.config.server.request_timeout
-        exchange = Exchange(frames, stream, lambda ex: self._php_started(stream))
-        stream.exchange = exchange
-        if not self.ctx.pool.submit(exchange):
-            stream.exchange = None
-            exchange.cancelled = True
-            log.warning("all PHP workers busy and %d requests queued; answering 503", self.limits.max_queue)
-            self.respond_simple(stream, 503, [(b"retry-after", b"1")])
-
-    def _php_started(self, stream: Http2Stream) -> None:
-        """A worker took the stream's request: the body held for it went along; re-open."""
-        ex = stream.exchange
-        if ex is not None and ex.channel is not None:
-            stream.worker = ex.channel.pid
-        if not stream.closed:
-            self.ack_body(stream)
-            self._write()
+    def body_backpressure(self, stream: Stream, paused: bool) -> None:
+        if not paused:
+            self.ack_body(stream)  # type: ignore[arg-type]
 
     def ack_body(self, stream: Http2Stream) -> None:
+        """Re-open the stream's window by what its body moved on."""
         n, stream.unacked = stream.unacked, 0
         if n and not stream.closed and not stream.body_complete:
             self.h2.consume(stream.stream_id, n)  # type: ignore[union-attr]
             self._write()
 
-    def _serve_static(self, stream: Http2Stream, route: StaticFile) -> None:
-        headers = {name: entry[1] for name, entry in stream.headers.items()}
-        resp = serve_static(stream.method, headers, route)
+    def send_php_head(self, stream: Stream, status: int, header_block: bytes, body: list[bytes],
+                      complete: bool) -> None:
+        headers = [(b":status", b"%d" % status)]
+        has_date = has_server = False
+        head_only = stream.head_only
+        for line in header_block.split(b"\n") if header_block else ():
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if not name or name in _NOT_FORWARDED or (name == b"content-length" and complete
+                                                            and not head_only):
+                continue
+            has_date = has_date or name == b"date"
+            has_server = has_server or name == b"server"
+            headers.append((name, value.strip()))
+        if not has_date:
+            headers.append((b"date", DATE.field()))
+        if not has_server:
+            headers.append((b"server", _SERVER_VALUE))
+        no_body = head_only or status in NO_BODY_STATUS
+        data = b"".join(body)
+        if complete and not no_body:
+            headers.append((b"content-length", b"%d" % len(data)))
+        self.send_response_head(stream, headers, end=complete and (no_body or not data))  # type: ignore[arg-type]
+        if no_body:
+            body = []
+        elif complete:
+            body = [data]
+        self.send_php_body(stream, body, complete)
+
+    def send_php_body(self, stream: Stream, body: list[bytes], complete: bool) -> None:
+        h2s: Http2Stream = stream  # type: ignore[assignment]
+        if h2s.closed:
+            return
+        if not h2s.head_only:
+            for part in body:
+                if part:
+                    h2s.out.append(part)
+                    h2s.out_size += len(part)
+        if complete:
+            h2s.php_deadline = 0.0
+            if not h2s.responded:
+                h2s.end_after = True
+        self.flush_stream(h2s)
+
+    def send_static(self, stream: Stream, resp: StaticResponse) -> None:
+        h2s: Http2Stream = stream  # type: ignore[assignment]
         head = _front_headers(resp.status) + [(name.lower(), value) for name, value in resp.headers]
-        no_body = stream.head_only or (resp.file_path is None and not resp.body)
-        self.send_response_head(stream, head, end=no_body)
+        no_body = h2s.head_only or (resp.file_path is None and not resp.body)
+        self.send_response_head(h2s, head, end=no_body)
         if no_body:
             return
         if resp.file_path is not None:
             try:
                 fd = os.open(resp.file_path, os.O_RDONLY)
             except OSError:
-                self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+                self.reset(h2s, ErrorCodes.INTERNAL_ERROR)
                 return
-            stream.file = (fd, resp.offset, resp.count)
+            h2s.file = (fd, resp.offset, resp.count)
         else:
-            stream.out.append(resp.body)
-            stream.out_size = len(resp.body)
-        stream.end_after = True
-        self.flush_stream(stream)
+            h2s.out.append(resp.body)
+            h2s.out_size = len(resp.body)
+        h2s.end_after = True
+        self.flush_stream(h2s)
 
-    def _send_hot(self, stream: Http2Stream, entry: HotFile) -> None:
-        """A GET answered from the hot-file cache: the header list is built but for :status and date."""
+    def send_hot(self, stream: Stream, entry: HotFile) -> None:
+        """The header list is built but for :status and date."""
         headers, body = entry.http2(stream.header(b"if-none-match"), stream.header(b"if-modified-since"))
+        self._send_whole(stream, headers, body)  # type: ignore[arg-type]
+
+    def send_simple(self, stream: Stream, status: int, extra: Fields) -> None:
+        full = error_body(status)
+        headers = [*_front_headers(status), (b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", b"%d" % len(full)), *extra]
+        self._send_whole(stream, headers, b"" if stream.head_only else full)  # type: ignore[arg-type]
+
+    def _send_whole(self, stream: Http2Stream, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.send_response_head(stream, headers, end=not body)
         if body:
             stream.out.append(body)
             stream.out_size = len(body)
             stream.end_after = True
             self.flush_stream(stream)
+
+    def cut(self, stream: Stream) -> None:
+        self.reset(stream, ErrorCodes.INTERNAL_ERROR)  # type: ignore[arg-type]
 
     # -- output ------------------------------------------------------------------------------
     def send_response_head(self, stream: Http2Stream, headers: list[tuple[bytes, bytes]], end: bool) -> None:
@@ -577,7 +419,7 @@ class Http2Connection(asyncio.Protocol):
         try:
             self.h2.send_headers(stream.stream_id, headers, end_stream=end)  # type: ignore[union-attr]
         except (ng.StreamClosedError, ng.ProtocolError):
-            self._abandon(stream)
+            self._drop(stream)
             self._forget(stream)
             return
         if end:
@@ -591,24 +433,6 @@ class Http2Connection(asyncio.Protocol):
         except (ng.StreamClosedError, ng.ProtocolError):
             return
         self._write()
-
-    def respond_simple(self, stream: Http2Stream, status: int,
-                       extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        """A small error/redirect response from the front itself."""
-        if stream.response_started or stream.closed:
-            return
-        if stream.exchange is not None:
-            self._abandon(stream, keep_open=True)
-        full = error_body(status)
-        body = b"" if stream.head_only else full
-        headers = [*_front_headers(status), (b"content-type", b"text/plain; charset=utf-8"),
-                   (b"content-length", b"%d" % len(full)), *(extra or [])]
-        self.send_response_head(stream, headers, end=not body)
-        if body:
-            stream.out.append(body)
-            stream.out_size = len(body)
-            stream.end_after = True
-            self.flush_stream(stream)
 
     def flush_stream(self, stream: Http2Stream, write: bool = True) -> None:
         """Hand `stream`'s response to nghttp2, which frames it as the client's windows allow. A
@@ -641,7 +465,7 @@ class Http2Connection(asyncio.Protocol):
                 pushed = True
                 self._finished(stream)
         except (ng.StreamClosedError, ng.ProtocolError):
-            self._abandon(stream)
+            self._drop(stream)
             self._forget(stream)
         self._worker_backpressure(stream)
         if write and pushed:
@@ -685,46 +509,29 @@ class Http2Connection(asyncio.Protocol):
 
     def _finished(self, stream: Http2Stream) -> None:
         """The response is complete (END_STREAM sent)."""
-        stream.responded = True
-        seconds = self.loop.time() - stream.started
-        self.ctx.stats.record(stream.status, seconds)
-        if self.ctx.access is not None:
-            self.ctx.access.write(self.peer_ip, stream.method, stream.url, "HTTP/2.0", stream.status,
-                                  stream.sent, stream.header(b"referer"), stream.header(b"user-agent"),
-                                  seconds, stream.worker)
-        stream.php_deadline = 0.0
+        stream.finished()
         if not stream.body_complete:
             # answered before the body was read (an error): stop the upload (RFC 9113 8.1)
-            self._abandon(stream)
+            self._drop(stream)
             self._flush_output()  # the response first: nghttp2 would send the RST_STREAM before it
             with contextlib.suppress(ng.StreamClosedError, ng.ProtocolError):
                 self.h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)  # type: ignore[union-attr]
         self._forget(stream)
 
     def reset(self, stream: Http2Stream, code: int) -> None:
-        self._abandon(stream)
+        self._drop(stream)
         with contextlib.suppress(ng.StreamClosedError, ng.ProtocolError):
             self.h2.reset_stream(stream.stream_id, code)  # type: ignore[union-attr]
         self._forget(stream)
         self._write()
 
-    def _abandon(self, stream: Http2Stream, keep_open: bool = False) -> None:
-        """The stream ends without its PHP answer: let the worker go (as HTTP/1.1 does when its
-        client leaves: mid-response the worker's channel is closed, so PHP sees the abort)."""
-        ex = stream.exchange
-        stream.exchange = None
-        if ex is not None and not ex.cancelled:
-            channel = ex.channel
-            if stream.response_started and channel is not None and channel.exchange is ex:
-                channel.close()  # the worker is still writing this response
-            ex.cancel()
-            if not stream.body_complete:
-                ex.send(wire.BODY_END_FRAME)
+    def _drop(self, stream: Http2Stream) -> None:
+        """The stream ends here: its worker let go, its file closed, nothing more sent."""
+        stream.abandon()
         self._close_file(stream)
-        if not keep_open:
-            stream.closed = True
-            stream.out.clear()
-            stream.out_size = 0
+        stream.closed = True
+        stream.out.clear()
+        stream.out_size = 0
 
     def _forget(self, stream: Http2Stream) -> None:
         stream.closed = stream.closed or stream.responded
@@ -752,7 +559,7 @@ class Http2Connection(asyncio.Protocol):
         try:
             data = session.data_to_send()
         except ng.ProtocolError as e:
-            log.info("HTTP/2 error towards %s: %s; closing", self._peer(), e)
+            log.info("HTTP/2 error towards %s: %s; closing", self.peer_text(), e)
             self.closing = True
             transport.close()
             return
@@ -781,12 +588,8 @@ class Http2Connection(asyncio.Protocol):
                 self.shutdown()
             return
         for stream in list(self.streams.values()):
-            deadline = stream.php_deadline
-            if deadline < 0:
-                stream.php_deadline = now - deadline
-            elif deadline and now >= deadline:
-                stream.php_deadline = 0.0
-                self._php_timeout(stream)
+            if stream.php_deadline:
+                stream.check_timeout(now)
         self._check_body_windows(now)
 
     def _check_body_windows(self, now: float) -> None:
@@ -804,24 +607,12 @@ class Http2Connection(asyncio.Protocol):
             if stream.body_complete or stream.responded or stream.closed:
                 continue
             # its window is (nearly) shut because no worker took the body yet: not its fault
-            waiting_on_us = STREAM_WINDOW - stream.unacked < need
-            if stream.window_bytes < need and not waiting_on_us:
-                log.info("HTTP/2 request body too slow from %s; answering 408", self._peer())
+            if stream.body_stalled(need, held_back=STREAM_WINDOW - stream.unacked < need):
+                log.info("HTTP/2 request body too slow from %s; answering 408", self.peer_text())
                 if stream.response_started:
                     self.reset(stream, ErrorCodes.CANCEL)
                 else:
-                    self.respond_simple(stream, 408)
-            stream.window_bytes = 0
-
-    def _php_timeout(self, stream: Http2Stream) -> None:
-        ex = stream.exchange
-        if ex is None or stream.responded:
-            return
-        self.ctx.pool.timed_out(ex, stream.method, stream.url, self.ctx.config.server.request_timeout)
-        if stream.response_started:
-            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
-        else:
-            self.respond_simple(stream, 504)
+                    stream.respond(408)
 
     # -- closing -----------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -845,7 +636,3 @@ class Http2Connection(asyncio.Protocol):
         self.transport.close()
         # done for the drain's purposes now: a TLS close waits on the client's close_notify
         self.ctx.connection_closed(self)
-
-    def _peer(self) -> str:
-        peer = self.transport.get_extra_info("peername") if self.transport else None
-        return f"{peer[0]}:{peer[1]}" if peer else "?"

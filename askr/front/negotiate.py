@@ -14,7 +14,7 @@ from askr.front.http2 import Http2Connection
 from askr.front.responses import DATE, SERVER_HEADER, error_response, status_line
 
 if TYPE_CHECKING:
-    from askr.front.server import FrontContext
+    from askr.front.context import FrontContext
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

@@ -8,7 +8,7 @@ the document root.
 This runs once per request, so it is plain string work plus `lstat` calls: one `lstat` for a
 top-level file, one per path segment for deeper ones (to see symlinked parents without paying for
 `os.path.realpath` on every request). Router caches nothing (files change during deploys);
-RouteCache, at the bottom, keeps PHP routes for one second, and small static files through
+askr/front/routecache.py keeps PHP routes for one second, and small static files through
 askr/front/hotfiles.py.
 
 In worker mode the same rules decide what is static; what would have run a script goes to the
@@ -20,14 +20,9 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from stat import S_ISDIR, S_ISLNK, S_ISREG
-from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
-
-if TYPE_CHECKING:
-    from askr.front.hotfiles import HotFiles
 
 
 @dataclass(slots=True, frozen=True)
@@ -288,38 +283,3 @@ class Router:
         except OSError:  # dangling link
             return None
         return real, st, True
-
-
-class RouteCache:
-    """Remembers PHP routes for a second, sparing the per-request filesystem probes.
-
-    Only PhpScript results are kept here: they carry no file metadata that could go stale. Small
-    static files are remembered, contents and all, by `hot` (askr/front/hotfiles.py, the same
-    one-second trade, checked against this router); other static files are looked up afresh,
-    so their sizes and ETags are exact. A file added or removed under the root changes how a
-    path routes within `ttl` seconds, like nginx's open_file_cache. Both go with the router on
-    a reload: a new document root starts with nothing remembered.
-    """
-
-    __slots__ = ("_clock", "_entries", "hot", "max_entries", "router", "ttl")
-
-    def __init__(self, router: Router, ttl: float = 1.0, max_entries: int = 4096,
-                 hot: HotFiles | None = None):
-        self.router = router
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[float, Route]] = {}
-        self._clock = time.monotonic
-        self.hot = hot  # small static files in memory; None when [static] cache_size is 0
-
-    def resolve(self, raw_path: bytes, query: bytes = b"") -> Route:
-        now = self._clock()
-        hit = self._entries.get(raw_path)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        route = self.router.resolve(raw_path, query)
-        if type(route) is PhpScript:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            self._entries[raw_path] = (now + self.ttl, route)
-        return route

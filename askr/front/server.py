@@ -13,7 +13,6 @@ import mmap
 import os
 import signal
 import socket
-from dataclasses import dataclass, field
 
 import uvloop
 
@@ -23,38 +22,20 @@ from askr.bridge.events import WorkerEvent
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
 from askr.front import static, tls
+from askr.front.context import FrontContext
 from askr.front.hotfiles import HotFiles
 from askr.front.http1 import Http1Connection
 from askr.front.negotiate import AlpnSelector, PriorKnowledgeSniffer, RedirectToHttps
 from askr.front.proxy import ProxyTrust
-from askr.front.router import RouteCache, Router
+from askr.front.routecache import RouteCache
+from askr.front.router import Router
 from askr.log import AccessLog
-from askr.metrics import STATS_INTERVAL, RequestStats
+from askr.metrics import STATS_INTERVAL
 
 log = logging.getLogger("askr.front")
 
 SWEEP_INTERVAL = 0.25  # resolution of header/keep-alive timeouts
 TLS_SHUTDOWN_TIMEOUT = 5.0  # a TLS close waits this long for the client's close_notify
-
-
-@dataclass
-class FrontContext:
-    config: Config
-    loop: asyncio.AbstractEventLoop
-    router: RouteCache
-    pool: WorkerPool
-    root_bytes: bytes
-    proxies: ProxyTrust
-    access: AccessLog | None = None  # [log] access
-    stats: RequestStats = field(default_factory=RequestStats)
-    connections: set = field(default_factory=set)
-    draining: bool = False
-    all_closed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def connection_closed(self, conn: object) -> None:
-        self.connections.discard(conn)
-        if self.draining and not self.connections:
-            self.all_closed.set()
 
 
 class Front:

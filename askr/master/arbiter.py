@@ -43,6 +43,7 @@ from askr.master.events import (
     CanaryDue,
     Event,
     FrontEvent,
+    GiveUp,
     QueueRespawn,
     QueueRolled,
     RollTimeout,
@@ -65,6 +66,7 @@ log = logging.getLogger("askr.master")
 PR_SET_CHILD_SUBREAPER = 36
 WORKER_STOP_GRACE = 5.0  # after the fronts are gone: idle workers exit at once, busy ones get this
 STOP_NOW_GRACE = 0.5  # SIGINT/SIGQUIT: time for idle workers to leave by themselves before the kill
+BOOT_ERROR_GRACE = 2.0  # no worker could boot: how long the exit waits for the PHP error a front relays
 
 
 class Arbiter:
@@ -86,6 +88,7 @@ class Arbiter:
         self.announced_ready = False
         self.runtime_dir = ""
         self.exit_code = 0
+        self.giving_up: WorkerSlot | None = None  # no worker could boot: exiting once its error is in
         self._tasks: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.clock = time.monotonic  # for worker ages and backoff (tests step it by hand)
@@ -195,6 +198,8 @@ class Arbiter:
                 self.queue.respawn(index)
             case Wake():
                 pass  # reconcile() starts what is due
+            case GiveUp():
+                self.give_up()
 
     def stopped(self) -> bool:
         """Stopping, and the fronts, queue workers and scheduler run are all gone."""
@@ -241,7 +246,7 @@ class Arbiter:
         time). A slot in backoff waits for its Wake; a successor waiting for a free worker id
         starts once the retiring worker holding it has exited."""
         zygote = self.gens.current
-        if self.stopping or zygote is None or zygote.writer is None:
+        if self.stopping or self.giving_up is not None or zygote is None or zygote.writer is None:
             return
         now = self.clock()
         rolling = self.reloads.roll_position()
@@ -376,10 +381,13 @@ class Arbiter:
             self.metrics.worker_crashes += 1
         slot.count_exit(kind, self.clock() - proc.started_at, booted=proc.state != "starting")
         if kind is ExitKind.BOOT_FAILED and self.nobody_ever_booted(slot):
-            log.error("no PHP worker could boot (%d attempts): %s", slot.failures,
-                      slot.last_error or "the worker script failed; see the PHP errors above")
-            self.exit_code = 1
-            self.stop_now()
+            self.giving_up = slot
+            if slot.last_error:
+                self.give_up()
+            else:
+                # The PHP error comes through a front, on another path than the zygote's exit
+                # report, and may be a moment behind it: the last line should name it.
+                self.later(BOOT_ERROR_GRACE, GiveUp())
             return
         if was_successor and self.reloads.is_rolling(slot.position) and slot.failures >= BOOT_ATTEMPTS:
             self.reloads.roll_failed()  # a reload's new code does not start: roll back
@@ -397,6 +405,16 @@ class Arbiter:
             slot.not_before = self.clock() + delay
             self.later(delay, Wake())
 
+    def give_up(self) -> None:
+        """Exit 1 with the reason no worker could boot (once, whichever of its causes comes first)."""
+        slot, self.giving_up = self.giving_up, None
+        if slot is None:
+            return
+        log.error("no PHP worker could boot (%d attempts): %s", slot.failures,
+                  slot.last_error or "the worker script failed; see the PHP errors above")
+        self.exit_code = 1
+        self.stop_now()
+
     def nobody_ever_booted(self, slot: WorkerSlot) -> bool:
         """True when askr has never been ready and `slot` used up its boot attempts: nothing
         will serve, so exiting with the reason beats retrying forever in silence."""
@@ -405,6 +423,11 @@ class Arbiter:
 
     def handle_front(self, event: worker_events.WorkerEvent) -> None:
         proc = self.procs.get(event.worker_id)
+        if proc is None and self.giving_up is not None and isinstance(event, worker_events.WorkerBootFailed):
+            # the error of a worker whose exit came first: nothing booted, it is the reason
+            self.giving_up.last_error = event.error.strip().split("\n")[0]
+            self.give_up()
+            return
         if proc is not None and proc.pid == 0 and isinstance(event, worker_events.WorkerReady):
             # HELLO can beat the zygote's "spawned" line. Only HELLO: every front reports a
             # worker's exit, and a late report of the slot's previous worker must not be taken
@@ -428,6 +451,8 @@ class Arbiter:
         elif isinstance(event, worker_events.WorkerBootFailed):
             # the first line says it; PHP's stack trace is in the worker's own log line
             slot.last_error = event.error.strip().split("\n")[0]
+            if self.giving_up is slot:
+                self.give_up()
 
     def worker_ready(self, slot: WorkerSlot, proc: WorkerProc) -> None:
         if proc.state != "starting":

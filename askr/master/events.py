@@ -58,6 +58,11 @@ class Wake:
 
 
 @dataclass(frozen=True, slots=True)
+class GiveUp:
+    """No worker could boot: exit now, with or without the PHP error the front was to relay."""
+
+
+@dataclass(frozen=True, slots=True)
 class RollTimeout:
     """A reload's replacement for one slot had ROLL_TIMEOUT to get ready; `attempt` says which roll."""
 
@@ -88,5 +93,5 @@ class QueueRespawn:
 RELOAD = "reload"
 RESTART = "restart"
 
-Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | RollTimeout | CanaryDue
-         | QueueRolled | QueueRespawn)
+Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | RollTimeout
+         | CanaryDue | QueueRolled | QueueRespawn)

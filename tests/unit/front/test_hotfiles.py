@@ -17,12 +17,13 @@ import h2.events
 import pytest
 
 from askr import config as config_mod
+from askr.front.context import FrontContext
 from askr.front.hotfiles import ENTRY_OVERHEAD, MAX_FILE, HotFiles
 from askr.front.http1 import Http1Connection
 from askr.front.http2 import Http2Connection
 from askr.front.proxy import ProxyTrust
-from askr.front.router import Route, RouteCache, Router
-from askr.front.server import FrontContext
+from askr.front.routecache import RouteCache
+from askr.front.router import Route, Router
 
 MTIME = 784111777  # long ago: not "racy", so only a stat change makes an entry be read again
 BODY = b"body of a small file\n"

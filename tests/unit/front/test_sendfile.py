@@ -19,11 +19,12 @@ import uvloop
 from rawhttp import Conn
 
 from askr import config as config_mod
+from askr.front.context import FrontContext
 from askr.front.hotfiles import HotFiles
 from askr.front.http1 import Http1Connection
 from askr.front.proxy import ProxyTrust
-from askr.front.router import RouteCache, Router
-from askr.front.server import FrontContext
+from askr.front.routecache import RouteCache
+from askr.front.router import Router
 
 BIG = os.urandom(2 * 1024 * 1024 + 123)
 HUGE_SIZE = 8 * 1024 * 1024  # more than loopback's largest send buffer (tcp_wmem 4 MiB): EAGAIN

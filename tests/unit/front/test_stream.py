@@ -19,11 +19,12 @@ import pytest
 
 from askr import config
 from askr.bridge.pool import Exchange
+from askr.front.context import FrontContext
 from askr.front.http1 import Http1Connection
 from askr.front.http2 import Http2Connection
 from askr.front.proxy import ProxyTrust
-from askr.front.router import RouteCache, Router
-from askr.front.server import FrontContext
+from askr.front.routecache import RouteCache
+from askr.front.router import Router
 
 VERSIONS = ["1.1", "2"]
 
@@ -485,3 +486,74 @@ def test_drain_lets_the_request_in_flight_finish_then_closes(version, docroot, l
     else:
         assert s.client.response(sid).body == b"done"
     assert s.client.cut()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_directory_without_slash_redirects_on_the_clients_origin(version, docroot, loop) -> None:
+    (docroot / "docs").mkdir()
+    (docroot / "docs" / "index.php").write_text("<?php")
+    s = make(version, docroot, loop)
+    resp = s.client.response(s.client.send("GET", "/docs?x=1"))
+    assert resp.status == 301
+    assert resp.headers[b"location"] == b"http://example.test:8080/docs/?x=1"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_body_of_unknown_length_is_collected_then_php_gets_its_length(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    if version == "1.1":
+        s.conn.data_received(b"POST /index.php HTTP/1.1\r\nHost: example.test\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        sid = 0
+    else:  # HTTP/2 without content-length
+        sid = s.client.send("POST", "/index.php", body=b"abc", end=False)
+    assert s.pool.submitted == []  # PHP waits for the whole body: CONTENT_LENGTH must be real
+    if version == "1.1":
+        s.conn.data_received(b"3\r\ndef\r\n0\r\n\r\n")
+    else:
+        s.client.more_body(sid, b"def", end=True)
+    assert len(s.pool.submitted) == 1
+    frames = s.pool.submitted[0].frames
+    assert b"CONTENT_LENGTH\x006\x00" in frames[0]
+    channel = s.pool.take(s.pool.submitted[0])
+    assert b"abc" in b"".join(channel.sent[1:]) and b"def" in b"".join(channel.sent[1:])
+    deliver(s, "php_response", 200, b"", [b"ok"], True)
+    assert s.client.response(sid).body == b"ok"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_client_leaving_mid_response_closes_the_workers_channel(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    channel = s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, b"content-type: text/plain", [b"part"], False)
+    assert s.client.response(sid).status == 200
+    if version == "1.1":
+        s.conn.connection_lost(None)
+    else:  # the client cancels the stream; the connection lives on
+        s.client.h2.reset_stream(sid)
+        s.client.flush()
+    assert channel.closed  # PHP sees the abort on its next write, as behind nginx
+    assert s.pool.submitted[0].cancelled
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_answer_is_counted_with_its_status_class(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    s.client.response(s.client.send("GET", "/style.css"))
+    s.client.response(s.client.send("GET", "/.hidden"))  # refused: 404
+    sid = s.client.send("GET", "/index.php")
+    deliver(s, "php_response", 500, b"", [b"oops"], True)
+    s.client.response(sid)
+    assert s.ctx.stats.count == 3
+    assert s.ctx.stats.snapshot()["by_class"] == [0, 1, 0, 1, 1]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_head_to_php_sends_no_body(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("HEAD", "/index.php")
+    assert b"REQUEST_METHOD\x00HEAD\x00" in s.pool.submitted[0].frames[0]
+    deliver(s, "php_response", 200, b"content-type: text/html", [], True)
+    resp = s.client.response(sid)
+    assert resp.status == 200 and resp.body == b""

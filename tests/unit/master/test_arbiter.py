@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from askr import config
-from askr.bridge.events import WorkerGone, WorkerQuota, WorkerReady
+from askr.bridge.events import WorkerBootFailed, WorkerGone, WorkerQuota, WorkerReady
 from askr.bridge.scoreboard import SLOT, Scoreboard
 from askr.master import workers
 from askr.master.arbiter import Arbiter
-from askr.master.events import CanaryDue, FrontEvent, RollTimeout, Signal, Wake, ZygoteLine
+from askr.master.events import CanaryDue, FrontEvent, GiveUp, RollTimeout, Signal, Wake, ZygoteLine
 from askr.master.fronts import FrontHandle
 from askr.master.reload import Phase
 
@@ -382,20 +382,48 @@ def test_a_canary_that_exits_while_watched_aborts_the_reload(tmp_path: Path) -> 
     run(tmp_path, scenario, "workers = 2\n")
 
 
-def test_no_worker_ever_booting_stops_the_server(tmp_path: Path) -> None:
-    async def main() -> World:
+def _boot_fails_every_time(world: World) -> int:
+    """Every start of the one slot fails at boot, with no error relayed yet; the last pid."""
+    pid = 0
+    for _ in range(workers.BOOT_ATTEMPTS):
+        (worker_id,) = world.starting()
+        pid = world.pid(worker_id)
+        world.exits(worker_id, code=workers.EXIT_BOOT_FAILED)
+        world.now += 60
+        world.step(Wake())
+    return pid
+
+
+def test_no_worker_ever_booting_stops_the_server(tmp_path: Path, caplog) -> None:
+    async def main() -> None:
         world = World(make_arbiter(tmp_path, "workers = 1\n"))
         arbiter = world.arbiter
         arbiter.gens.promote(await arbiter.gens.start_next())  # type: ignore[arg-type]
         arbiter.reconcile()
-        for _ in range(workers.BOOT_ATTEMPTS):
-            (worker_id,) = world.starting()
-            world.exits(worker_id, code=workers.EXIT_BOOT_FAILED)
-            world.now += 60
-            world.step(Wake())
+        _boot_fails_every_time(world)
+        # the PHP error a front relays may come after the zygote's exit report: wait for it,
+        # starting nothing meanwhile
+        assert not arbiter.stopping and arbiter.procs == {}
+        world.step(GiveUp())  # ... but not forever
         assert arbiter.stopping and arbiter.exit_code == 1
+        assert "the worker script failed; see the PHP errors above" in caplog.text
         arbiter.cleanup()
-        return world
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_boot_error_arriving_after_the_exit_is_the_reason_given(tmp_path: Path, caplog) -> None:
+    async def main() -> None:
+        world = World(make_arbiter(tmp_path, "workers = 1\n"))
+        arbiter = world.arbiter
+        arbiter.gens.promote(await arbiter.gens.start_next())  # type: ignore[arg-type]
+        arbiter.reconcile()
+        pid = _boot_fails_every_time(world)
+        world.step(FrontEvent(WorkerBootFailed(0, pid, "PHP Fatal error:  boom\nStack trace:")))
+        assert arbiter.stopping and arbiter.exit_code == 1
+        assert "no PHP worker could boot (3 attempts): PHP Fatal error:  boom" in caplog.text
+        world.step(GiveUp())  # the grace timer firing later changes nothing
+        assert caplog.text.count("no PHP worker could boot") == 1
+        arbiter.cleanup()
     asyncio.run(asyncio.wait_for(main(), 10))
 
 

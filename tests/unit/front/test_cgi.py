@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from askr.front.dispatch import absolute_url
+from askr.front.cgi import absolute_url
 from askr.front.proxy import ProxyTrust
 
 

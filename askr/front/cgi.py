@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from askr import SERVER_SOFTWARE
 from askr.bridge import wire
@@ -13,24 +14,34 @@ from askr.front.proxy import FORWARD_HEADERS, strip_forward_headers
 from askr.front.router import PhpScript
 
 if TYPE_CHECKING:
-    from askr.front.http1 import Http1Connection, Request
-    from askr.front.http2 import Http2Connection, Http2Stream
-    from askr.front.server import FrontContext
+    from askr.front.context import FrontContext
+
+
+class Origin(Protocol):
+    """What CGI needs of a connection (askr.front.stream.Connection)."""
+
+    ctx: FrontContext
+    server_addr: bytes
+    origin: tuple[bytes, bytes]
+    trusted_peer: bool | None
+
+
+class RequestHead(Protocol):
+    """What CGI needs of a request (askr.front.stream.Stream)."""
+
+    method: bytes
+    url: bytes
+    query: bytes
+    version: str
+    headers: dict[bytes, list]
+    flat_headers: list[bytes]
+    content_length: int | None
+    chunked: bool
+    body_size: int
+    header: Callable[[bytes], bytes | None]
+
 
 _SOFTWARE = SERVER_SOFTWARE.encode()
-
-
-def connection_made(conn: Http1Connection | Http2Connection, transport: asyncio.BaseTransport,
-                    high_water: int) -> None:
-    """What every HTTP connection learns about itself when it opens (both protocols)."""
-    conn.transport = transport  # type: ignore[assignment]
-    conn.ctx.connections.add(conn)
-    conn.conn_params, conn.server_addr, conn.origin = connection_params(conn.ctx, transport)
-    conn.peer_ip = str((transport.get_extra_info("peername") or ("-",))[0])
-    # None when [server] trusted_proxies is off; else whether this peer is one of them
-    proxies = conn.ctx.proxies
-    conn.trusted_peer = proxies.trusts(conn.peer_ip) if proxies.enabled else None
-    transport.set_write_buffer_limits(high=high_water)  # type: ignore[attr-defined]
 
 
 def connection_params(ctx: FrontContext, transport: asyncio.BaseTransport
@@ -72,7 +83,7 @@ def server_name(host: bytes | None, fallback: bytes) -> bytes:
 _HOST = re.compile(rb"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 
 
-def absolute_url(conn: Http1Connection | Http2Connection, req: Request | Http2Stream, path: str) -> bytes:
+def absolute_url(conn: Origin, req: RequestHead, path: str) -> bytes:
     """`path` on the origin the client used: scheme, host and port as PHP sees them in $_SERVER
     (REQUEST_SCHEME, SERVER_NAME, SERVER_PORT; a trusted proxy's X-Forwarded-* included), the
     default port left out. nginx's `absolute_redirect on` and `port_in_redirect on` (its defaults)."""
@@ -97,7 +108,7 @@ def absolute_url(conn: Http1Connection | Http2Connection, req: Request | Http2St
 _PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "2": b"HTTP/2.0"}
 
 
-def php_headers(conn: Http1Connection | Http2Connection, req: Request | Http2Stream) -> list[bytes]:
+def php_headers(conn: Origin, req: RequestHead) -> list[bytes]:
     """The headers PHP gets: forwarding headers from an untrusted peer are dropped; through a
     trusted proxy, Host is the host the proxy was asked for."""
     flat = req.flat_headers
@@ -125,7 +136,7 @@ def basic_auth_user(authorization: bytes) -> bytes:
     return user if sep and b"\0" not in user else b""
 
 
-def request_params(conn: Http1Connection | Http2Connection, req: Request | Http2Stream,
+def request_params(conn: Origin, req: RequestHead,
                    route: PhpScript) -> list[bytes]:
     """Flat [name, value, ...] CGI params for one request, after the per-connection ones."""
     script_name = route.script_name_bytes

@@ -1,0 +1,33 @@
+"""What every connection of a front shares: configuration, router, worker pool, stats, access log."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from askr.bridge.pool import WorkerPool
+from askr.config import Config
+from askr.front.proxy import ProxyTrust
+from askr.front.routecache import RouteCache
+from askr.log import AccessLog
+from askr.metrics import RequestStats
+
+
+@dataclass
+class FrontContext:
+    config: Config
+    loop: asyncio.AbstractEventLoop
+    router: RouteCache
+    pool: WorkerPool
+    root_bytes: bytes
+    proxies: ProxyTrust
+    access: AccessLog | None = None  # [log] access
+    stats: RequestStats = field(default_factory=RequestStats)
+    connections: set = field(default_factory=set)
+    draining: bool = False
+    all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def connection_closed(self, conn: object) -> None:
+        self.connections.discard(conn)
+        if self.draining and not self.connections:
+            self.all_closed.set()
