@@ -327,7 +327,7 @@ class Http1Connection(Connection):
         req.dispatch()
 
     def _closes_after(self, req: Request) -> bool:
-        return not req.keep_alive or self.ctx.draining  # type: ignore[attr-defined]
+        return not req.keep_alive or self.ctx.draining
 
     def send_simple(self, stream: Stream, status: int, extra: Fields) -> None:
         req: Request = stream  # type: ignore[assignment]

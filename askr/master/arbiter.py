@@ -424,9 +424,7 @@ class Arbiter:
     def handle_front(self, event: worker_events.WorkerEvent) -> None:
         proc = self.procs.get(event.worker_id)
         if proc is None and self.giving_up is not None and isinstance(event, worker_events.WorkerBootFailed):
-            # the error of a worker whose exit came first: nothing booted, it is the reason
-            self.giving_up.last_error = event.error.strip().split("\n")[0]
-            self.give_up()
+            self.boot_failed(self.giving_up, event)  # its exit came first: nothing booted, it is the reason
             return
         if proc is not None and proc.pid == 0 and isinstance(event, worker_events.WorkerReady):
             # HELLO can beat the zygote's "spawned" line. Only HELLO: every front reports a
@@ -449,10 +447,13 @@ class Arbiter:
                       proc.pid, event.uri or "?")
             self.kill(proc)
         elif isinstance(event, worker_events.WorkerBootFailed):
-            # the first line says it; PHP's stack trace is in the worker's own log line
-            slot.last_error = event.error.strip().split("\n")[0]
-            if self.giving_up is slot:
-                self.give_up()
+            self.boot_failed(slot, event)
+
+    def boot_failed(self, slot: WorkerSlot, event: worker_events.WorkerBootFailed) -> None:
+        # the first line says it; PHP's stack trace is in the worker's own log line
+        slot.last_error = event.error.strip().split("\n")[0]
+        if self.giving_up is slot:
+            self.give_up()
 
     def worker_ready(self, slot: WorkerSlot, proc: WorkerProc) -> None:
         if proc.state != "starting":

@@ -382,8 +382,12 @@ def test_a_canary_that_exits_while_watched_aborts_the_reload(tmp_path: Path) -> 
     run(tmp_path, scenario, "workers = 2\n")
 
 
-def _boot_fails_every_time(world: World) -> int:
-    """Every start of the one slot fails at boot, with no error relayed yet; the last pid."""
+async def _boot_fails_every_time(tmp_path: Path) -> tuple[World, int]:
+    """One slot whose every start fails at boot, with no error relayed yet; the last pid."""
+    world = World(make_arbiter(tmp_path, "workers = 1\n"))
+    arbiter = world.arbiter
+    arbiter.gens.promote(await arbiter.gens.start_next())  # type: ignore[arg-type]
+    arbiter.reconcile()
     pid = 0
     for _ in range(workers.BOOT_ATTEMPTS):
         (worker_id,) = world.starting()
@@ -391,16 +395,13 @@ def _boot_fails_every_time(world: World) -> int:
         world.exits(worker_id, code=workers.EXIT_BOOT_FAILED)
         world.now += 60
         world.step(Wake())
-    return pid
+    return world, pid
 
 
 def test_no_worker_ever_booting_stops_the_server(tmp_path: Path, caplog) -> None:
     async def main() -> None:
-        world = World(make_arbiter(tmp_path, "workers = 1\n"))
+        world, _ = await _boot_fails_every_time(tmp_path)
         arbiter = world.arbiter
-        arbiter.gens.promote(await arbiter.gens.start_next())  # type: ignore[arg-type]
-        arbiter.reconcile()
-        _boot_fails_every_time(world)
         # the PHP error a front relays may come after the zygote's exit report: wait for it,
         # starting nothing meanwhile
         assert not arbiter.stopping and arbiter.procs == {}
@@ -413,11 +414,8 @@ def test_no_worker_ever_booting_stops_the_server(tmp_path: Path, caplog) -> None
 
 def test_a_boot_error_arriving_after_the_exit_is_the_reason_given(tmp_path: Path, caplog) -> None:
     async def main() -> None:
-        world = World(make_arbiter(tmp_path, "workers = 1\n"))
+        world, pid = await _boot_fails_every_time(tmp_path)
         arbiter = world.arbiter
-        arbiter.gens.promote(await arbiter.gens.start_next())  # type: ignore[arg-type]
-        arbiter.reconcile()
-        pid = _boot_fails_every_time(world)
         world.step(FrontEvent(WorkerBootFailed(0, pid, "PHP Fatal error:  boom\nStack trace:")))
         assert arbiter.stopping and arbiter.exit_code == 1
         assert "no PHP worker could boot (3 attempts): PHP Fatal error:  boom" in caplog.text
