@@ -291,11 +291,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "workers", "auto", _workers,
             'Number of PHP workers: a positive integer, or "auto" for one per CPU core.'),
     Setting("server", "fronts", "auto", _fronts,
-            'Number of HTTP front processes sharing the listen sockets, 1 to 64, or "auto" for one '
-            "per CPU core (at most 64). Every front hands requests to every PHP worker through one "
-            "shared queue, so more fronts add HTTP capacity without splitting PHP's; each costs "
-            "about 30-40 MB of memory. When to change it, with measurements: deployment.md, "
-            '"How many fronts".'),
+            'Number of HTTP front processes, 1 to 64, or "auto" for one per CPU core (at most 64); '
+            "the kernel spreads connections over them (SO_REUSEPORT). Every front hands requests "
+            "to every PHP worker through one shared queue, so more fronts add HTTP capacity "
+            "without splitting PHP's; each costs about 30-40 MB of memory. When to change it, "
+            'with measurements: deployment.md, "How many fronts".'),
     Setting("server", "max_requests", 0, _int(0),
             "Recycle a PHP worker after about this many requests (0 = never): quotas are spread "
             "±15% across workers, and a replacement boots before the old worker retires."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -55,7 +56,7 @@ class Fronts:
         self.metrics = metrics
         self.track = track  # runs a coroutine as a task the arbiter cancels on shutdown
         self.handles: list[FrontHandle] = []
-        self.listen_socks: list[socket.socket] = []
+        self.listen_shards: list[list[socket.socket]] = []  # per front: its socket per address
         self.redirect_sock: socket.socket | None = None
         self.runtime_dir = ""
         self.scoreboard_path = ""
@@ -63,9 +64,11 @@ class Fronts:
         self.queue_front, self.queue_workers = sockets.request_queue()
 
     def bind(self, runtime_dir: str, scoreboard_path: str, workers: int) -> None:
-        """The listen sockets, then one channel socket per front."""
+        """The listen sockets (each front its own, askr/master/sockets.py says why), then one
+        channel socket per front."""
         server = self.config.server
-        self.listen_socks = [sockets.bind_tcp(address) for address in server.listen]
+        by_address = [sockets.bind_shards(address, server.fronts) for address in server.listen]
+        self.listen_shards = [list(front_socks) for front_socks in zip(*by_address, strict=True)]
         redirect = server.redirect_http
         self.redirect_sock = sockets.bind_tcp(redirect, key="[server] redirect_http") if redirect else None
         self.runtime_dir, self.scoreboard_path = runtime_dir, scoreboard_path
@@ -73,6 +76,11 @@ class Fronts:
             path = os.path.join(runtime_dir, f"front-{index}.sock")
             sock = sockets.bind_unix(path, backlog=max(128, 4 * workers))
             self.handles.append(FrontHandle(index, sock, path))
+
+    @property
+    def listen_socks(self) -> list[socket.socket]:
+        """One socket per listen address (the first front's): what the addresses are."""
+        return self.listen_shards[0] if self.listen_shards else []
 
     def socket_names(self) -> list[str]:
         """The runtime dir's entries the fronts' user must be able to open."""
@@ -95,7 +103,7 @@ class Fronts:
             with open(config_path, "w") as f:
                 f.write(config_mod.dump(self.config))
         ours, theirs = socket.socketpair()
-        fds = [s.fileno() for s in self.listen_socks]
+        fds = [s.fileno() for s in self.listen_shards[front.index]]
         channel_fd = front.channel_sock.fileno()
         queue_fd = self.queue_front.fileno()
         cmd = [sys.executable, "-m", "askr.front", "--config-json", config_path,
@@ -158,5 +166,6 @@ class Fronts:
         for front in self.handles:
             if front.proc is not None and front.proc.poll() is None:
                 front.proc.kill()
-        for sock in [*self.listen_socks, *([self.redirect_sock] if self.redirect_sock else [])]:
+        redirect = [self.redirect_sock] if self.redirect_sock else []
+        for sock in [*itertools.chain(*self.listen_shards), *redirect]:
             sock.close()
