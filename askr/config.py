@@ -440,8 +440,8 @@ SETTINGS: tuple[Setting, ...] = (
             "STREAMS). A client that resets more than twice this many streams within 10 s is cut off "
             "(rapid-reset protection, CVE-2023-44487)."),
     Setting("limits", "max_queue", 1024, _int(0),
-            "Requests that may wait for a busy PHP worker pool, counted over all fronts; beyond "
-            "that, 503 with Retry-After."),
+            "Requests that may wait for a busy PHP worker pool, counted by each front (so up to "
+            "fronts x max_queue in all); beyond that, 503 with Retry-After."),
 )
 _BY_SECTION: dict[str, dict[str, Setting]] = {}
 for _s in SETTINGS:

@@ -8,9 +8,8 @@ a persistent channel to every front; it answers on the channel of the front that
 request (its index is in the message), starting with TAKEN <id>, so that front knows which
 request the response belongs to.
 
-At most `ready + min(QUEUED_PER_WORKER * ready, max_queue)` requests are in the queue or running,
-counted over all fronts (askr/bridge/frontload.py); the rest wait in their front in FIFO order,
-bounded by what is left of max_queue over all fronts; past it, 503.
+At most `ready + min(QUEUED_PER_WORKER * ready, max_queue)` requests are in the queue or running;
+the rest wait here in FIFO order (bounded by what is left of max_queue; past it, 503).
 A worker that dies while holding a request is found through the scoreboard (a shared-memory
 slot per worker: the id it holds, and its pid), so that request fails (502) instead of hanging.
 """
@@ -31,7 +30,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 from askr.bridge import events, wire
-from askr.bridge.frontload import FrontLoad
 from askr.bridge.scoreboard import Scoreboard
 
 log = logging.getLogger("askr.front")
@@ -41,9 +39,6 @@ log = logging.getLogger("askr.front")
 # is shared and FIFO, so depth does not change who is served first; a request in it can no
 # longer be withdrawn, only its answer discarded if its client leaves.
 QUEUED_PER_WORKER = 4
-# How soon a front whose requests wait only because other fronts filled the shared queue looks
-# again (its own finishing requests refill it at once; the others' do not reach it).
-SHARED_RETRY = 0.002
 
 
 class ResponseSink(Protocol):
@@ -237,11 +232,8 @@ class WorkerPool:
     """The queue into this front's workers, and what is waiting for room in it."""
 
     def __init__(self, queue: socket.socket, scoreboard: mmap.mmap | None, max_queue: int,
-                 on_event: Callable[[events.WorkerEvent], None], front_index: int = 0,
-                 load: FrontLoad | None = None):
+                 on_event: Callable[[events.WorkerEvent], None], front_index: int = 0):
         self.queue = queue
-        self.load = load if load is not None else FrontLoad(None)
-        self.retry: asyncio.TimerHandle | None = None  # refill when other fronts' requests leave
         self.front_index = front_index  # in each queue message: the channel the answer comes on
         self.scoreboard = Scoreboard(scoreboard)
         self.max_queue = max_queue
@@ -262,35 +254,18 @@ class WorkerPool:
     def submit(self, exchange: Exchange) -> bool:
         """Queue `exchange` for the next free worker; False when the wait is full (503)."""
         if not self.waiting and self._send(exchange):
-            self._publish()
             return True
-        waiting = len(self.waiting) + self.load.others_waiting()
-        if waiting >= self.max_queue - self._kernel_waiting_cap():
+        if len(self.waiting) >= self.max_queue - self._kernel_waiting_cap():
             return False
         self.waiting.append(exchange)
-        self._publish()
         return True
-
-    def _publish(self) -> None:
-        """Tell the other fronts what this one has in flight and waiting; when only the other
-        fronts' requests keep ours waiting, none of our own events would refill the queue, so
-        look again shortly."""
-        in_flight = len(self.sent) + self.running
-        self.load.publish(in_flight, len(self.waiting))
-        if self.waiting and self.retry is None and in_flight < self.ready + self._kernel_waiting_cap():
-            self.retry = asyncio.get_running_loop().call_later(SHARED_RETRY, self._retry)
-
-    def _retry(self) -> None:
-        self.retry = None
-        self._refill()
 
     def _kernel_waiting_cap(self) -> int:
         """Requests that may wait in the kernel queue (not yet taken), counted in max_queue."""
         return min(QUEUED_PER_WORKER * self.ready, self.max_queue)
 
     def _send(self, exchange: Exchange) -> bool:
-        in_flight, limit = len(self.sent) + self.running, self.ready + self._kernel_waiting_cap()
-        if in_flight >= limit or in_flight + self.load.others_in_flight() >= limit:
+        if len(self.sent) + self.running >= self.ready + self._kernel_waiting_cap():
             return False
         frames = exchange.frames
         data = b"".join(frames)
@@ -322,15 +297,13 @@ class WorkerPool:
             if exchange.cancelled or self._send(exchange):
                 waiting.popleft()
             else:
-                break
-        self._publish()
+                return
 
     def taken(self, channel: WorkerChannel, request_id: int, flags: int = 0) -> None:
         """The worker on `channel` took request `request_id` from the queue."""
         exchange = self.sent.pop(request_id, None)
         self.running += 1
         if exchange is None:  # queued by this front's previous process: nobody waits for it
-            self._publish()
             exchange = Exchange([], _Discard(), None)
             exchange.cancelled = True
             if flags & wire.QUEUE_FLAG_BODY_ON_CHANNEL:
@@ -439,7 +412,6 @@ class WorkerPool:
             self.running -= 1
         if exchange is not None and not exchange.cancelled:
             exchange.sink.php_failed()
-        self._publish()
         self.on_event(events.WorkerGone(channel.worker_id, channel.pid))
 
     def _held_by_dead_worker(self, channel: WorkerChannel) -> Exchange | None:
@@ -448,8 +420,6 @@ class WorkerPool:
         return self.sent.pop(request_id, None) if request_id else None  # TAKEN never counted it
 
     def close_all(self) -> None:
-        if self.retry is not None:
-            self.retry.cancel()
         for channel in list(self.channels):
             channel.close()
         with contextlib.suppress(OSError):

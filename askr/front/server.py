@@ -19,7 +19,6 @@ import uvloop
 from askr import config as config_mod
 from askr import log as log_setup
 from askr.bridge.events import WorkerEvent
-from askr.bridge.frontload import FrontLoad
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
 from askr.front import static, tls
@@ -41,8 +40,7 @@ TLS_SHUTDOWN_TIMEOUT = 5.0  # a TLS close waits this long for the client's close
 
 class Front:
     def __init__(self, config: Config, listen_fds: list[int], channel_fd: int, control_fd: int,
-                 queue_fd: int, scoreboard: str, redirect_fd: int | None = None, index: int = 0,
-                 front_load: str | None = None):
+                 queue_fd: int, scoreboard: str, redirect_fd: int | None = None, index: int = 0):
         self.config = config
         self.listen_fds = listen_fds
         self.redirect_fd = redirect_fd
@@ -54,7 +52,6 @@ class Front:
         self.queue = socket.socket(fileno=queue_fd)
         self.index = index  # which front this is: workers answer its requests on its channel
         self.scoreboard_path = scoreboard
-        self.front_load_path = front_load
         self.control = socket.socket(fileno=control_fd)
         self.servers: list[asyncio.AbstractServer] = []
         self.stopped = asyncio.Event()
@@ -77,11 +74,7 @@ class Front:
         cfg = self.config
         with open(self.scoreboard_path, "r+b") as f:
             scoreboard = mmap.mmap(f.fileno(), 0)  # writable: the stop word retires a worker
-        load = FrontLoad(None)
-        if self.front_load_path:
-            with open(self.front_load_path, "r+b") as f:
-                load = FrontLoad(mmap.mmap(f.fileno(), 0), self.index)
-        pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event, self.index, load)
+        pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event, self.index)
         router = self.make_router()
         static.configure_types(static.build_types(cfg.static.charset, cfg.static.charset_types,
                                                   cfg.static.types))
@@ -233,7 +226,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queue-fd", type=int, required=True)
     parser.add_argument("--front-index", type=int, default=0)
     parser.add_argument("--scoreboard", required=True)
-    parser.add_argument("--front-load", required=True, help="shared load counters (bridge/frontload.py)")
     parser.add_argument("--redirect-fd", type=int)
     parser.add_argument("--run-as", metavar="UID:GID", help="drop root to this user once started")
     args = parser.parse_args(argv)
@@ -241,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = config_mod.restore(f.read())
     log_setup.setup(cfg.log.level, cfg.log.format)
     front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd,
-                  args.queue_fd, args.scoreboard, args.redirect_fd, args.front_index, args.front_load)
+                  args.queue_fd, args.scoreboard, args.redirect_fd, args.front_index)
     if args.run_as:
         drop_privileges(*(int(x) for x in args.run_as.split(":")))
     uvloop.run(front.run())

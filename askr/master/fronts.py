@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import json
 import logging
-import mmap
 import os
 import socket
 import subprocess
@@ -24,8 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from askr import config as config_mod
-from askr.bridge import events, frontload
-from askr.bridge.frontload import FrontLoad
+from askr.bridge import events
 from askr.config import Config
 from askr.master import sockets
 from askr.master.events import Event, FrontEvent
@@ -62,8 +60,6 @@ class Fronts:
         self.redirect_sock: socket.socket | None = None
         self.runtime_dir = ""
         self.scoreboard_path = ""
-        self.load_path = ""
-        self.load = FrontLoad(None)
         # One request queue: every front sends into it, every PHP worker takes from it.
         self.queue_front, self.queue_workers = sockets.request_queue()
 
@@ -76,10 +72,6 @@ class Fronts:
         redirect = server.redirect_http
         self.redirect_sock = sockets.bind_tcp(redirect, key="[server] redirect_http") if redirect else None
         self.runtime_dir, self.scoreboard_path = runtime_dir, scoreboard_path
-        self.load_path = os.path.join(runtime_dir, "front-load")
-        with open(self.load_path, "w+b") as f:
-            f.truncate(frontload.file_size(server.fronts))
-            self.load = FrontLoad(mmap.mmap(f.fileno(), 0))
         for index in range(server.fronts):
             path = os.path.join(runtime_dir, f"front-{index}.sock")
             sock = sockets.bind_unix(path, backlog=max(128, 4 * workers))
@@ -92,7 +84,7 @@ class Fronts:
 
     def socket_names(self) -> list[str]:
         """The runtime dir's entries the fronts' user must be able to open."""
-        return ["front-load", *(f"front-{i}.sock" for i in range(len(self.handles)))]
+        return [f"front-{i}.sock" for i in range(len(self.handles))]
 
     def channel_paths(self) -> str:
         """What a worker connects to: every front's channel socket, in front order."""
@@ -118,7 +110,7 @@ class Fronts:
                "--listen-fds", ",".join(map(str, fds)), "--channel-fd", str(channel_fd),
                "--control-fd", str(theirs.fileno()), "--queue-fd", str(queue_fd),
                "--front-index", str(front.index),
-               "--scoreboard", self.scoreboard_path, "--front-load", self.load_path]
+               "--scoreboard", self.scoreboard_path]
         if self.run_as is not None:
             cmd += ["--run-as", f"{self.run_as[0]}:{self.run_as[1]}"]
         if self.redirect_sock is not None:
@@ -163,7 +155,6 @@ class Fronts:
         if front is not None:
             front.proc.returncode = os.waitstatus_to_exitcode(status)  # type: ignore[union-attr]
             front.proc = None
-            self.load.clear(front.index)  # what it had queued is no one's now
         return front
 
     def close_queues(self) -> None:

@@ -192,7 +192,8 @@ def test_default_keepalive_keeps_connection_open(php_app):
 
 
 def test_queue_full_503_with_retry_after(config_server, gate):
-    server = config_server(workers=1, limits={"max_queue": 1})
+    # one front: max_queue is counted by each front, and with two the requests may land apart
+    server = config_server(workers=1, server={"fronts": 1}, limits={"max_queue": 1})
     held = Conn(server.host, server.port)
     b = Conn(server.host, server.port)
     c = Conn(server.host, server.port)

@@ -10,9 +10,8 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 
-from askr.bridge import frontload, wire
+from askr.bridge import wire
 from askr.bridge.events import WorkerEvent, WorkerGone, WorkerQuota, WorkerReady
-from askr.bridge.frontload import FrontLoad
 from askr.bridge.pool import Exchange, WorkerPool
 from askr.bridge.scoreboard import SLOT
 
@@ -295,58 +294,3 @@ def test_an_unknown_frame_type_closes_the_channel(board) -> None:
         assert events[-1] == WorkerGone(WORKER_ID, PID)
 
     run(board, scenario)
-
-
-def test_two_fronts_share_the_queue_bound_and_the_waiting_room(board) -> None:
-    """max_queue counts every front's requests (bridge/frontload.py): with the queue filled by
-    front 0, front 1's request waits (then one more is refused), and it is queued as soon as
-    front 0's requests leave, although nothing of front 1's own finished meanwhile."""
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        queue_front, queue_worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        queue_front.setblocking(False)
-        queue_worker.setblocking(False)
-        shared = mmap.mmap(-1, frontload.file_size(2))
-        # one worker: the in-flight limit is 1 + min(4 * 1, 6) = 5, the waiting room 6 - 4 = 2
-        pools = [WorkerPool(queue_front, board, max_queue=6, on_event=lambda e: None, front_index=i,
-                            load=FrontLoad(shared, i)) for i in (0, 1)]
-        channels = []
-        for pool in pools:
-            front_end, worker_end = socket.socketpair()
-            await loop.connect_accepted_socket(pool.protocol_factory, sock=front_end)
-            worker_end.sendall(wire.frame(wire.HELLO, struct.pack("!III", WORKER_ID, PID, 7)))
-            channels.append(worker_end)
-        await until(lambda: all(p.ready == 1 for p in pools), "HELLO on both channels")
-        a, b = pools
-        a_sinks = [Sink() for _ in range(6)]
-        for sink in a_sinks:
-            assert a.submit(request(sink))
-        assert (len(a.sent), len(a.waiting)) == (5, 1)  # its own limit
-        b_sink = Sink()
-        assert b.submit(request(b_sink))  # room to wait: 1 of front 0's + this one
-        assert len(b.waiting) == 1 and not b.sent  # the queue is full with front 0's requests
-        assert not b.submit(request(Sink()))  # the waiting room is shared too: 503
-        served: list[int] = []
-
-        async def serve(count: int) -> None:
-            for _ in range(count):
-                message = await asyncio.wait_for(loop.sock_recv(queue_worker, 65536), 10)
-                request_id, _, front = wire.QUEUE_HEADER.unpack_from(message)
-                channels[front].sendall(taken(request_id) + head(200) + end())
-                served.append(front)
-
-        await serve(3)  # front 0's first three; its sixth is queued by its own refill
-        await until(lambda: b.sent, "front 1's request queued once front 0's left")
-        await serve(4)
-        await asyncio.wait_for(b_sink.done.wait(), 10)
-        assert served == [0, 0, 0, 0, 0, 0, 1]
-        assert all(sink.done.is_set() for sink in a_sinks)
-        assert shared[:] == bytes(len(shared))  # nothing left in flight or waiting, as published
-        for pool in pools:
-            pool.close_all()
-        for channel in channels:
-            channel.close()
-        queue_worker.close()
-
-    asyncio.run(main())
