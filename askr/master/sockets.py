@@ -4,9 +4,10 @@ With one front, each listen address is one socket. With several, each front gets
 per address, all bound with SO_REUSEPORT, so the kernel spreads new connections over the fronts'
 accept queues by hashing the connection's addresses. One socket shared by every front lets
 whichever front wakes first take a whole burst (libuv accepts until the queue is empty): wrk's 64
-connections landed 64/0 or 50/14 in three of seven runs, costing a third of the throughput and
-doubling p99, and every connection woke every front. The master keeps every shard open, so the
-connections queued on a front that died wait for its replacement instead of being refused.
+connections landed 64/0 in 6 of 8 runs on 2 fronts, at times costing two thirds of the
+throughput, and every connection woke every front. The master keeps every shard open, so the
+connections queued on a front that died wait for its replacement instead of being refused; the
+price is that a front that hangs without dying holds its share of new connections queued.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from collections.abc import Iterable
 
 import httpx
 from askrtest import Gate, run_askr, write_config
@@ -22,7 +23,7 @@ def front_pids(server) -> dict[int, int]:
     return {int(i): int(pid) for i, pid in re.findall(r"front #(\d+) started \(pid (\d+)\)", server.log)}
 
 
-def serving_pid(server_port: int, client_port: int, pids: list[int]) -> int | None:
+def serving_pid(server_port: int, client_port: int, pids: Iterable[int]) -> int | None:
     """Which of `pids` holds the server side of the TCP connection from `client_port`."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -48,7 +49,7 @@ def conn_on_front(server, index: int, attempts: int = 64) -> Conn:
     for _ in range(attempts):
         c = Conn(server.host, server.port, timeout=30)
         assert c.request("GET", "/hello.php").body == b"hello"  # accepted: it has its front now
-        if serving_pid(server.port, c.local_port, list(pids.values())) == pids[index]:
+        if serving_pid(server.port, c.local_port, pids.values()) == pids[index]:
             return c
         c.close()
     raise AssertionError(f"no connection of {attempts} landed on front #{index}")
@@ -82,7 +83,7 @@ def test_a_burst_of_connections_is_spread_over_the_fronts(config_server):
             c.send(b"GET /hello.php HTTP/1.1\r\nHost: x\r\n\r\n")
         for c in conns:
             assert c.read_response().body == b"hello"
-        owners = [serving_pid(server.port, c.local_port, list(pids.values())) for c in conns]
+        owners = [serving_pid(server.port, c.local_port, pids.values()) for c in conns]
     finally:
         for c in conns:
             c.close()
