@@ -9,6 +9,10 @@ from __future__ import annotations
 import ssl
 import time
 
+# The session ticket keys the master makes and every front uses (askr/front/tls.py
+# share_ticket_keys): OpenSSL's 16-byte key name, 32-byte HMAC secret and 32-byte AES key.
+TICKET_KEYS_SIZE = 80
+
 
 class TlsError(Exception):
     """The certificate or key is unusable; the message says which and why."""

@@ -29,15 +29,19 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import cpu
 from run import (
     NGINX_LABEL,
     REPO_ROOT,
+    SESSIONS,
     BenchError,
+    WrkResult,
     _terminate,
     _version,
     alternate,
     http_get,
     median_result,
+    render_costs,
     run_wrk,
     start_askr,
     start_nginx_fpm,
@@ -60,26 +64,40 @@ def check(label: str, base: str) -> None:
 
 
 def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_worker: bool = False
-                  ) -> dict[str, str]:
+                  ) -> tuple[dict[str, str], dict[str, set[int]]]:
+    """Base URL and process sessions (for cpu.Meter) of each target."""
     public = app / "public"
-    bases = {}
+    bases, sessions = {}, {}
+
+    def started(label: str, base: str) -> None:
+        bases[label] = base
+        sessions[label] = set(SESSIONS) - set().union(*sessions.values())
+
     if not only_worker:
-        bases[NGINX_LABEL] = start_nginx_fpm(stack, tmp, workers, root=public, ready_path=URL)
-        bases[CLASSIC_LABEL] = start_askr(stack, tmp, workers, root=public, ready_path=URL,
-                                          name="askr-classic")
-    bases[WORKER_LABEL] = start_askr(stack, tmp, workers, root=public, ready_path=URL,
-                                     extra=("--worker", str(WORKER_SCRIPT)), name="askr-worker")
+        started(NGINX_LABEL, start_nginx_fpm(stack, tmp, workers, root=public, ready_path=URL))
+        started(CLASSIC_LABEL, start_askr(stack, tmp, workers, root=public, ready_path=URL,
+                                          name="askr-classic"))
+    started(WORKER_LABEL, start_askr(stack, tmp, workers, root=public, ready_path=URL,
+                                     extra=("--worker", str(WORKER_SCRIPT)), name="askr-worker"))
     for label, base in bases.items():
         check(label, base)
-    return bases
+    return bases, sessions
 
 
 def throughput(args: argparse.Namespace, tmp: Path, app: Path) -> str:
     load = os.getloadavg()[0]
     with ExitStack() as stack:
-        bases = start_targets(stack, tmp, app, args.workers)
-        samples = alternate(bases, lambda base, seconds: run_wrk(base + URL, args.threads, args.connections,
-                                                                 seconds), args.rounds, args.duration)
+        bases, sessions = start_targets(stack, tmp, app, args.workers)
+        label_of = {base: label for label, base in bases.items()}
+
+        def measure(base: str, seconds: int) -> WrkResult:
+            meter = cpu.Meter(sessions[label_of[base]])
+            meter.start()
+            result = run_wrk(base + URL, args.threads, args.connections, seconds)
+            result.cost = cpu.Cost.of(meter.stop(), result.requests)
+            return result
+
+        samples = alternate(bases, measure, args.rounds, args.duration)
     results = {label: median_result(runs) for label, runs in samples.items()}
     base_rps = results[NGINX_LABEL].rps
     rows = [f"`GET {URL}` on the Laravel 8 fixture (tests/laravel, Debian php-laravel-framework "
@@ -93,8 +111,10 @@ def throughput(args: argparse.Namespace, tmp: Path, app: Path) -> str:
         rows.append(f"| {label} | {r.rps:,.0f} | {r.spread} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
                     f"{r.errors_text()} | {r.rps / base_rps:.2f}x |")
     rows += ["", "- nginx+fpm and askr classic boot Laravel on every request; askr worker runs "
-             "examples/laravel-worker.php, which boots it once per worker."]
+             "examples/laravel-worker.php, which boots it once per worker.", "",
+             *render_costs({(label, URL): r for label, r in results.items()}, list(results), {})]
     return "\n".join(rows) + "\n"
+
 
 
 def _laravel_version() -> str:
@@ -153,7 +173,7 @@ def hammer(base: str, total: int, url: str = URL, clients: int = 4) -> int:
 
 def memory(args: argparse.Namespace, tmp: Path, app: Path) -> str:
     with ExitStack() as stack:
-        base = start_targets(stack, tmp, app, args.workers, only_worker=True)[WORKER_LABEL]
+        base = start_targets(stack, tmp, app, args.workers, only_worker=True)[0][WORKER_LABEL]
         askr_pid = _find_askr(base)
         hammer(base, 200, args.url)  # warm-up: autoloading, OPcache, Laravel's lazy services
         pids = worker_pids(askr_pid)

@@ -40,8 +40,10 @@ TLS_SHUTDOWN_TIMEOUT = 5.0  # a TLS close waits this long for the client's close
 
 class Front:
     def __init__(self, config: Config, listen_fds: list[int], channel_fd: int, control_fd: int,
-                 queue_fd: int, scoreboard: str, redirect_fd: int | None = None, index: int = 0):
+                 queue_fd: int, scoreboard: str, redirect_fd: int | None = None, index: int = 0,
+                 ticket_keys: bytes | None = None):
         self.config = config
+        self.ticket_keys = ticket_keys  # the master's, so every front resumes every TLS session
         self.listen_fds = listen_fds
         self.redirect_fd = redirect_fd
         self.tls_context = None
@@ -84,7 +86,8 @@ class Front:
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
         if cfg.tls.enabled:
-            self.tls_context = tls.server_context(cfg.tls.cert, cfg.tls.key)  # type: ignore[arg-type]
+            self.tls_context = tls.server_context(cfg.tls.cert, cfg.tls.key,  # type: ignore[arg-type]
+                                                  ticket_keys=self.ticket_keys)
             factory = lambda: AlpnSelector(ctx)  # noqa: E731
         elif cfg.server.h2c:
             factory = lambda: PriorKnowledgeSniffer(ctx)  # noqa: E731
@@ -227,13 +230,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--front-index", type=int, default=0)
     parser.add_argument("--scoreboard", required=True)
     parser.add_argument("--redirect-fd", type=int)
+    parser.add_argument("--ticket-keys-fd", type=int, help="a pipe with the TLS session ticket keys")
     parser.add_argument("--run-as", metavar="UID:GID", help="drop root to this user once started")
     args = parser.parse_args(argv)
     with open(args.config_json) as f:
         cfg = config_mod.restore(f.read())
     log_setup.setup(cfg.log.level, cfg.log.format)
+    ticket_keys = None
+    if args.ticket_keys_fd is not None:
+        with open(args.ticket_keys_fd, "rb") as pipe:
+            ticket_keys = pipe.read()
     front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd,
-                  args.queue_fd, args.scoreboard, args.redirect_fd, args.front_index)
+                  args.queue_fd, args.scoreboard, args.redirect_fd, args.front_index, ticket_keys)
     if args.run_as:
         drop_privileges(*(int(x) for x in args.run_as.split(":")))
     uvloop.run(front.run())

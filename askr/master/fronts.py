@@ -24,6 +24,7 @@ from typing import Any
 
 from askr import config as config_mod
 from askr.bridge import events
+from askr.certificates import TICKET_KEYS_SIZE
 from askr.config import Config
 from askr.master import sockets
 from askr.master.events import Event, FrontEvent
@@ -62,6 +63,9 @@ class Fronts:
         self.scoreboard_path = ""
         # One request queue: every front sends into it, every PHP worker takes from it.
         self.queue_front, self.queue_workers = sockets.request_queue()
+        # TLS session tickets: one key for all fronts and their replacements, for the master's
+        # life (a restart makes new ones, as nginx does without ssl_session_ticket_key).
+        self.ticket_keys = os.urandom(TICKET_KEYS_SIZE) if config.tls.enabled else None
 
     def bind(self, runtime_dir: str, scoreboard_path: str, workers: int) -> None:
         """The listen sockets (each front its own, askr/master/sockets.py says why), then one
@@ -116,9 +120,17 @@ class Fronts:
         if self.redirect_sock is not None:
             cmd += ["--redirect-fd", str(self.redirect_sock.fileno())]
             fds.append(self.redirect_sock.fileno())
+        if self.ticket_keys is not None:  # a pipe, not argv or the environment: it is a secret
+            keys_read, keys_write = os.pipe()
+            os.write(keys_write, self.ticket_keys)  # 80 bytes: within any pipe's buffer
+            os.close(keys_write)
+            cmd += ["--ticket-keys-fd", str(keys_read)]
+            fds.append(keys_read)
         front.proc = subprocess.Popen(cmd, pass_fds=[*fds, channel_fd, theirs.fileno(), queue_fd],
                                       stdin=subprocess.DEVNULL)
         theirs.close()
+        if self.ticket_keys is not None:
+            os.close(keys_read)
         self.track(self._read(front, ours))
         log.info("front #%d started (pid %d)", front.index, front.proc.pid)
 

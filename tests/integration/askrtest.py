@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,28 @@ def wait_until(predicate, timeout: float = 60.0, what: str = "the condition", in
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def front_pids(server) -> dict[int, int]:
+    """Front index -> pid of its newest process."""
+    return {int(i): int(pid) for i, pid in re.findall(r"front #(\d+) started \(pid (\d+)\)", server.log)}
+
+
+def serving_pid(server_port: int, client_port: int, pids: Iterable[int]) -> int | None:
+    """Which of `pids` holds the server side of the TCP connection from `client_port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, remote = (int(a.rsplit(":", 1)[1], 16) for a in fields[1:3])
+                if (local, remote) == (server_port, client_port):
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return pid
+            except FileNotFoundError:  # closed meanwhile
+                continue
+    return None

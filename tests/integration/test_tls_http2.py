@@ -20,7 +20,7 @@ import h2.settings
 import httpx
 import pytest
 import trustme
-from askrtest import APP, wait_until, write_config
+from askrtest import APP, front_pids, serving_pid, wait_until, write_config
 from h2client import H2Client
 
 
@@ -367,3 +367,37 @@ def test_directory_redirect_over_tls_is_an_https_url(server, certs, http2):
         r = client.get(https(server) + "/sub?x=1")
     assert r.status_code == 301
     assert r.headers["location"] == f"https://127.0.0.1:{server.port}/sub/?x=1"
+
+
+def test_a_tls_session_resumes_on_every_front(askr_server, tmp_path, certs):
+    """The fronts share the master's session ticket keys: a client coming back resumes its
+    session whichever front the kernel hands its new connection to (before, only on the front
+    that issued the ticket: half the time with two fronts)."""
+    srv = askr_server("--config", tls_config(tmp_path, certs, workers=2, server={"fronts": 2}))
+    context = trust(certs)
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+
+    pids = front_pids(srv)
+
+    def connect(session: ssl.SSLSession | None = None) -> tuple[ssl.SSLSession, bool, int | None]:
+        """One request on a new connection: its session, whether it was resumed, its front."""
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as conn:
+            conn.sendall(b"GET /hello.php HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while not received.endswith(b"\r\n\r\nhello"):  # the ticket came before it
+                chunk = conn.recv(65536)
+                assert chunk, received
+                received += chunk
+            front = serving_pid(srv.port, conn.getsockname()[1], pids.values())
+            return conn.session, conn.session_reused, front
+
+    session, _, _ = connect()
+    fronts_seen = set()
+    for _ in range(40):  # until both fronts have resumed it (each try lands on either)
+        _, reused, front = connect(session)
+        assert reused
+        fronts_seen.add(front)
+        if fronts_seen >= set(pids.values()):
+            break
+    assert fronts_seen == set(pids.values())

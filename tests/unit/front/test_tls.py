@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ssl
 from pathlib import Path
@@ -80,3 +81,36 @@ def test_config_errors(tmp_path, ca) -> None:
     cfg = config.load(path)
     assert cfg.tls.enabled and cfg.server.h2c
     assert config.restore(config.dump(cfg)) == cfg
+
+
+def _connect(server: ssl.SSLContext, client: ssl.SSLContext,
+             session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+    """A TLS 1.3 handshake between two in-memory ends, then one byte from the server, so the
+    client has read the session ticket that follows the handshake."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    srv = server.wrap_bio(to_server, to_client, server_side=True)
+    cli = client.wrap_bio(to_client, to_server, server_hostname="localhost", session=session)
+    for _ in range(10):
+        for end in (cli, srv):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                end.do_handshake()
+    srv.write(b"x")
+    assert cli.read(1) == b"x"
+    return cli
+
+
+def test_fronts_with_the_same_ticket_keys_resume_each_others_sessions(tmp_path, ca) -> None:
+    """Each front is its own process with its own context; a session one of them issued
+    resumes on another only when they share the master's ticket keys."""
+    cert, key = write_pair(tmp_path, ca.issue_cert("localhost"))
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    keys = bytes(range(tls.TICKET_KEYS_SIZE))
+    front_a, front_b = (tls.server_context(cert, key, ticket_keys=keys) for _ in range(2))
+    session = _connect(front_a, client).session
+    assert _connect(front_b, client, session).session_reused
+
+    stranger = tls.server_context(cert, key)  # its own keys, as every front had before
+    assert not _connect(stranger, client, _connect(front_a, client).session).session_reused
+    with pytest.raises(ValueError, match="80 bytes"):
+        tls.share_ticket_keys(stranger, b"short")
