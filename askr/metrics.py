@@ -9,6 +9,7 @@ so its last snapshot is folded into a base first: totals never go backwards.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,13 +25,14 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 class RequestStats:
     """A front's counters: responses by status class, and a duration histogram."""
 
-    __slots__ = ("bucket_counts", "by_class", "count", "total_seconds")
+    __slots__ = ("bucket_counts", "by_class", "count", "last_request", "total_seconds")
 
     def __init__(self) -> None:
         self.by_class = [0] * 6
         self.bucket_counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
         self.count = 0
         self.total_seconds = 0.0
+        self.last_request = 0.0  # loop time the latest request was dispatched (0: none yet)
 
     def record(self, status: int, seconds: float) -> None:
         self.by_class[min(max(status // 100, 1), 5)] += 1
@@ -60,6 +62,7 @@ class MasterMetrics(Collector):
         self.status = status
         self.base = _zero()  # what fronts that have since restarted had counted
         self.fronts: dict[int, dict[str, Any]] = {}  # each front's latest snapshot
+        self.reported_at: dict[int, float] = {}  # when it came (time.monotonic), for askr drain --wait
         self.reloads: dict[str, int] = {}
         self.canaries: dict[str, int] = {"healthy": 0, "unhealthy": 0}
         self.worker_crashes = 0
@@ -67,11 +70,13 @@ class MasterMetrics(Collector):
         self.registry.register(self)
 
     def front_stats(self, index: int, snapshot: dict[str, Any]) -> None:
-        """A front's cumulative counters (RequestStats.snapshot) and its `waiting` gauge."""
+        """A front's cumulative counters (RequestStats.snapshot), its `waiting` gauge, and its
+        traffic now (`in_flight`, `idle_seconds`: what askr drain --wait waits on)."""
         last = self.fronts.get(index)
         if last is not None and snapshot["count"] < last["count"]:
             self.base = _add(self.base, last)  # the front restarted: keep what it had counted
         self.fronts[index] = snapshot
+        self.reported_at[index] = time.monotonic()
 
     def reload_finished(self, outcome: str) -> None:
         kind = outcome.split(":")[0].strip().replace(" ", "_") or "unknown"

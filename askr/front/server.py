@@ -29,6 +29,7 @@ from askr.front.negotiate import AlpnSelector, PriorKnowledgeSniffer, RedirectTo
 from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
 from askr.front.router import Router
+from askr.front.stream import Connection
 from askr.log import AccessLog
 from askr.metrics import STATS_INTERVAL
 
@@ -81,7 +82,8 @@ class Front:
         static.configure_types(static.build_types(cfg.static.charset, cfg.static.charset_types,
                                                   cfg.static.types))
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode(),
-                           ProxyTrust(cfg.server.trusted_proxies), self.access)
+                           ProxyTrust(cfg.server.trusted_proxies), self.access,
+                           health_path=cfg.server.health_path.encode() or None)
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
@@ -155,12 +157,17 @@ class Front:
                 self.access.flush()
 
     async def report_stats(self) -> None:
-        """Counters for the master's /metrics, cumulative, every STATS_INTERVAL seconds."""
-        pool = self.ctx.pool
+        """Counters for the master's /metrics, cumulative, every STATS_INTERVAL seconds, and the
+        traffic now: requests in flight, seconds since the latest one (askr drain --wait)."""
+        ctx = self.ctx
+        pool, stats = ctx.pool, ctx.stats
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            self.send_event({"event": "stats", **self.ctx.stats.snapshot(),
-                             "waiting": len(pool.waiting) + len(pool.sent)})
+            in_flight = sum(c.requests_in_flight() for c in ctx.connections if isinstance(c, Connection))
+            idle = ctx.loop.time() - stats.last_request if stats.last_request else None
+            self.send_event({"event": "stats", **stats.snapshot(),
+                             "waiting": len(pool.waiting) + len(pool.sent),
+                             "in_flight": in_flight, "idle_seconds": idle})
 
     async def read_control(self) -> None:
         """Commands from the master, one JSON object per line; EOF means it is gone."""
@@ -169,6 +176,8 @@ class Front:
             command = json.loads(line)
             if command.get("cmd") == "retire":
                 self.ctx.pool.retire(command["worker_id"], command["pid"])
+            elif command.get("cmd") == "readiness":  # the master's verdict changed ([server] health_path)
+                self.ctx.readiness = command["state"]
             elif command.get("cmd") == "reload":
                 try:
                     self.ctx.router = self.make_router()

@@ -63,6 +63,11 @@ class GiveUp:
 
 
 @dataclass(frozen=True, slots=True)
+class DrainDelayOver:
+    """SIGTERM's [server] drain_delay has run out: drain and stop now."""
+
+
+@dataclass(frozen=True, slots=True)
 class RollTimeout:
     """A reload's replacement for one slot had ROLL_TIMEOUT to get ready; `attempt` says which roll."""
 
@@ -93,5 +98,5 @@ class QueueRespawn:
 RELOAD = "reload"
 RESTART = "restart"
 
-Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | RollTimeout
-         | CanaryDue | QueueRolled | QueueRespawn)
+Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | DrainDelayOver
+         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn)
