@@ -240,6 +240,9 @@ class Arbiter:
         """SIGTERM's stop: the fronts finish what is in flight, the queue workers their jobs."""
         log.info("SIGTERM: draining in-flight requests, then exiting")
         self.begin_stop()
+        # the command first: a front that got the SIGTERM too (sent to the whole group) would
+        # take the signal for the start of its own drain_delay
+        self.fronts.command_all({"cmd": "drain"})
         self.fronts.signal(signal.SIGTERM)
         self.queue.stop()
         self.scheduler.stop()

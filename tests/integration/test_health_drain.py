@@ -6,6 +6,7 @@ replacement is held at boot), stopping."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -144,6 +145,45 @@ def test_sigterm_with_drain_delay_says_stopping_and_serves_until_the_delay_is_ov
     assert time.monotonic() - sent_at >= 2.9  # the drain waited for drain_delay
     log = server.log
     assert log.index("readiness is now 503 stopping") < log.index("SIGTERM: draining in-flight requests")
+
+
+def fronts_catching_sigterm(master: int) -> int:
+    """The master's front processes that have installed their SIGTERM handler (/proc SigCgt)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        caught = int(status.get("SigCgt", "0").strip(), 16)
+        if (b"askr.front" in cmdline and int(status.get("PPid", "0")) == master
+                and caught & (1 << (signal.SIGTERM - 1))):
+            count += 1
+    return count
+
+
+def test_sigterm_to_the_whole_group_waits_for_drain_delay_too(askr_server, tmp_path):
+    """systemd's KillMode=control-group, kill -TERM -PGID: the fronts get SIGTERM as well, and
+    serve on for the delay as the master does."""
+    config = write_config(tmp_path, workers=1, server={"drain_delay": "3s", "fronts": 2})
+    server = askr_server("--config", config, new_session=True)
+    # "ready" needs only the first front: a signal must not beat the other one's handlers
+    wait_until(lambda: fronts_catching_sigterm(server.proc.pid) == 2, timeout=60,
+               what="both fronts to handle SIGTERM")
+    sent_at = time.monotonic()
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    server.wait_for_log(r"readiness is now 503 stopping")
+    served = 0
+    while time.monotonic() - sent_at < 2.0:  # well inside the delay: new connections are accepted
+        assert httpx.get(server.url + "/hello.php", timeout=30).status_code == 200
+        served += 1
+    assert served >= 1
+    assert server.proc.wait(60) == 0
+    assert time.monotonic() - sent_at >= 2.9
+    assert "restarting it" not in server.log  # the fronts served on, rather than exit and be replaced
 
 
 def test_a_second_sigterm_during_drain_delay_drains_at_once(config_server):
