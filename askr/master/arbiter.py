@@ -252,6 +252,7 @@ class Arbiter:
         if not self.stopping:
             self.systemd.stopping()
         self.stopping = True
+        self.fronts.tell_readiness(self.readiness().state)  # now, while every front is there to hear it
         self.reloads.abandon()
         for handle in self._timers:
             handle.cancel()

@@ -150,14 +150,17 @@ class Fronts:
     async def _read(self, front: FrontHandle, sock: socket.socket) -> None:
         reader, front.control = await asyncio.open_connection(sock=sock)
         front.command({"cmd": "readiness", "state": self.readiness})  # a new process knows nothing yet
-        while line := await reader.readline():
-            msg = json.loads(line)
-            if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
-                self.metrics.front_stats(front.index, msg)
-            elif (event := events.parse(msg)) is not None:
-                self.post(FrontEvent(event))
-            else:
-                log.warning("front #%d sent an event askr does not know: %.200s", front.index, line)
+        try:
+            while line := await reader.readline():
+                msg = json.loads(line)
+                if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
+                    self.metrics.front_stats(front.index, msg)
+                elif (event := events.parse(msg)) is not None:
+                    self.post(FrontEvent(event))
+                else:
+                    log.warning("front #%d sent an event askr does not know: %.200s", front.index, line)
+        except ConnectionError:
+            pass  # a command written as the front exited broke the pipe: it is gone, as at EOF
 
     def command_all(self, cmd: dict) -> None:
         for front in self.handles:

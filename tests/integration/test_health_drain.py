@@ -145,6 +145,7 @@ def test_sigterm_with_drain_delay_says_stopping_and_serves_until_the_delay_is_ov
     assert time.monotonic() - sent_at >= 2.9  # the drain waited for drain_delay
     log = server.log
     assert log.index("readiness is now 503 stopping") < log.index("SIGTERM: draining in-flight requests")
+    assert "Traceback" not in log and "restarting it" not in log
 
 
 def fronts_catching_sigterm(master: int) -> int:
