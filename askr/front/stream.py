@@ -183,7 +183,8 @@ class Stream:
     def dispatch(self) -> None:
         conn = self.conn
         ctx = conn.ctx
-        if self.path == ctx.health_path:  # None when off
+        health_path = ctx.health_path
+        if health_path is not None and self.path == health_path:
             self.answer_health()
             return
         ctx.stats.last_request = self.started  # askr drain --wait: has the balancer gone quiet?
