@@ -49,7 +49,7 @@ def render(status: dict[str, Any]) -> str:
         f"PHP generation {status['generation']}",
         f"state: {status['state']}" + (" (drained by askr drain)" if status["draining"] and
                                        status["state"] != "draining" else ""),
-        f"traffic: {traffic['in_flight']} requests in flight, last one {traffic['idle_seconds']:.1f} s ago",
+        f"traffic: {traffic['in_flight']} requests in flight, none new for {traffic['idle_seconds']:.1f} s",
         f"workers: {status['workers_ready']} ready of {status['workers_configured']} "
         f"({status['busy']} busy, {status['idle']} idle), {status['restarts']} restarts",
     ]
@@ -122,7 +122,7 @@ def drain(base: str, token: str | None, args: argparse.Namespace) -> int:
         if time.monotonic() >= deadline:
             raise AdminError(
                 f"still receiving traffic after --timeout {args.timeout:g} s: {traffic['in_flight']} "
-                f"requests in flight, the last one {traffic['idle_seconds']:.1f} s ago (quiet needs "
+                f"requests in flight, none new for {traffic['idle_seconds']:.1f} s (quiet needs "
                 f"{traffic['quiet_after_seconds']:g} s, [admin] drain_quiet); is the load balancer "
                 "probing /api/health/ready? the host stays drained")
         time.sleep(POLL_INTERVAL)
