@@ -56,6 +56,7 @@ from askr.master.events import (
 )
 from askr.master.fronts import FrontHandle, Fronts
 from askr.master.generation import Generations
+from askr.master.history import SAMPLE_SECONDS, History
 from askr.master.reload import Reloads
 from askr.master.systemd import Notifier
 from askr.master.workers import BACKOFF_MAX, BACKOFF_START, BOOT_ATTEMPTS, ExitKind, WorkerProc, WorkerSlot
@@ -99,6 +100,8 @@ class Arbiter:
         self.send_signal = os.kill  # to PHP workers (tests record instead)
         self.metrics = MasterMetrics(self.status)
         self.fronts = Fronts(config, self.run_as, self.post, self.metrics, self.track)
+        self.history = History()  # the dashboard's charts (GET /api/history)
+        self.fronts.history = self.history
         self.queue = QueueWorkers(config, lambda index: self.post(QueueRespawn(index)), self.run_as)
         self.scheduler = Scheduler(config, self.run_as)
 
@@ -164,8 +167,9 @@ class Arbiter:
             self.queue.start(self.gens.number)
             self.scheduler.start(self.gens.number)
             self.admin = AdminServer(self.admin_sock, self.config.admin, self.status, self.reload_from,
-                                     self.metrics.render, self.health, self.drain_from)
+                                     self.metrics.render, self.health, self.drain_from, self.history_document)
             await self.admin.start()
+            self.track(self._sample_history())
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
             while not self.stopped():
                 self.step(await self.events.get())
@@ -318,6 +322,17 @@ class Arbiter:
 
     def status(self) -> dict:
         return status.snapshot(self)
+
+    def history_document(self, since: float | None) -> dict:
+        return self.history.document(since, self.reloads.current.report if self.reloads.current else None)
+
+    async def _sample_history(self) -> None:
+        """One traffic sample a second for the dashboard (history.py)."""
+        while True:
+            await asyncio.sleep(SAMPLE_SECONDS)
+            alive = [p for p in self.procs.values() if p.pid]
+            busy = sum(bool(self.scoreboard.read(p.worker_id, p.pid).request_id) for p in alive)
+            self.history.sample(busy, len(alive))
 
     # -- readiness for load balancers (askr/readiness.py) -------------------------------------
     def readiness(self) -> readiness.Readiness:
