@@ -286,6 +286,29 @@ def _types_table(value: Any) -> dict[str, str]:
     return {k.lower().lstrip("."): v for k, v in value.items()}
 
 
+@_typed('list of absolute paths')
+def _abs_dir_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith("/") for v in value):
+        raise ValueError('expected a list of absolute directory paths, e.g. ["/srv/app/storage/private"]')
+    return tuple(value)
+
+
+# An internal location's prefix: "/a/b/", segments that are neither hidden nor escaped.
+_LOCATION_PREFIX = re.compile(r"(?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)+/")
+
+
+@_typed('table')
+def _internal_locations(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and _LOCATION_PREFIX.fullmatch(k) and isinstance(v, str) and v.startswith("/")
+        for k, v in value.items()
+    ):
+        raise ValueError('expected a table of "/uri-prefix/" = "/absolute/directory" (the prefix starts '
+                         'and ends with /, no dot segments or escapes), e.g. '
+                         '{ "/protected/" = "/srv/app/storage/private" }')
+    return dict(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     section: str
@@ -440,6 +463,19 @@ SETTINGS: tuple[Setting, ...] = (
             "open_file_cache, plus the contents). A file is checked again at most once a second, so a "
             "changed, replaced or deleted file is seen within about a second; the files used least "
             "recently are dropped first. 0 turns it off: every request reads the file."),
+    Setting("static", "sendfile_roots", [], _abs_dir_list,
+            'X-Sendfile: directories (absolute paths) from which a PHP response carrying '
+            '"X-Sendfile: /abs/path" is answered by the front with that file (Range, ETag, 304, HEAD), '
+            "the PHP worker freed at once; a path whose real path (symlinks resolved) is outside them "
+            "is answered 500 and logged, never served. Symfony's BinaryFileResponse and Laravel's "
+            "download() use it once trusted (X-Sendfile-Type is sent to PHP). Each must exist; resolved "
+            'when askr starts. Empty (default): off, the header is passed through. docs/x-sendfile.md.'),
+    Setting("static", "internal_locations", {}, _internal_locations,
+            'X-Accel-Redirect, as nginx\'s internal locations: URI prefixes mapped to directories, e.g. '
+            '{ "/protected/" = "/srv/app/storage/private" }; "X-Accel-Redirect: /protected/a.pdf" from '
+            "PHP is answered with that directory's a.pdf, under the same rules as sendfile_roots. "
+            "Clients cannot reach these directories: their requests for /protected/... are routed "
+            "from the document root as usual. Empty (default): off."),
     Setting("reload", "canary", False, _bool,
             "Every reload starts with a canary: one worker runs the new code for canary_seconds; "
             "if it does not start, dies, or answers 5xx clearly more often than the old workers, the "
@@ -684,11 +720,33 @@ def _check_environment(source: str, parsed: dict[str, dict[str, Any]]) -> list[s
             if os.geteuid() != 0 and pwd.getpwnam(server["user"]).pw_uid != os.geteuid():
                 problems.append(f"{source}: [server] user = {server['user']!r}: only root can run "
                                 "processes as another user; start askr as root or remove user")
+    problems += _check_offload_dirs(source, parsed["static"])
     if server["group"] is not None:
         try:
             grp.getgrnam(server["group"])
         except KeyError:
             problems.append(f"{source}: [server] group = {server['group']!r}: no such group")
+    return problems
+
+
+def _check_offload_dirs(source: str, static: dict[str, Any]) -> list[str]:
+    """[static] sendfile_roots and internal_locations name existing directories; they are kept as
+    real paths, the form every X-Sendfile target is compared with."""
+    problems: list[str] = []
+
+    def real_dir(key: str, path: str) -> str:
+        real = os.path.realpath(path)
+        if not os.path.isdir(real):
+            problems.append(f"{source}: [static] {key}: {path!r} is not a directory; create it or fix "
+                            "the path")
+        elif real == "/":
+            problems.append(f"{source}: [static] {key}: {path!r} is the whole filesystem; name the "
+                            "directory of the files PHP may hand over, e.g. /srv/app/storage/private")
+        return real
+
+    static["sendfile_roots"] = tuple(real_dir("sendfile_roots", p) for p in static["sendfile_roots"])
+    static["internal_locations"] = {prefix: real_dir(f'internal_locations."{prefix}"', d)
+                                    for prefix, d in static["internal_locations"].items()}
     return problems
 
 

@@ -110,7 +110,14 @@ _PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "2": b"HTTP/2.0"}
 
 def php_headers(conn: Origin, req: RequestHead) -> list[bytes]:
     """The headers PHP gets: forwarding headers from an untrusted peer are dropped; through a
-    trusted proxy, Host is the host the proxy was asked for."""
+    trusted proxy, Host is the host the proxy was asked for. With X-Sendfile or X-Accel-Redirect
+    configured, X-Sendfile-Type (and X-Accel-Mapping) are the front's (askr/front/xsendfile.py)."""
+    offload = conn.ctx.offload
+    flat = _proxied_headers(conn, req)
+    return flat if offload is None else offload.php_headers(flat, req.headers)
+
+
+def _proxied_headers(conn: Origin, req: RequestHead) -> list[bytes]:
     flat = req.flat_headers
     trusted = conn.trusted_peer
     if trusted is None or not any(name in req.headers for name in FORWARD_HEADERS):

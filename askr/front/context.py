@@ -9,6 +9,7 @@ from askr.bridge.pool import WorkerPool
 from askr.config import Config
 from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
+from askr.front.xsendfile import FileOffload
 from askr.log import AccessLog
 from askr.metrics import RequestStats
 from askr.readiness import BOOTING
@@ -27,6 +28,7 @@ class FrontContext:
     connections: set = field(default_factory=set)
     draining: bool = False
     health_path: bytes | None = None  # [server] health_path (None: off)
+    offload: FileOffload | None = None  # [static] sendfile_roots / internal_locations (None: off)
     readiness: str = BOOTING  # the master's latest word (askr/readiness.py), for health_path
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
 

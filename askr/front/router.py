@@ -88,8 +88,9 @@ _QUERY_SAFE = "/?!$&'()*+,;=:@%"
 _Found = tuple[str, os.stat_result, bool]  # (real path, stat of the target, reached via a symlink)
 
 
-def _split(raw_path: bytes) -> tuple[list[str], bool] | None:
-    """Decode and normalise a request path into segments; None means 400.
+def split_path(raw_path: bytes) -> tuple[list[str], bool] | None:
+    """Decode and normalise a request path into segments; None means 400. (X-Accel-Redirect
+    URIs go through it too: askr/front/xsendfile.py.)
 
     Returns the segments with `.`, `..` and empty ones resolved lexically, and whether the path
     names a directory (trailing slash, or ending in `.`/`..`, as nginx normalises it).
@@ -155,7 +156,7 @@ class Router:
         return self._root
 
     def resolve(self, raw_path: bytes, query: bytes = b"") -> Route:
-        split = _split(raw_path)
+        split = split_path(raw_path)
         if split is None:
             return _BAD_REQUEST
         segs, is_dir = split

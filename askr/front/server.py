@@ -30,6 +30,7 @@ from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
 from askr.front.router import Router
 from askr.front.stream import Connection
+from askr.front.xsendfile import FileOffload
 from askr.log import AccessLog
 from askr.metrics import STATS_INTERVAL
 from askr.readiness import STOPPING
@@ -85,7 +86,9 @@ class Front:
                                                   cfg.static.types))
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode(),
                            ProxyTrust(cfg.server.trusted_proxies), self.access,
-                           health_path=cfg.server.health_path.encode() or None)
+                           health_path=cfg.server.health_path.encode() or None,
+                           offload=FileOffload.from_config(cfg.static.sendfile_roots,
+                                                           cfg.static.internal_locations))
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))

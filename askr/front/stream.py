@@ -24,6 +24,7 @@ from askr.front.static import StaticResponse, serve_static
 if TYPE_CHECKING:
     from askr.front.context import FrontContext
     from askr.front.hotfiles import HotFile
+    from askr.front.xsendfile import FileOffload
 
 log = logging.getLogger("askr.front")
 
@@ -343,7 +344,22 @@ class Stream:
         if complete:
             self.exchange = None  # the worker is done with it, whatever happens to the stream
         if not self.closed:
-            self.conn.send_php_head(self, status, header_block, body, complete)
+            offload = self.conn.ctx.offload
+            if offload is not None and offload.wanted(header_block):
+                self.send_offloaded(offload, status, header_block)
+            else:
+                self.conn.send_php_head(self, status, header_block, body, complete)
+
+    def send_offloaded(self, offload: FileOffload, status: int, header_block: bytes) -> None:
+        """PHP named a file (X-Sendfile, X-Accel-Redirect): its body is discarded and its worker
+        let go now, before the file is sent; the front answers with the file."""
+        headers = {name: entry[1] for name, entry in self.headers.items()}
+        answer = offload.answer(self.method, headers, status, header_block, self.url)
+        if isinstance(answer, int):
+            self.respond(answer)  # lets the worker go too
+            return
+        self.abandon()
+        self.conn.send_static(self, answer)
 
     def php_body(self, body: list[bytes], complete: bool) -> None:
         if complete:
