@@ -110,3 +110,10 @@ Route::get('/stream', function () {
         }
     }, 200, ['Content-Type' => 'text/plain']);
 });
+
+// A download as Laravel apps write it; with X-Sendfile trusted, BinaryFileResponse names the file
+// in a header (when the front sends X-Sendfile-Type) instead of streaming it from PHP.
+Route::get('/download/{name}', function (string $name) {
+    \Symfony\Component\HttpFoundation\BinaryFileResponse::trustXSendfileTypeHeader();
+    return response()->download(storage_path('app/private/' . basename($name)), 'report.pdf');
+});
