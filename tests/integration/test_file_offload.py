@@ -190,6 +190,22 @@ def test_symfony_binary_file_response(server, files, tmp_path):
         assert (ranged.status_code, ranged.content) == (206, REPORT[5:10])
 
 
+def test_symfony_with_x_accel_redirect_and_the_mapping_askr_sends(files, askr_module_server, tmp_path):
+    """With only internal_locations, PHP is told X-Accel-Redirect and given X-Accel-Mapping;
+    Symfony turns the file's path into a URI under the prefix, which the front maps back."""
+    cfg = write_config(files, root=FIXTURE, workers=1, name="accel.toml",
+                       static={"internal_locations": {"/protected/": str(files / "private")}})
+    server = askr_module_server("--config", cfg)
+    report = files / "private" / "docs" / "report.pdf"
+    out = tmp_path / "report.txt"
+    query = urllib.parse.urlencode({"path": str(report), "report": str(out)})
+    r = httpx.get(f"{server.url}/symfony.php?{query}", headers={"X-Accel-Mapping": "/=/stolen/"}, timeout=30)
+    assert (r.status_code, r.content) == (200, REPORT)
+    assert r.headers["etag"] == etag_of(report) and "x-accel-redirect" not in r.headers
+    assert wait_until(lambda: out.is_file() and out.read_text(), timeout=30,
+                      what="symfony.php's report") == "0 X-Accel-Redirect"
+
+
 @pytest.fixture(scope="module")
 def laravel(tmp_path_factory, askr_module_server):
     app = make_laravel_app(tmp_path_factory.mktemp("laravel-xsendfile") / "app")
