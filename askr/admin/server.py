@@ -1,6 +1,8 @@
 """The admin API, served by the master on [admin] listen (loopback by default).
 
     GET  /api/status          JSON: version, uptime, generation, workers, last reload
+                              (?full: each worker's latest request too; ?format=openmetrics: the
+                              metrics in the OpenMetrics format, as php-fpm's status page)
     GET  /metrics             Prometheus text format (askr/metrics.py)
     POST /api/reload          start a rolling reload (202); ?canary=1 starts it with a canary
 
@@ -23,14 +25,23 @@ from urllib.parse import parse_qs, urlsplit
 log = logging.getLogger("askr.admin")
 
 MAX_HEAD = 16 * 1024
+OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+class OpenMetrics(bytes):
+    """A body in the OpenMetrics text format (its own content type)."""
 READ_TIMEOUT = 10.0
 
 
 class AdminServer:
     def __init__(self, sock: socket.socket, token: str | None, status: Callable[[], dict[str, Any]],
-                 reload: Callable[[str, bool], dict[str, Any]], metrics: Callable[[], bytes] | None = None):
+                 reload: Callable[[str, bool], dict[str, Any]], metrics: Callable[[], bytes] | None = None,
+                 full_status: Callable[[], dict[str, Any]] | None = None,
+                 openmetrics: Callable[[], bytes] | None = None):
         self.sock = sock
         self.metrics = metrics
+        self.full_status = full_status or status
+        self.openmetrics = openmetrics
         self.token = token
         self.status = status
         self.reload = reload
@@ -49,7 +60,9 @@ class AdminServer:
             status, body = self.respond(head)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
             status, body = HTTPStatus.BAD_REQUEST, {"error": "malformed or incomplete request"}
-        if isinstance(body, bytes):  # /metrics
+        if isinstance(body, OpenMetrics):
+            payload, content_type = bytes(body), OPENMETRICS_TYPE
+        elif isinstance(body, bytes):  # /metrics
             payload, content_type = body, "text/plain; version=0.0.4; charset=utf-8"
         else:
             payload, content_type = json.dumps(body, indent=1).encode() + b"\n", "application/json"
@@ -87,7 +100,10 @@ class AdminServer:
         if target.path == "/api/status":
             if method != "GET":
                 return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET"}
-            return HTTPStatus.OK, self.status()
+            query = parse_qs(target.query, keep_blank_values=True)
+            if query.get("format", [""])[0] == "openmetrics" and self.openmetrics is not None:
+                return HTTPStatus.OK, OpenMetrics(self.openmetrics())
+            return HTTPStatus.OK, self.full_status() if "full" in query else self.status()
         if target.path == "/api/reload":
             if method != "POST":
                 return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST"}

@@ -159,8 +159,8 @@ class Front:
         pool = self.ctx.pool
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            self.send_event({"event": "stats", **self.ctx.stats.snapshot(),
-                             "waiting": len(pool.waiting) + len(pool.sent)})
+            self.send_event({"event": "stats", **self.ctx.stats.snapshot(), "waiting": pool.probe_waiting(),
+                             "peak_waiting": pool.peak_waiting, "saturations": pool.saturations})
 
     async def read_control(self) -> None:
         """Commands from the master, one JSON object per line; EOF means it is gone."""

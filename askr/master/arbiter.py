@@ -42,6 +42,7 @@ from askr.master.events import (
     RESTART,
     CanaryDue,
     Event,
+    FilesChanged,
     FrontEvent,
     GiveUp,
     QueueRespawn,
@@ -49,6 +50,7 @@ from askr.master.events import (
     RollTimeout,
     Signal,
     Wake,
+    WatchQuiet,
     ZygoteFailed,
     ZygoteLine,
     ZygoteStarted,
@@ -57,6 +59,7 @@ from askr.master.fronts import FrontHandle, Fronts
 from askr.master.generation import Generations
 from askr.master.reload import Reloads
 from askr.master.systemd import Notifier
+from askr.master.watch import Watcher, WatchReloads
 from askr.master.workers import BACKOFF_MAX, BACKOFF_START, BOOT_ATTEMPTS, ExitKind, WorkerProc, WorkerSlot
 from askr.master.zygote import Zygote, ZygoteError
 from askr.metrics import MasterMetrics
@@ -97,6 +100,9 @@ class Arbiter:
         self.fronts = Fronts(config, self.run_as, self.post, self.metrics, self.track)
         self.queue = QueueWorkers(config, lambda index: self.post(QueueRespawn(index)), self.run_as)
         self.scheduler = Scheduler(config, self.run_as)
+        # [dev] watch: the watchfiles task posts FilesChanged; the loop debounces and reloads
+        self.watcher = Watcher(config, self.post) if config.dev.watch else None
+        self.watch_reloads = WatchReloads(self)
 
     # -- events in ---------------------------------------------------------------------------
     def post(self, event: Event) -> None:
@@ -160,9 +166,12 @@ class Arbiter:
             self.queue.start(self.gens.number)
             self.scheduler.start(self.gens.number)
             self.admin = AdminServer(self.admin_sock, self.config.admin.token, self.status, self.reload_from,
-                                     self.metrics.render)
+                                     self.metrics.render, openmetrics=self.metrics.render_openmetrics,
+                                     full_status=lambda: status.snapshot(self, full=True))
             await self.admin.start()
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
+            if self.watcher is not None:
+                self.track(self.watcher.run())
             while not self.stopped():
                 self.step(await self.events.get())
             await self.finish_stop()
@@ -200,6 +209,10 @@ class Arbiter:
                 pass  # reconcile() starts what is due
             case GiveUp():
                 self.give_up()
+            case FilesChanged(paths):
+                self.watch_reloads.files_changed(paths)
+            case WatchQuiet():
+                self.watch_reloads.quiet()
 
     def stopped(self) -> bool:
         """Stopping, and the fronts, queue workers and scheduler run are all gone."""
@@ -331,6 +344,8 @@ class Arbiter:
             self.gens.replace_lost(zygote)
         else:
             self.reloads.zygote_started(zygote)
+            if self.watcher is not None:
+                self.watcher.rebase()  # the reload resolved the root again: so does the watch
 
     def live_generations(self) -> set[int]:
         """Generations still needed: those with a live worker, and the one a reload would roll
@@ -550,6 +565,8 @@ class Arbiter:
         return live
 
     def cleanup(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         for task in self._tasks:
             task.cancel()
         for handle in self._timers:

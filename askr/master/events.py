@@ -90,8 +90,20 @@ class QueueRespawn:
     index: int
 
 
+@dataclass(frozen=True, slots=True)
+class FilesChanged:
+    """[dev] watch: files matching the globs changed (paths relative to the app base)."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchQuiet:
+    """[dev] watch: a quiet period may be over; a reload is due if nothing changed since."""
+
+
 RELOAD = "reload"
 RESTART = "restart"
 
 Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | RollTimeout
-         | CanaryDue | QueueRolled | QueueRespawn)
+         | CanaryDue | QueueRolled | QueueRespawn | FilesChanged | WatchQuiet)
