@@ -35,7 +35,7 @@ def test_waiting_requests_and_all_busy_are_counted(config_server, gate):
     # one front: every count below is that front's own, exact (docs/admin.md)
     server = config_server(workers=2, server={"fronts": 1}, log={"slow_request": 0.5})
     before = status(server)
-    assert (before["requests_waiting"], before["max_requests_waiting"], before["all_workers_busy"]) == (0, 0, 0)
+    assert before["requests_waiting"] == before["max_requests_waiting"] == before["all_workers_busy"] == 0
     results: list[int] = []
 
     def get(url: str) -> None:
@@ -60,8 +60,8 @@ def test_waiting_requests_and_all_busy_are_counted(config_server, gate):
     for t in holders + waiters:
         t.join(60)
     assert results == [200] * 5
-    after = wait_until(lambda: (s := status(server))["requests_waiting"] == 0 and s["slow_requests"] >= 2 and s,
-                       what="the queue to empty and the held requests to count as slow")
+    after = wait_until(lambda: (s := status(server))["requests_waiting"] == 0 and s["slow_requests"] >= 2
+                       and s, what="the queue to empty and the held requests to count as slow")
     assert after["max_requests_waiting"] == 3 and after["all_workers_busy"] == 1
     # the held two, and the waiting ones that waited long enough: the time counted is what the
     # client waited, time waiting for a worker included

@@ -237,3 +237,25 @@ def test_combinations_are_judged_without_the_filesystem() -> None:
 
 def test_fronts_auto_is_one_per_core_up_to_64() -> None:
     assert [config.auto_fronts(n) for n in (1, 2, 3, 16, 64, 256)] == [1, 2, 3, 16, 64, 64]
+
+
+def test_dev_watch_globs(tmp_path) -> None:
+    (tmp_path / "public").mkdir()
+    (tmp_path / "src").mkdir()
+    root = {"server.root": str(tmp_path / "public")}
+    assert config.load(None, root).dev.watch == ()  # off by default
+    assert config.load(None, {**root, "dev.watch": True}).dev.watch == config.DEFAULT_WATCH
+    assert config.load(None, {**root, "dev.watch": ["src/**/*.php"]}).dev.watch == ("src/**/*.php",)
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch = 'lib/\*\*/\*.php': .*lib' does not exist"):
+        config.load(None, {**root, "dev.watch": ["lib/**/*.php"]})
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch.*relative to the app base"):
+        config.load(None, {**root, "dev.watch": ["/etc/*.conf"]})
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch.*expected a list of globs"):
+        config.load(None, {**root, "dev.watch": "**/*.php"})
+
+
+def test_watch_literal_prefix() -> None:
+    assert config.watch_literal_prefix("src/**/*.php") == "src"
+    assert config.watch_literal_prefix("a/b/*.php") == "a/b"
+    assert config.watch_literal_prefix("**/*.php") == ""
+    assert config.watch_literal_prefix(".env") == ""

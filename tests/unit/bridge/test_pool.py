@@ -294,3 +294,27 @@ def test_an_unknown_frame_type_closes_the_channel(board) -> None:
         assert events[-1] == WorkerGone(WORKER_ID, PID)
 
     run(board, scenario)
+
+
+def test_probe_counts_requests_waiting_only_while_every_worker_is_busy(board) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
+        await ready(pool, worker, events)
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0)
+        first = Sink()
+        pool.submit(request(first))
+        assert pool.probe_waiting() == 0  # the worker is idle: it takes it in a moment
+        request_id, _, _ = await worker.take()
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0)
+        assert pool.probe_waiting() == 0  # held (its TAKEN comes with the answer): not waiting
+        for _ in range(2):
+            pool.submit(request(Sink()))
+        assert pool.probe_waiting() == 2  # the only worker is busy: both wait
+        assert pool.probe_waiting(arriving=1) == 3  # and one being submitted would too
+        assert (pool.peak_waiting, pool.saturations) == (3, 1)  # one episode, however many probes
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0)
+        assert pool.probe_waiting() == 0  # the worker is free again: the episode is over
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0)
+        assert pool.probe_waiting() == 2
+        assert (pool.peak_waiting, pool.saturations, pool.waiting_now) == (3, 2, 2)
+
+    run(board, scenario)
