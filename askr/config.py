@@ -433,7 +433,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Least severe event logged."),
     Setting("log", "access", "off", _choice("off", "combined", "json"),
             'Access log: "combined" (nginx\'s format plus the duration in seconds and the PHP worker\'s '
-            'pid) or "json", one line per response; "off" (default) for none.'),
+            'pid) or "json", one line per response; "off" (default) for none. The client address is '
+            "the connection's peer, or the client a trusted proxy ([server] trusted_proxies) names."),
     Setting("log", "access_file", None, _str,
             "Where the access log goes (appended; reopened on reload for logrotate). Default: stderr, "
             "with the event log.", path=True),

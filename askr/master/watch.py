@@ -140,6 +140,7 @@ class Watcher:
         self.watching = ""  # the resolved base being watched
         self.restart = asyncio.Event()  # set: the base moved (rebase) or askr stops
         self.stopped = False
+        self.polling = False  # inotify refused (its watch limit): look every 300 ms instead
 
     def accepts(self, path: str) -> str | None:
         """`path` (absolute, as notify reports it) relative to the base if a glob matches it."""
@@ -168,13 +169,20 @@ class Watcher:
             self.watching = os.path.realpath(self.base)
             try:
                 async for changes in awatch(self.watching, stop_event=self.restart, debounce=1600, step=50,
-                                            watch_filter=lambda _c, p: self.accepts(p) is not None):
+                                            watch_filter=lambda _c, p: self.accepts(p) is not None,
+                                            force_polling=self.polling):
                     paths = sorted({rel for _, path in changes if (rel := self.accepts(path)) is not None})
                     if paths:
                         self.post(FilesChanged(tuple(paths)))
-            except (FileNotFoundError, OSError) as e:
+            except FileNotFoundError as e:  # mid-deploy, say
                 log.error("watch: cannot watch %s (%s); trying again in %g s", self.watching, e, RETRY)
                 await asyncio.sleep(RETRY)
+            except OSError as e:
+                if self.polling:
+                    raise
+                log.error("watch: inotify refused %s (%s: raise fs.inotify.max_user_watches); polling "
+                          "every 300 ms instead", self.watching, e)
+                self.polling = True
             else:
                 if not self.stopped:
                     log.info("watch: now watching %s", os.path.realpath(self.base))
