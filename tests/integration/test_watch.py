@@ -121,17 +121,37 @@ def test_a_burst_of_edits_is_one_reload(askr_server, tmp_path):
 
 def test_edits_during_a_reload_queue_one_more(askr_server, tmp_path):
     base = make_app(tmp_path / "app")
-    server = askr_server("--root", base / "public", "--workers", "2", "--watch", "**/*.php")
+    # each worker takes a second to boot, so the reload is still rolling when the next edits land
+    (base / "worker.php").write_text(WORKER.replace("<?php\n", "<?php\nusleep(1000000);\n", 1))
+    server = askr_server("--root", base / "public", "--workers", "2", "--worker", base / "worker.php",
+                         "--watch", "**/*.php")
     start = len(server.lines)
     set_version(base, "v2")
     server.wait_for_log(r"watch: lib\.php changed: rolling reload", timeout=60, start=start)
     for i in range(5):  # while it rolls
         (base / "public" / f"more{i}.php").write_text(f"<?php echo {i};")
+    server.wait_for_log(r"watch: public/more\d\.php and 4 other files changed: a reload is in progress; "
+                        r"another one follows it", timeout=60, start=start)
     wait_until(lambda: len(re.findall(r"reload complete", "\n".join(server.lines[start:]))) >= 2, timeout=90,
                what="the reload and the one queued behind it")
-    assert len(watch_reloads(server)) == 2, watch_reloads(server)
+    assert "starting the queued reload" in server.log
+    assert len([line for line in server.lines if "watch: " in line and " changed: " in line]) == 2
     status = httpx.get(server.admin_url + "/api/status", timeout=10).json()
     assert status["generation"] == 3 and not status["reloading"]
+    assert httpx.get(server.url + "/", timeout=30).text == "v2"
+
+
+def test_a_composer_run_is_one_reload_at_its_end(askr_server, tmp_path):
+    base = make_app(tmp_path / "app")
+    (base / "vendor" / "acme").mkdir(parents=True)
+    server = askr_server("--root", base / "public", "--workers", "1", "--watch")
+    start = len(server.lines)
+    (base / "vendor" / "acme" / "one.php").write_text("<?php // 1")
+    time.sleep(0.8)  # part of the scenario: a pause within the composer run, longer than 0.3 s
+    (base / "vendor" / "autoload.php").write_text("<?php // regenerated last")
+    server.wait_for_log(r"reload complete", timeout=60, start=start)
+    assert [line.split("watch: ")[1] for line in watch_reloads(server)] == [
+        "vendor/acme/one.php and 1 other file changed: rolling reload"]
 
 
 def test_a_symlinked_release_is_followed_after_a_reload(askr_server, tmp_path):
