@@ -9,6 +9,7 @@ so its last snapshot is folded into a base first: totals never go backwards.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,13 +26,14 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 class RequestStats:
     """A front's counters: responses by status class, and a duration histogram."""
 
-    __slots__ = ("accepted", "bucket_counts", "by_class", "count", "slow", "total_seconds")
+    __slots__ = ("accepted", "bucket_counts", "by_class", "count", "last_request", "slow", "total_seconds")
 
     def __init__(self) -> None:
         self.by_class = [0] * 6
         self.bucket_counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
         self.count = 0
         self.total_seconds = 0.0
+        self.last_request = 0.0  # loop time the latest request was dispatched (0: none yet)
         self.accepted = 0  # client connections accepted (php-fpm's "accepted conn")
         self.slow = 0  # PHP requests slower than [log] slow_request (php-fpm's "slow requests")
 
@@ -68,6 +70,7 @@ class MasterMetrics(Collector):
         self.status = status
         self.base = _zero()  # what fronts that have since restarted had counted
         self.fronts: dict[int, dict[str, Any]] = {}  # each front's latest snapshot
+        self.reported_at: dict[int, float] = {}  # when it came (time.monotonic), for askr drain --wait
         self.reloads: dict[str, int] = {}
         self.canaries: dict[str, int] = {"healthy": 0, "unhealthy": 0}
         self.worker_crashes = 0
@@ -76,11 +79,13 @@ class MasterMetrics(Collector):
         self.registry.register(self)
 
     def front_stats(self, index: int, snapshot: dict[str, Any]) -> None:
-        """A front's cumulative counters (RequestStats.snapshot) and its `waiting` gauge."""
+        """A front's cumulative counters (RequestStats.snapshot), its `waiting` gauge, and its
+        traffic now (`in_flight`, `idle_seconds`: what askr drain --wait waits on)."""
         last = self.fronts.get(index)
         if last is not None and snapshot["count"] < last["count"]:
             self.base = _add(self.base, last)  # the front restarted: keep what it had counted
         self.fronts[index] = snapshot
+        self.reported_at[index] = time.monotonic()
         # each front's own peak is exact (it probes on submit); across fronts the total is sampled
         total = sum(s.get("waiting", 0) for s in self.fronts.values())
         self.max_waiting = max(self.max_waiting, total, snapshot.get("peak_waiting", 0))

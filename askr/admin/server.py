@@ -1,13 +1,18 @@
 """The admin API, served by the master on [admin] listen (loopback by default).
 
-    GET  /api/status          JSON: version, uptime, generation, workers, last reload
+    GET  /api/status          JSON: version, uptime, readiness state, generation, workers, last reload
                               (?full: each worker's latest request too; ?format=openmetrics: the
                               metrics in the OpenMetrics format, as php-fpm's status page)
     GET  /metrics             Prometheus text format (askr/metrics.py)
     POST /api/reload          start a rolling reload (202); ?canary=1 starts it with a canary
+    GET  /api/health/live     200 while the master and a front are up, else 503 (HEAD too)
+    GET  /api/health/ready    200 while the host should get traffic, else 503 and why (HEAD too)
+    POST /api/drain           readiness says 503 "draining"; everything that arrives is still served
+    POST /api/undrain         back to the workers' readiness
 
-One request per connection, JSON out, an optional bearer token ([admin] token / token_file).
-The master's loop owns all state; this module only reads it and asks for a reload.
+One request per connection, JSON out, an optional bearer token ([admin] token / token_file; the
+health probes are exempt with [admin] health_public). The master's loop owns all state; this
+module only reads it and asks for a reload or a drain.
 """
 
 from __future__ import annotations
@@ -33,19 +38,32 @@ class OpenMetrics(bytes):
 READ_TIMEOUT = 10.0
 
 
+HEALTH_PROBES = {"/api/health/live": "live", "/api/health/ready": "ready"}
+
+
 class AdminServer:
-    def __init__(self, sock: socket.socket, token: str | None, status: Callable[[], dict[str, Any]],
-                 reload: Callable[[str, bool], dict[str, Any]], metrics: Callable[[], bytes] | None = None,
-                 full_status: Callable[[], dict[str, Any]] | None = None,
-                 openmetrics: Callable[[], bytes] | None = None):
+    def __init__(self, sock: socket.socket, config: Any, status: Callable[[], dict[str, Any]],
+                 reload: Callable[[str, bool], dict[str, Any]], metrics: Callable[[], bytes],
+                 health: Callable[[str], tuple[bool, dict[str, str]]],
+                 drain: Callable[[bool], dict[str, Any]]):
+        """`config` is the [admin] section (token, health_public)."""
         self.sock = sock
         self.metrics = metrics
-        self.full_status = full_status or status
-        self.openmetrics = openmetrics
-        self.token = token
+        self.token: str | None = config.token
+        self.health_public: bool = config.health_public
+        # GET /api/status?full, ?format=openmetrics (given after construction: set_status_views)
+        self.full_status = status
+        self.openmetrics: Callable[[], bytes] | None = None
         self.status = status
         self.reload = reload
+        self.health = health
+        self.drain = drain
         self.server: asyncio.AbstractServer | None = None
+
+    def set_status_views(self, full: Callable[[], dict[str, Any]], openmetrics: Callable[[], bytes]) -> None:
+        """GET /api/status?full and ?format=openmetrics."""
+        self.full_status = full
+        self.openmetrics = openmetrics
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, sock=self.sock, limit=MAX_HEAD)
@@ -59,7 +77,7 @@ class AdminServer:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
             status, body = self.respond(head)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-            status, body = HTTPStatus.BAD_REQUEST, {"error": "malformed or incomplete request"}
+            head, status, body = b"", HTTPStatus.BAD_REQUEST, {"error": "malformed or incomplete request"}
         if isinstance(body, OpenMetrics):
             payload, content_type = bytes(body), OPENMETRICS_TYPE
         elif isinstance(body, bytes):  # /metrics
@@ -70,6 +88,8 @@ class AdminServer:
                     f"content-length: {len(payload)}\r\nconnection: close\r\n")
         if status == HTTPStatus.UNAUTHORIZED:
             head_out += 'www-authenticate: Bearer realm="askr"\r\n'
+        if head.startswith(b"HEAD "):
+            payload = b""  # its length and status stand (a balancer's HEAD probe)
         try:
             writer.write(head_out.encode() + b"\r\n" + payload)
             await writer.drain()
@@ -89,11 +109,21 @@ class AdminServer:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        if self.token is not None:
+        public = self.health_public and target.path in HEALTH_PROBES
+        if self.token is not None and not public:
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 return HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}
-        if target.path == "/metrics" and self.metrics is not None:
+        if target.path in HEALTH_PROBES:
+            if method not in ("GET", "HEAD"):
+                return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET or HEAD"}
+            ok, body = self.health(HEALTH_PROBES[target.path])
+            return (HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE), body
+        if target.path in ("/api/drain", "/api/undrain"):
+            if method != "POST":
+                return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST"}
+            return HTTPStatus.OK, self.drain(target.path == "/api/drain")
+        if target.path == "/metrics":
             if method != "GET":
                 return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET"}
             return HTTPStatus.OK, self.metrics()

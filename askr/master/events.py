@@ -63,6 +63,11 @@ class GiveUp:
 
 
 @dataclass(frozen=True, slots=True)
+class DrainDelayOver:
+    """SIGTERM's [server] drain_delay has run out: drain and stop now."""
+
+
+@dataclass(frozen=True, slots=True)
 class RollTimeout:
     """A reload's replacement for one slot had ROLL_TIMEOUT to get ready; `attempt` says which roll."""
 
@@ -105,5 +110,5 @@ class WatchQuiet:
 RELOAD = "reload"
 RESTART = "restart"
 
-Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | RollTimeout
-         | CanaryDue | QueueRolled | QueueRespawn | FilesChanged | WatchQuiet)
+Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | DrainDelayOver
+         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn | FilesChanged | WatchQuiet)

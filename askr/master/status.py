@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from askr import __version__
+from askr import __version__, readiness
 from askr.bridge.scoreboard import SlotState
 
 if TYPE_CHECKING:
@@ -39,6 +39,9 @@ def snapshot(arbiter: Arbiter, full: bool = False) -> dict[str, Any]:
     return {
         "version": __version__,
         "uptime_seconds": round(now - arbiter.started_at, 3),
+        "state": arbiter.readiness().state,
+        "draining": arbiter.draining,
+        "traffic": traffic(arbiter, now),
         "mode": "worker" if arbiter.config.worker.script else "classic",
         "generation": arbiter.gens.number,
         "workers_configured": len(arbiter.slots),
@@ -68,6 +71,22 @@ def last_request(slot: SlotState) -> dict[str, Any]:
                 "last_request_peak_bytes": None}
     return {"last_request_seconds": slot.last_us / 1e6, "last_request_cpu_seconds": slot.last_cpu_us / 1e6,
             "last_request_peak_bytes": slot.last_peak}
+
+
+def traffic(arbiter: Arbiter, now: float) -> dict[str, Any]:
+    """The running fronts' latest stats reports as one view (askr drain --wait polls `quiet`);
+    a running front that has not reported yet keeps it from being quiet."""
+    metrics, mono = arbiter.metrics, time.monotonic()
+    fronts: list[readiness.FrontActivity | None] = []
+    for front in arbiter.fronts.handles:
+        if front.proc is None:
+            continue
+        report = metrics.fronts.get(front.index)
+        fronts.append(None if report is None else readiness.FrontActivity(
+            metrics.reported_at[front.index], report.get("idle_seconds"), report.get("in_flight", 0)))
+    since = mono - (now - arbiter.started_at)
+    return {**readiness.traffic(fronts, mono, arbiter.config.admin.drain_quiet, since),
+            "quiet_after_seconds": arbiter.config.admin.drain_quiet}
 
 
 def rss_kib(pid: int) -> int | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from askr.admin.client import render
 
 STATUS = {
-    "version": "0.1.0", "uptime_seconds": 12.0, "mode": "classic", "generation": 3,
+    "version": "0.1.0", "uptime_seconds": 12.0, "mode": "classic", "generation": 3, "state": "ready",
+    "draining": False, "traffic": {"in_flight": 1, "idle_seconds": 0.5},
     "workers_configured": 2, "workers_ready": 2, "busy": 1, "idle": 1, "restarts": 0,
     "last_reload": None, "failing": {}, "queue_workers": [], "scheduler": None,
     "requests_waiting": 4, "max_requests_waiting": 9, "all_workers_busy": 2, "slow_requests": 5,
