@@ -4,6 +4,7 @@ does not exist is a config error."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -36,7 +37,12 @@ def make_app(base: Path) -> Path:
 
 
 def set_version(base: Path, version: str) -> None:
-    (base / "lib.php").write_text(f"<?php\nfunction version() {{ return '{version}'; }}\n")
+    """Save lib.php as most editors do, whole (a new file renamed over the old one): in classic
+    mode a request could otherwise include it half-written (truncated, not yet rewritten), as
+    under php-fpm, and fail for a reason that has nothing to do with the reload."""
+    new = base / "lib.php.new"
+    new.write_text(f"<?php\nfunction version() {{ return '{version}'; }}\n")
+    os.replace(new, base / "lib.php")
 
 
 class Client:
