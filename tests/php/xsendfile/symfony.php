@@ -2,7 +2,7 @@
 // Symfony's BinaryFileResponse as an app serves a download, with X-Sendfile trusted: it names
 // the file in a header when the request carries X-Sendfile-Type. Afterwards the script writes
 // to ?report= how many body bytes PHP itself produced, and the X-Sendfile-Type it was given.
-require '/usr/share/php/Symfony/Component/HttpFoundation/autoload.php';
+require_once '/usr/share/php/Symfony/Component/HttpFoundation/autoload.php';
 
 use Symfony\Component\HttpFoundation\BinaryFileResponse;
 use Symfony\Component\HttpFoundation\Request;
