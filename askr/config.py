@@ -301,7 +301,8 @@ SETTINGS: tuple[Setting, ...] = (
             "±15% across workers, and a replacement boots before the old worker retires."),
     Setting("server", "request_timeout", 60, _seconds,
             "Wall-clock seconds one PHP request may take, from dispatch to the end of its response; "
-            "past it the client gets 504 and the worker is killed and replaced (Debian's PHP counts "
+            "past it the client gets 504, and the worker logs its PHP backtrace and is killed and replaced "
+            "(Debian's PHP counts "
             "max_execution_time in CPU time, so sleep() and blocked I/O escape that limit)."),
     Setting("server", "graceful_timeout", 30, _seconds,
             "On SIGTERM, seconds in-flight requests get to finish (new connections are refused, idle "
@@ -350,6 +351,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker", "php_cli", "php", _str,
             "The PHP command-line program that runs queue workers and the scheduler (PHP's CLI SAPI, "
             "so PHP_SAPI is cli and pcntl signal handling works): a name looked up in PATH, or a path."),
+    Setting("worker", "max_memory", 0, parse_size,
+            "Recycle a PHP worker (classic or worker mode) whose anonymous memory (RssAnon: its heap, "
+            "PHP's and C extensions' alike; not OPcache's shared memory or libraries) is over this "
+            'after a request, e.g. "256M" (0 = never): a replacement boots before the old worker '
+            "retires, as with max_requests (docs/deployment.md, \"Memory-based recycling\")."),
+    Setting("worker", "slowlog_timeout", None, _seconds,
+            "Log the PHP backtrace (function, file:line of each call, as php-fpm's "
+            "request_slowlog_timeout) of a request still running after this many seconds; the "
+            "request goes on undisturbed. Unset: no slowlog. A request_timeout kill always logs the "
+            "backtrace first (docs/fpm-compatibility.md, \"Slowlog\")."),
+    Setting("worker", "slowlog_file", None, _str,
+            "Where slowlog records go (appended, php-fpm's slowlog layout), opened by the PHP zygote "
+            "as the user PHP runs as. Default: the error log (stderr), as WARNING records.", path=True),
     Setting("queue", "script", None, _str,
             "Queue workers: a PHP script that boots the app and runs queue:work in-process "
             "(examples/askr-queue.php). askr runs it with --max-jobs, --max-time and [queue] args as "

@@ -49,6 +49,9 @@ def render(status: dict[str, Any]) -> str:
         f"workers: {status['workers_ready']} ready of {status['workers_configured']} "
         f"({status['busy']} busy, {status['idle']} idle), {status['restarts']} restarts",
     ]
+    recycled = status.get("recycled")
+    if recycled:
+        lines.append("recycled: " + " · ".join(f"{reason} {n}" for reason, n in recycled.items()))
     reload = status.get("last_reload")
     if reload:
         lines.append(f"last reload ({reload['requested_by']}): {reload['outcome']}")

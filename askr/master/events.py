@@ -93,5 +93,13 @@ class QueueRespawn:
 RELOAD = "reload"
 RESTART = "restart"
 
+@dataclass(frozen=True, slots=True)
+class KillDue:
+    """A worker asked to log its backtrace before a kill had its grace: SIGKILL it if still there."""
+
+    worker_id: int
+    pid: int
+
+
 Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | RollTimeout
-         | CanaryDue | QueueRolled | QueueRespawn)
+         | CanaryDue | QueueRolled | QueueRespawn | KillDue)

@@ -43,6 +43,7 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
         "busy": sum(w["busy"] for w in alive),
         "idle": sum(w["state"] == "ready" and not w["busy"] for w in alive),
         "restarts": sum(s.restarts for s in slots),
+        "recycled": dict(arbiter.recycled),
         "failing": {f"php#{s.position}": {"failures": s.failures, "last_error": s.last_error,
                                           "circuit": "open" if s.circuit_open else "closed"}
                     for s in slots if s.failures},
