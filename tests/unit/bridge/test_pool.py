@@ -246,6 +246,22 @@ def test_quota_and_exit_flags(board) -> None:
     run(board, scenario)
 
 
+def test_a_recycle_frame_after_the_response_reports_max_memory(board) -> None:
+    """RECYCLE comes after END (the client has its answer); the worker stays in service."""
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
+        await ready(pool, worker, events)
+        sink = Sink()
+        pool.submit(request(sink))
+        request_id, _, _ = await worker.take()
+        recycle = wire.frame(wire.RECYCLE, bytes([1]) + (300 * 2**20).to_bytes(8, "big"))
+        worker.say(taken(request_id), head(200), end(), recycle)
+        await asyncio.wait_for(sink.done.wait(), 10)
+        await until(lambda: WorkerQuota(WORKER_ID, PID, "max_memory", 300 * 2**20) in events, "the event")
+        assert pool.ready == 1  # serves on until its replacement is ready
+
+    run(board, scenario)
+
+
 def test_retire_sets_the_stop_word_and_sends_stop(board) -> None:
     async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
