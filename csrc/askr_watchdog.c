@@ -311,12 +311,12 @@ static void *watchdog_main(void *arg)
 
 bool watchdog_start(uint64_t slowlog_timeout_ms, int slowlog_fd)
 {
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, TRACE_SIGNAL);
-	/* Blocked here, in the PHP thread (and inherited by the watchdog, which reads it). */
-	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0
-		|| (WD.signal_fd = signalfd(-1, &set, SFD_CLOEXEC)) < 0) {
+	sigset_t trace, all, php_mask;
+	sigemptyset(&trace);
+	sigaddset(&trace, TRACE_SIGNAL);
+	/* TRACE_SIGNAL is blocked in the PHP thread: only the watchdog's signalfd reads it. If this
+	 * fails, the signal keeps its default action (the worker dies, as the master meant). */
+	if ((WD.signal_fd = signalfd(-1, &trace, SFD_CLOEXEC)) < 0) {
 		askr_log("WARNING", "watchdog: signalfd: %s; no backtrace before a request_timeout kill", strerror(errno));
 		return false;
 	}
@@ -325,6 +325,11 @@ bool watchdog_start(uint64_t slowlog_timeout_ms, int slowlog_fd)
 	if (slowlog_timeout_ms && (WD.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0) {
 		askr_log("WARNING", "watchdog: timerfd_create: %s; no slowlog", strerror(errno));
 	}
+	/* The thread starts with every signal blocked (it inherits this mask), so every signal meant
+	 * for PHP -- SIGPROF of max_execution_time, Zend's and pcntl's handlers -- still runs on the
+	 * PHP thread, where Zend's signal bookkeeping expects it. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &php_mask);
 	pthread_attr_t attr;
 	pthread_t tid;
 	pthread_attr_init(&attr);
@@ -332,6 +337,10 @@ bool watchdog_start(uint64_t slowlog_timeout_ms, int slowlog_fd)
 	pthread_attr_setstacksize(&attr, 256 * 1024);
 	int rc = pthread_create(&tid, &attr, watchdog_main, NULL);
 	pthread_attr_destroy(&attr);
+	if (rc == 0) {
+		sigaddset(&php_mask, TRACE_SIGNAL);
+	}
+	pthread_sigmask(SIG_SETMASK, &php_mask, NULL);
 	if (rc != 0) {
 		askr_log("WARNING", "watchdog: pthread_create: %s; no slowlog", strerror(rc));
 		return false;

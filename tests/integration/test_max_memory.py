@@ -60,6 +60,25 @@ def test_a_leaking_worker_script_is_recycled_for_memory(config_server):
     assert re.search(r"^recycled: max_requests 0 · max_memory \d+$", out, re.M), out
 
 
+def test_memory_held_outside_phps_allocator_counts(config_server):
+    """Why RssAnon and not memory_get_usage(): a C library's leak (here libxml's parsed documents,
+    kept in a static array) grows the process while PHP's own figure stays flat. The worker is
+    recycled for it all the same."""
+    server = config_server(workers=1, worker={"script": str(LEAKY_WORKER), "max_memory": "32M"})
+    seen: list[dict] = []
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(200):  # bounded: each request keeps ~2 MiB of libxml nodes
+            resp = client.get("/anything", params={"dom": 1, "kb": 64})
+            assert resp.status_code == 200, resp.text
+            seen.append(resp.json())
+            if recycled_counts(server)["max_memory"] >= 1:
+                break
+    m = server.wait_for_log(RECYCLED.pattern)
+    old = [s for s in seen if s["pid"] == int(m.group(2))]
+    assert len(old) >= 5, seen  # it took a few documents to get there
+    assert max(s["php_memory"] for s in old) < 16 * 2**20  # PHP's allocator never saw 32 MiB
+
+
 def test_classic_workers_are_recycled_for_memory(config_server):
     """Classic mode checks after every response too: with a limit below what any worker holds
     (1M), each worker asks to be replaced after its first request, and every request still

@@ -83,3 +83,17 @@ def test_request_timeout_logs_the_backtrace_before_the_kill(config_server, mode)
     assert_backtrace(lines, lines.index(trace.string))
     assert lines.index(trace.string) < lines.index(exited.string)
     assert httpx.get(server.url + "/hello.php", timeout=30).text == "hello"  # replaced
+
+
+def test_max_execution_time_still_stops_php(config_server):
+    """The watchdog thread takes no signal meant for PHP: max_execution_time's SIGPROF still
+    reaches the PHP thread and ends a busy request, and a busy frame shows in the slowlog."""
+    server = config_server(workers=1, worker={"slowlog_timeout": 0.5, "ini": {"max_execution_time": "2"}})
+    resp = httpx.get(server.url + "/spin.php?s=30", timeout=30)
+    assert resp.status_code == 500
+    server.wait_for_log(r"Maximum execution time of 2 seconds? exceeded")
+    m = server.wait_for_log(r"slow request: GET /spin\.php\?s=30 running")
+    after = server.lines[server.lines.index(m.string):]
+    frame = rf"\] spin\(\) {re.escape(str(APP / 'spin.php'))}:4$"
+    assert any(re.search(frame, line) for line in after[:5]), after[:5]
+    assert httpx.get(server.url + "/spin.php?s=0.1", timeout=30).text == "spun\n"
