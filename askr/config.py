@@ -630,6 +630,10 @@ def _check_environment(source: str, parsed: dict[str, dict[str, Any]]) -> list[s
                         "set php_cli to its path")
     if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
         problems.append(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
+    if worker["slowlog_file"] is not None and not Path(worker["slowlog_file"]).parent.is_dir():
+        problems.append(f"{source}: [worker] slowlog_file = {worker['slowlog_file']!r}: its directory does "
+                        "not exist; create it (writable by [server] user) or remove slowlog_file to log "
+                        "to the error log")
     if tls["cert"] is not None and tls["key"] is not None:
         try:
             check_pair(tls["cert"], tls["key"])
