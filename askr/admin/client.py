@@ -57,11 +57,12 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"last reload ({reload['requested_by']}): {reload['outcome']}")
     for name, failing in status.get("failing", {}).items():
         lines.append(f"{name}: {failing['failures']} failed starts in a row: {failing['last_error']}")
-    lines.append(f"{'worker':8} {'pid':>8} {'gen':>4} {'state':9} {'busy':5} {'requests':>9} {'rss':>9}")
+    lines.append(f"{'worker':8} {'pid':>8} {'gen':>4} {'state':9} {'busy':5} {'requests':>9} {'rss':>9} "
+                 f"{'anon':>9}")
     for w in status["workers"]:
-        rss = f"{w['rss_kib'] / 1024:.1f}M" if w["rss_kib"] else "-"
+        rss, anon = (f"{w[key] / 1024:.1f}M" if w.get(key) else "-" for key in ("rss_kib", "rss_anon_kib"))
         lines.append(f"php#{w['position']:<4} {w['pid']:>8} {w['generation']:>4} {w['state']:9} "
-                     f"{'yes' if w['busy'] else 'no':5} {w['requests']:>9} {rss:>9}")
+                     f"{'yes' if w['busy'] else 'no':5} {w['requests']:>9} {rss:>9} {anon:>9}")
     lines.extend(_render_jobs(status))
     return "\n".join(lines)
 

@@ -27,7 +27,7 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
             "generation": proc.generation, "state": proc.state, "busy": busy,
             "current_uri": slot.uri if busy else None,
             "current_seconds": round(max(0.0, now - began), 3) if began is not None else None,
-            "requests": slot.served, "errors_5xx": slot.errors, "rss_kib": rss_kib(proc.pid),
+            "requests": slot.served, "errors_5xx": slot.errors, **memory_kib(proc.pid),
             "started_at": round(now - (mono - proc.started_at), 3),
         })
     alive = [w for w in workers if w["pid"]]
@@ -55,12 +55,17 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
     }
 
 
-def rss_kib(pid: int) -> int | None:
+def memory_kib(pid: int) -> dict[str, int | None]:
+    """VmRSS (every resident page, shared ones too) and RssAnon (what [worker] max_memory
+    compares: the process's own heap, without OPcache's shared memory or libraries)."""
+    found: dict[str, int | None] = {"rss_kib": None, "rss_anon_kib": None}
+    names = {"VmRSS:": "rss_kib", "RssAnon:": "rss_anon_kib"}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                key = names.get(line.split(maxsplit=1)[0] if line.strip() else "")
+                if key:
+                    found[key] = int(line.split()[1])
     except (OSError, ValueError):
         pass
-    return None
+    return found

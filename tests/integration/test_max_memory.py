@@ -54,6 +54,8 @@ def test_a_leaking_worker_script_is_recycled_for_memory(config_server):
     assert_successor_first(server, old_pid)
     counts = recycled_counts(server)
     assert counts["max_memory"] >= 1 and counts["max_requests"] == 0
+    for w in httpx.get(server.admin_url + "/api/status", timeout=30).json()["workers"]:
+        assert 0 < w["rss_anon_kib"] < w["rss_kib"]  # what max_memory compares, and all resident pages
     assert metric(server, "max_memory") == counts["max_memory"]
     code, out = run_askr(["status", "--admin", server.admin_url.removeprefix("http://")])
     assert code == 0, out
