@@ -114,6 +114,9 @@ class MasterMetrics(Collector):
         for reason, n in status["recycled"].items():
             recycled.add_metric([reason], n)
         yield recycled
+        yield CounterMetricFamily("askr_php_slow_requests", "Requests still running after [worker] "
+                                  "slowlog_timeout (their backtrace was logged)",
+                                  value=status["slow_requests"])
         yield CounterMetricFamily("askr_php_worker_crashes", "PHP workers that died unexpectedly",
                                   value=self.worker_crashes)
         yield GaugeMetricFamily("askr_php_generation", "The PHP generation new workers run",

@@ -88,7 +88,8 @@ enum {
 	SB_REQUEST, SB_PID, SB_STOP, SB_SERVED, SB_ERRORS,
 	SB_STARTED,                   /* when the request held began, Unix time in microseconds */
 	SB_URI,                       /* its REQUEST_URI, NUL-terminated, SB_URI_BYTES at most */
-	SB_WORDS = SB_URI + 16,
+	SB_SLOW = SB_URI + 16,        /* requests the slowlog logged (written by the watchdog thread) */
+	SB_WORDS,
 };
 #define SB_URI_BYTES (16 * sizeof(uint64_t))
 
@@ -122,6 +123,7 @@ static inline void scoreboard_claim(uint32_t worker_id)
 		slot[SB_STOP] = 0;
 		slot[SB_SERVED] = 0;
 		slot[SB_ERRORS] = 0;
+		slot[SB_SLOW] = 0;
 		slot[SB_PID] = (uint64_t)getpid();
 	}
 }

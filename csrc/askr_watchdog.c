@@ -302,6 +302,10 @@ static void *watchdog_main(void *arg)
 			/* The timer was armed by the latest request to start: it is slow if it still runs. */
 			uint64_t seq = atomic_load(&WD.seq);
 			if ((seq & 1) && monotonic_ns() - atomic_load(&WD.began_ns) >= WD.timeout_ms * 1000000u) {
+				volatile uint64_t *slot = scoreboard_slot(W.cfg->worker_id);
+				if (slot) {
+					slot[SB_SLOW]++;   /* php-fpm's "slow requests"; only this thread writes it */
+				}
 				trace_dump("slow request");
 			}
 		}

@@ -4,9 +4,9 @@ every PHP worker), by the fronts (read-write: the stop word) and by the master (
 The C worker (csrc/askr_chan.h, `SB_*`) writes a slot as native u64 words: the request id it holds
 (0 when idle), its pid, the stop word (set by a front to retire it), requests served, 5xx
 responses sent, when its latest request began (Unix µs), then that request's REQUEST_URI
-(NUL-terminated, 128 bytes at most). This module is the one Python reader and writer of that
-layout. A slot counts only while its pid is the worker's asked about: a replacement may reuse
-the id, and a dead worker's slot keeps its last words.
+(NUL-terminated, 128 bytes at most), then the requests its slowlog logged. This module is the one
+Python reader and writer of that layout. A slot counts only while its pid is the worker's asked
+about: a replacement may reuse the id, and a dead worker's slot keeps its last words.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import mmap
 import struct
 from dataclasses import dataclass
 
-SLOT = struct.Struct("=QQQQQQ128s")
+SLOT = struct.Struct("=QQQQQQ128sQ")
 _STOP_WORD = struct.Struct("=Q")
 _STOP_OFFSET = 16  # the third word
 
@@ -29,6 +29,7 @@ class SlotState:
     errors: int  # 5xx responses sent
     began_us: int  # when the latest request began, Unix µs
     uri: str  # that request's REQUEST_URI
+    slow: int = 0  # requests the slowlog logged ([worker] slowlog_timeout)
 
 
 IDLE = SlotState(0, 0, 0, 0, "")
@@ -73,5 +74,5 @@ class Scoreboard:
         offset = self._offset(worker_id, pid) if pid else -1
         if offset < 0:
             return IDLE
-        request_id, _, _, served, errors, began, uri = SLOT.unpack_from(self._board, offset)  # type: ignore[arg-type]
-        return SlotState(request_id, served, errors, began, uri.split(b"\0", 1)[0].decode("latin-1"))
+        request_id, _, _, served, errors, began, uri, slow = SLOT.unpack_from(self._board, offset)  # type: ignore[arg-type]
+        return SlotState(request_id, served, errors, began, uri.split(b"\0", 1)[0].decode("latin-1"), slow)

@@ -101,6 +101,7 @@ class Arbiter:
         self.exit_code = 0
         self.giving_up: WorkerSlot | None = None  # no worker could boot: exiting once its error is in
         self.recycled = dict.fromkeys(RECYCLE_REASONS, 0)  # healthy workers replaced, by reason
+        self.slow_requests_gone = 0  # what exited workers' slowlogs logged (live ones: the scoreboard)
         self._tasks: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.clock = time.monotonic  # for worker ages and backoff (tests step it by hand)
@@ -377,6 +378,8 @@ class Arbiter:
             worker_id, pid, code, sig = (int(x) for x in fields[1:5])
             proc = self.procs.get(worker_id)
             if proc is not None and proc.pid in (pid, 0):
+                # its slot keeps its last words until the id is reused, which needs this exit
+                self.slow_requests_gone += self.scoreboard.read(worker_id, pid).slow
                 del self.procs[worker_id]
                 self.worker_exited(proc, pid, code, sig)
         elif what == "closed" and not self.stopping and zygote is self.gens.current:

@@ -27,7 +27,8 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
             "generation": proc.generation, "state": proc.state, "busy": busy,
             "current_uri": slot.uri if busy else None,
             "current_seconds": round(max(0.0, now - began), 3) if began is not None else None,
-            "requests": slot.served, "errors_5xx": slot.errors, **memory_kib(proc.pid),
+            "requests": slot.served, "errors_5xx": slot.errors, "slow_requests": slot.slow,
+            **memory_kib(proc.pid),
             "started_at": round(now - (mono - proc.started_at), 3),
         })
     alive = [w for w in workers if w["pid"]]
@@ -44,6 +45,7 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
         "idle": sum(w["state"] == "ready" and not w["busy"] for w in alive),
         "restarts": sum(s.restarts for s in slots),
         "recycled": dict(arbiter.recycled),
+        "slow_requests": arbiter.slow_requests_gone + sum(w["slow_requests"] for w in workers),
         "failing": {f"php#{s.position}": {"failures": s.failures, "last_error": s.last_error,
                                           "circuit": "open" if s.circuit_open else "closed"}
                     for s in slots if s.failures},

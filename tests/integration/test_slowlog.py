@@ -22,6 +22,15 @@ def worker_option(mode: str, **keys: object) -> dict[str, object]:
     return {**({"script": str(WORKER_SCRIPT)} if mode == "worker" else {}), **keys}
 
 
+def slow_requests(server) -> tuple[int, float]:
+    """The slowlog count in /api/status and in /metrics."""
+    status = httpx.get(server.admin_url + "/api/status", timeout=30).json()
+    metrics = httpx.get(server.admin_url + "/metrics", timeout=30).text
+    m = re.search(r"^askr_php_slow_requests_total ([\d.]+)$", metrics, re.M)
+    assert m, metrics
+    return status["slow_requests"], float(m.group(1))
+
+
 def assert_backtrace(lines: list[str], start: int) -> None:
     """From lines[start] on: script_filename, then the frames in order, on consecutive lines."""
     rest = lines[start + 1:]
@@ -50,6 +59,7 @@ def test_a_slow_request_logs_its_backtrace_and_completes(config_server, mode):
     # one record per request, and a fast request gets none
     assert httpx.get(server.url + "/hello.php", timeout=30).text == "hello"
     assert sum("slow request:" in line for line in server.lines) == 1
+    assert slow_requests(server) == (1, 1)
 
 
 def test_slowlog_file_gets_fpm_layout_records(config_server, tmp_path):
@@ -97,3 +107,16 @@ def test_max_execution_time_still_stops_php(config_server):
     frame = rf"\] spin\(\) {re.escape(str(APP / 'spin.php'))}:4$"
     assert any(re.search(frame, line) for line in after[:5]), after[:5]
     assert httpx.get(server.url + "/spin.php?s=0.1", timeout=30).text == "spun\n"
+
+
+def test_the_slow_request_count_outlives_the_worker(config_server):
+    """A request slow enough for the slowlog and then for request_timeout: both records, and the
+    count stays when its worker is gone."""
+    server = config_server(workers=1, server={"request_timeout": 2}, worker={"slowlog_timeout": 0.5})
+    assert httpx.get(server.url + "/nested_sleep.php?s=30", timeout=30).status_code == 504
+    slow = server.wait_for_log(r"slow request: GET /nested_sleep\.php\?s=30 running 0\.\d+ s in pid (\d+)")
+    timeout = server.wait_for_log(r"request_timeout: GET /nested_sleep\.php\?s=30 running")
+    assert server.lines.index(slow.string) < server.lines.index(timeout.string)
+    server.wait_for_log(rf"php#0 \(pid {slow.group(1)}\) killed by signal 9; replacing it")
+    assert httpx.get(server.url + "/hello.php", timeout=30).text == "hello"  # a new worker
+    assert slow_requests(server) == (1, 1)

@@ -206,7 +206,7 @@ def test_a_worker_that_dies_before_its_taken_arrives_is_found_through_the_scoreb
         pool.submit(request(sink))
         request_id, _, _ = await worker.take()
         # what the C worker stores when it takes a request
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/")
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0)
         worker.channel.close()  # crashed before its TAKEN reached the front
         await asyncio.wait_for(sink.done.wait(), 10)
         assert sink.calls == [("failed",)]
@@ -265,7 +265,7 @@ def test_a_recycle_frame_after_the_response_reports_max_memory(board) -> None:
 def test_retire_sets_the_stop_word_and_sends_stop(board) -> None:
     async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"")
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0)
         pool.retire(WORKER_ID, PID)
         assert SLOT.unpack_from(board, WORKER_ID * SLOT.size)[2] == 1
         await until(lambda: worker.read_channel() == wire.STOP_FRAME, "STOP")
