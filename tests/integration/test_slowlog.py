@@ -4,6 +4,7 @@ logs the backtrace before the worker dies."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -120,3 +121,13 @@ def test_the_slow_request_count_outlives_the_worker(config_server):
     server.wait_for_log(rf"php#0 \(pid {slow.group(1)}\) killed by signal 9; replacing it")
     assert httpx.get(server.url + "/hello.php", timeout=30).text == "hello"  # a new worker
     assert slow_requests(server) == (1, 1)
+
+
+def test_json_logs_carry_the_record_as_one_object(config_server):
+    server = config_server(workers=1, worker={"slowlog_timeout": 0.5}, log={"format": "json"})
+    assert httpx.get(server.url + "/nested_sleep.php?s=1", timeout=30).status_code == 200
+    line = server.wait_for_log(r'"message": ?"slow request: GET /nested_sleep').string
+    record = json.loads(line)
+    assert record["level"] == "WARNING" and record["component"] == "php#0"
+    lines = record["message"].splitlines()
+    assert_backtrace(lines, 0)
