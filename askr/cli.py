@@ -38,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="PEM", help="serve https with this certificate ([tls] cert)")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key ([tls] key)")
     for name, text in (("status", "show the running server's state (admin API)"),
-                       ("reload", "rolling reload of the running server, and wait for its outcome")):
+                       ("reload", "rolling reload of the running server, and wait for its outcome"),
+                       ("drain", "take the running server out of its load balancer: readiness "
+                        "503 draining, while it still serves what arrives"),
+                       ("undrain", "put the running server back: readiness follows its workers again")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--config", metavar="FILE", help="askr.toml naming [admin] listen and token")
         cmd.add_argument("--admin", metavar="HOST:PORT", help="admin API address (default: from the "
@@ -46,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--token", help="admin bearer token (default: from the config)")
         if name == "status":
             cmd.add_argument("--json", action="store_true", help="print the raw JSON")
-        else:
+        elif name == "drain":
+            cmd.add_argument("--wait", action="store_true", help="return once the balancer has stopped "
+                             "sending: no request for [admin] drain_quiet and none in flight")
+            cmd.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                             help="with --wait: give up after this long, exit 1 (default 300)")
+        elif name == "reload":
             cmd.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
             cmd.add_argument("--canary", action="store_true", help="start with a canary worker")
     check = sub.add_parser("config-check",
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(config_check(args.file))
     if args.command == "doctor":
         sys.exit(doctor(args))
-    if args.command in ("status", "reload"):
+    if args.command in ("status", "reload", "drain", "undrain"):
         from askr.admin import client
 
         try:

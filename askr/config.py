@@ -142,11 +142,47 @@ def _int(minimum: int) -> Callable[[Any], int]:
     return check
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """10, 0.5, "5s", "500ms", "2m", "1h" -> seconds (a bare number is seconds)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if not m:
+        raise ValueError('expected a duration: seconds (10, 0.5) or a string with a unit '
+                         '("5s", "500ms", "2m")')
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
 @_typed('seconds')
 def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    seconds = parse_duration(value)
+    if seconds <= 0:
         raise ValueError("expected a number of seconds > 0, e.g. 10 or 0.5")
-    return float(value)
+    return seconds
+
+
+@_typed('seconds')
+def _seconds_or_zero(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise ValueError('expected a number of seconds >= 0, e.g. 0, 4 or "4s"')
+    return seconds
+
+
+@_typed('URL path or ""')
+def _url_path(value: Any) -> str:
+    """An exact path the front answers itself ("" = off)."""
+    if not isinstance(value, str) or (value and (not value.startswith("/") or any(
+            c in value for c in "?# ") or not value.isprintable())):
+        raise ValueError('expected "" (off) or a path starting with /, without ?, # or spaces, '
+                         'e.g. "/askr-health"')
+    return value
 
 
 @_typed('boolean')
@@ -308,6 +344,17 @@ SETTINGS: tuple[Setting, ...] = (
             "On SIGTERM, seconds in-flight requests get to finish (new connections are refused, idle "
             "keep-alives closed, responses in flight sent with Connection: close); what is still "
             "running then is cut off and logged."),
+    Setting("server", "drain_delay", "0s", _seconds_or_zero,
+            "On SIGTERM, how long askr keeps serving normally while its readiness already answers "
+            "503 stopping (/api/health/ready, health_path), so a load balancer stops sending first; "
+            "then it drains as graceful_timeout says. Make it about 2x the balancer's check "
+            'interval (e.g. "4s"). A second SIGTERM, or SIGINT/SIGQUIT, skips the rest of the delay. '
+            "Under systemd keep TimeoutStopSec above drain_delay + graceful_timeout."),
+    Setting("server", "health_path", "", _url_path,
+            'A path on the traffic listeners, e.g. "/askr-health", that the front answers itself '
+            "with the host's readiness (200 ready, else 503 and a JSON reason), for balancers that "
+            "can only probe the traffic port. Never routed: no PHP, no file from the root. "
+            '"" (default): off; the admin API has /api/health/ready either way.'),
     Setting("server", "user", None, _str,
             "The user the fronts, PHP workers, queue workers and scheduler run as; the master keeps "
             "root only to bind the listen sockets (ports below 1024 too) and supervise. When askr "
@@ -360,7 +407,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Log the PHP backtrace (function, file:line of each call, as php-fpm's "
             "request_slowlog_timeout) of a request still running after this many seconds; the "
             "request goes on undisturbed. Unset: no slowlog. A request_timeout kill always logs the "
-            "backtrace first (docs/fpm-compatibility.md, \"Slowlog\")."),
+            'backtrace first (docs/fpm-compatibility.md, "Slowlog"). E.g. 5 or "5s".'),
     Setting("worker", "slowlog_file", None, _str,
             "Where slowlog records go (appended, php-fpm's slowlog layout), opened by the PHP zygote "
             "as the user PHP runs as. Default: the error log (stderr), as WARNING records.", path=True),
@@ -421,6 +468,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin", "token_file", None, _str,
             "File holding the admin token (its first line), so the token stays out of askr.toml.",
             path=True),
+    Setting("admin", "health_public", False, _bool,
+            "Answer /api/health/live and /api/health/ready without the token, for a load balancer "
+            "or an orchestrator that cannot send one; every other endpoint still needs it."),
+    Setting("admin", "drain_quiet", "5s", _seconds,
+            "askr drain --wait returns once no request has arrived for this long and none is in "
+            "flight: the balancer has stopped sending."),
     Setting("log", "format", "text", _choice("text", "json"),
             'Event log format on stderr: "text" (time LEVEL [component] message) or "json" (one object '
             "per line: time, level, component, message), for every askr process including PHP."),

@@ -9,6 +9,7 @@ so its last snapshot is folded into a base first: totals never go backwards.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,29 +19,46 @@ from prometheus_client.registry import Collector
 
 STATS_INTERVAL = 1.0
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# What a request's duration is counted in: 100 us to 60 s, 10 steps a decade (each at most a
+# third wider than the one before), so the dashboard's p50/p99 are close to the truth; every
+# DURATION_BUCKETS bound is one of these, so /metrics' coarse buckets are sums of fine ones.
+FINE_BUCKETS = tuple(b for b in (round(m * 10.0 ** e, 10) for e in range(-4, 2)
+                                 for m in (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8)) if b <= 60.0)
+_COARSE_ENDS = [FINE_BUCKETS.index(b) + 1 for b in DURATION_BUCKETS]  # fine bucket slices
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class RequestStats:
-    """A front's counters: responses by status class, and a duration histogram."""
+    """A front's counters: responses by status class, and a duration histogram (FINE_BUCKETS)."""
 
-    __slots__ = ("bucket_counts", "by_class", "count", "total_seconds")
+    __slots__ = ("by_class", "count", "fine_counts", "last_request", "total_seconds")
 
     def __init__(self) -> None:
         self.by_class = [0] * 6
-        self.bucket_counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
+        self.fine_counts = [0] * (len(FINE_BUCKETS) + 1)  # the last one is +Inf
         self.count = 0
         self.total_seconds = 0.0
+        self.last_request = 0.0  # loop time the latest request was dispatched (0: none yet)
 
     def record(self, status: int, seconds: float) -> None:
         self.by_class[min(max(status // 100, 1), 5)] += 1
-        self.bucket_counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.fine_counts[bisect.bisect_left(FINE_BUCKETS, seconds)] += 1
         self.count += 1
         self.total_seconds += seconds
 
+    @property
+    def bucket_counts(self) -> list[int]:
+        """The fine counts summed into DURATION_BUCKETS (and +Inf), for /metrics."""
+        fine, start, out = self.fine_counts, 0, []
+        for end in _COARSE_ENDS:
+            out.append(sum(fine[start:end]))
+            start = end
+        out.append(sum(fine[start:]))
+        return out
+
     def snapshot(self) -> dict[str, Any]:
-        return {"by_class": self.by_class[1:], "buckets": list(self.bucket_counts), "count": self.count,
-                "sum": self.total_seconds}
+        return {"by_class": self.by_class[1:], "buckets": self.bucket_counts, "count": self.count,
+                "sum": self.total_seconds, "fine_buckets": list(self.fine_counts)}
 
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +78,7 @@ class MasterMetrics(Collector):
         self.status = status
         self.base = _zero()  # what fronts that have since restarted had counted
         self.fronts: dict[int, dict[str, Any]] = {}  # each front's latest snapshot
+        self.reported_at: dict[int, float] = {}  # when it came (time.monotonic), for askr drain --wait
         self.reloads: dict[str, int] = {}
         self.canaries: dict[str, int] = {"healthy": 0, "unhealthy": 0}
         self.worker_crashes = 0
@@ -67,11 +86,13 @@ class MasterMetrics(Collector):
         self.registry.register(self)
 
     def front_stats(self, index: int, snapshot: dict[str, Any]) -> None:
-        """A front's cumulative counters (RequestStats.snapshot) and its `waiting` gauge."""
+        """A front's cumulative counters (RequestStats.snapshot), its `waiting` gauge, and its
+        traffic now (`in_flight`, `idle_seconds`: what askr drain --wait waits on)."""
         last = self.fronts.get(index)
         if last is not None and snapshot["count"] < last["count"]:
             self.base = _add(self.base, last)  # the front restarted: keep what it had counted
         self.fronts[index] = snapshot
+        self.reported_at[index] = time.monotonic()
 
     def reload_finished(self, outcome: str) -> None:
         kind = outcome.split(":")[0].strip().replace(" ", "_") or "unknown"

@@ -1,4 +1,4 @@
-"""`askr status` and `askr reload`: the admin API from the command line."""
+"""`askr status`, `askr reload`, `askr drain` and `askr undrain`: the admin API from the command line."""
 
 from __future__ import annotations
 
@@ -43,9 +43,13 @@ def call(base: str, token: str | None, method: str, path: str) -> tuple[int, dic
 
 
 def render(status: dict[str, Any]) -> str:
+    traffic = status["traffic"]
     lines = [
         f"askr {status['version']}, up {status['uptime_seconds']:.0f} s, {status['mode']} mode, "
         f"PHP generation {status['generation']}",
+        f"state: {status['state']}" + (" (drained by askr drain)" if status["draining"] and
+                                       status["state"] != "draining" else ""),
+        f"traffic: {traffic['in_flight']} requests in flight, none new for {traffic['idle_seconds']:.1f} s",
         f"workers: {status['workers_ready']} ready of {status['workers_configured']} "
         f"({status['busy']} busy, {status['idle']} idle), {status['restarts']} restarts",
     ]
@@ -96,9 +100,49 @@ def _render_jobs(status: dict[str, Any]) -> list[str]:
     return lines
 
 
+def drain(base: str, token: str | None, args: argparse.Namespace) -> int:
+    """askr drain [--wait]: readiness goes 503 at once; with --wait, return once the balancer
+    has stopped sending (the server's `traffic.quiet`: no request for [admin] drain_quiet and
+    none in flight)."""
+    code, body = call(base, token, "POST", "/api/drain")
+    if code != 200:
+        raise AdminError(f"POST /api/drain: HTTP {code}: {body.get('error', body)}")
+    print(f"state: {body['state']}")
+    if not args.wait:
+        return 0
+    started = time.monotonic()
+    deadline = started + args.timeout
+    while True:
+        code, status = call(base, token, "GET", "/api/status")
+        if code != 200:
+            raise AdminError(f"GET /api/status: HTTP {code}: {status.get('error', status)}")
+        traffic = status["traffic"]
+        if not status["draining"] and status["state"] != "stopping":
+            raise AdminError("undrained while waiting (askr undrain, or POST /api/undrain)")
+        if traffic["quiet"]:
+            print(f"drained: no request for {traffic['idle_seconds']:.1f} s and none in flight "
+                  f"(waited {time.monotonic() - started:.1f} s)")
+            return 0
+        if time.monotonic() >= deadline:
+            raise AdminError(
+                f"still receiving traffic after --timeout {args.timeout:g} s: {traffic['in_flight']} "
+                f"requests in flight, none new for {traffic['idle_seconds']:.1f} s (quiet needs "
+                f"{traffic['quiet_after_seconds']:g} s, [admin] drain_quiet); is the load balancer "
+                "probing /api/health/ready? the host stays drained")
+        time.sleep(POLL_INTERVAL)
+
+
 def main(args: argparse.Namespace) -> int:
     base, token = _endpoint(args)
     try:
+        if args.command == "drain":
+            return drain(base, token, args)
+        if args.command == "undrain":
+            code, body = call(base, token, "POST", "/api/undrain")
+            if code != 200:
+                raise AdminError(f"POST /api/undrain: HTTP {code}: {body.get('error', body)}")
+            print(f"state: {body['state']}")
+            return 0
         if args.command == "status":
             code, body = call(base, token, "GET", "/api/status")
             if code != 200:

@@ -11,6 +11,7 @@ from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
 from askr.log import AccessLog
 from askr.metrics import RequestStats
+from askr.readiness import BOOTING
 
 
 @dataclass
@@ -25,6 +26,8 @@ class FrontContext:
     stats: RequestStats = field(default_factory=RequestStats)
     connections: set = field(default_factory=set)
     draining: bool = False
+    health_path: bytes | None = None  # [server] health_path (None: off)
+    readiness: str = BOOTING  # the master's latest word (askr/readiness.py), for health_path
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def connection_closed(self, conn: object) -> None:

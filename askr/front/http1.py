@@ -100,6 +100,9 @@ class Http1Connection(Connection):
         super().connection_made(transport)
         self._arm(self.limits.keepalive_timeout, self._idle_timeout)
 
+    def requests_in_flight(self) -> int:
+        return len(self.queue)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.ctx.connection_closed(self)

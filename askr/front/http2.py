@@ -113,6 +113,9 @@ class Http2Connection(Connection):
         self.idle_since = None
         self._write()
 
+    def requests_in_flight(self) -> int:
+        return len(self.streams)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.ctx.connection_closed(self)

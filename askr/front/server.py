@@ -29,8 +29,10 @@ from askr.front.negotiate import AlpnSelector, PriorKnowledgeSniffer, RedirectTo
 from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
 from askr.front.router import Router
+from askr.front.stream import Connection
 from askr.log import AccessLog
 from askr.metrics import STATS_INTERVAL
+from askr.readiness import STOPPING
 
 log = logging.getLogger("askr.front")
 
@@ -58,6 +60,7 @@ class Front:
         self.servers: list[asyncio.AbstractServer] = []
         self.stopped = asyncio.Event()
         self.aborting = False  # stopping at once (SIGINT/SIGQUIT): cut connections, answer nothing
+        self.drain_pending = False  # SIGTERM came and [server] drain_delay runs
         self.tasks: set[asyncio.Task] = set()
 
     def spawn_task(self, coro) -> None:
@@ -81,7 +84,8 @@ class Front:
         static.configure_types(static.build_types(cfg.static.charset, cfg.static.charset_types,
                                                   cfg.static.types))
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode(),
-                           ProxyTrust(cfg.server.trusted_proxies), self.access)
+                           ProxyTrust(cfg.server.trusted_proxies), self.access,
+                           health_path=cfg.server.health_path.encode() or None)
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
@@ -107,7 +111,7 @@ class Front:
         # The master decides what a signal means for the whole tree; these are for when one is
         # sent to every askr process at once (systemd's KillMode=control-group, kill -PGID, a
         # terminal's Ctrl-C): the same drain or stop it would order, and a reload is its business.
-        loop.add_signal_handler(signal.SIGTERM, lambda: self.spawn_task(self.drain()))
+        loop.add_signal_handler(signal.SIGTERM, self.sigterm)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         loop.add_signal_handler(signal.SIGINT, self.stop_now)
         loop.add_signal_handler(signal.SIGQUIT, self.stop_now)
@@ -128,6 +132,18 @@ class Front:
         for server in self.servers:
             server.close()
         pool.close_all()
+
+    def sigterm(self) -> None:
+        """SIGTERM sent to every askr process at once: with [server] drain_delay the front serves
+        on for the delay, as the master does (a second SIGTERM drains now). The master's own
+        order to drain comes as a `drain` command, which never waits."""
+        delay = self.config.server.drain_delay
+        if delay and not self.drain_pending:
+            self.drain_pending = True
+            self.ctx.readiness = STOPPING
+            asyncio.get_running_loop().call_later(delay, lambda: self.spawn_task(self.drain()))
+        else:
+            self.spawn_task(self.drain())
 
     def stop_now(self) -> None:
         """SIGINT/SIGQUIT: no drain; connections are cut, not answered."""
@@ -155,12 +171,17 @@ class Front:
                 self.access.flush()
 
     async def report_stats(self) -> None:
-        """Counters for the master's /metrics, cumulative, every STATS_INTERVAL seconds."""
-        pool = self.ctx.pool
+        """Counters for the master's /metrics, cumulative, every STATS_INTERVAL seconds, and the
+        traffic now: requests in flight, seconds since the latest one (askr drain --wait)."""
+        ctx = self.ctx
+        pool, stats = ctx.pool, ctx.stats
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            self.send_event({"event": "stats", **self.ctx.stats.snapshot(),
-                             "waiting": len(pool.waiting) + len(pool.sent)})
+            in_flight = sum(c.requests_in_flight() for c in ctx.connections if isinstance(c, Connection))
+            idle = ctx.loop.time() - stats.last_request if stats.last_request else None
+            self.send_event({"event": "stats", **stats.snapshot(),
+                             "waiting": len(pool.waiting) + len(pool.sent),
+                             "in_flight": in_flight, "idle_seconds": idle})
 
     async def read_control(self) -> None:
         """Commands from the master, one JSON object per line; EOF means it is gone."""
@@ -169,6 +190,10 @@ class Front:
             command = json.loads(line)
             if command.get("cmd") == "retire":
                 self.ctx.pool.retire(command["worker_id"], command["pid"])
+            elif command.get("cmd") == "drain":  # the master's stop (after its drain_delay)
+                self.spawn_task(self.drain())
+            elif command.get("cmd") == "readiness":  # the master's verdict changed ([server] health_path)
+                self.ctx.readiness = command["state"]
             elif command.get("cmd") == "reload":
                 try:
                     self.ctx.router = self.make_router()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
-from askr.front import cgi
+from askr.front import cgi, health
 from askr.front.router import PhpScript, Redirect, StaticFile
 from askr.front.static import StaticResponse, serve_static
 
@@ -59,6 +59,10 @@ class Connection(asyncio.Protocol):
         proxies = self.ctx.proxies
         self.trusted_peer = proxies.trusts(self.peer_ip) if proxies.enabled else None
         transport.set_write_buffer_limits(high=self.HIGH_WATER)  # type: ignore[attr-defined]
+
+    def requests_in_flight(self) -> int:
+        """Requests received and not yet answered in full (askr drain --wait)."""
+        return 0
 
     def peer_text(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None
@@ -178,7 +182,13 @@ class Stream:
     # -- who answers -------------------------------------------------------------------------
     def dispatch(self) -> None:
         conn = self.conn
-        router = conn.ctx.router
+        ctx = conn.ctx
+        health_path = ctx.health_path
+        if health_path is not None and self.path == health_path:
+            self.answer_health()
+            return
+        ctx.stats.last_request = self.started  # askr drain --wait: has the balancer gone quiet?
+        router = ctx.router
         hot = router.hot
         # A small file asked for with a plain GET comes from memory, without routing (the entry
         # replays this path's route, checked again every second); anything else goes the long way.
@@ -208,6 +218,12 @@ class Stream:
             self.respond(301, ((b"location", cgi.absolute_url(conn, self, route.location)),))  # type: ignore[union-attr]
         else:
             self.respond(route.status)  # type: ignore[union-attr]
+
+    def answer_health(self) -> None:
+        """[server] health_path: the host's readiness, from the front alone (askr/front/health.py)."""
+        ctx = self.conn.ctx
+        self.conn.send_static(self, health.answer(ctx.readiness, ctx.pool.ready, ctx.draining,
+                                                  self.method == b"HEAD"))
 
     def start_php(self, route: PhpScript) -> None:
         conn = self.conn

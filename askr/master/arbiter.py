@@ -27,7 +27,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from askr import privileges
+from askr import privileges, readiness
 from askr.admin.server import AdminServer
 from askr.bridge import events as worker_events
 from askr.bridge import scoreboard
@@ -41,6 +41,7 @@ from askr.master.events import (
     RELOAD,
     RESTART,
     CanaryDue,
+    DrainDelayOver,
     Event,
     FrontEvent,
     GiveUp,
@@ -56,6 +57,7 @@ from askr.master.events import (
 )
 from askr.master.fronts import FrontHandle, Fronts
 from askr.master.generation import Generations
+from askr.master.history import SAMPLE_SECONDS, History
 from askr.master.reload import Reloads
 from askr.master.systemd import Notifier
 from askr.master.workers import (
@@ -96,6 +98,9 @@ class Arbiter:
         self.scoreboard_path = ""
         self.stopping = False
         self.stopping_now = False  # SIGINT/SIGQUIT: no drain; busy PHP workers are killed at once
+        self.stop_pending = False  # SIGTERM came; serving on for [server] drain_delay before stopping
+        self.draining = False  # askr drain: readiness says 503 while everything is still served
+        self.ever_ready = False  # some PHP worker has been ready (else readiness says "booting")
         self.announced_ready = False
         self.runtime_dir = ""
         self.exit_code = 0
@@ -108,6 +113,8 @@ class Arbiter:
         self.send_signal = os.kill  # to PHP workers (tests record instead)
         self.metrics = MasterMetrics(self.status)
         self.fronts = Fronts(config, self.run_as, self.post, self.metrics, self.track)
+        self.history = History()  # the dashboard's charts (GET /api/history)
+        self.fronts.history = self.history
         self.queue = QueueWorkers(config, lambda index: self.post(QueueRespawn(index)), self.run_as)
         self.scheduler = Scheduler(config, self.run_as)
 
@@ -172,9 +179,10 @@ class Arbiter:
             self.reconcile()
             self.queue.start(self.gens.number)
             self.scheduler.start(self.gens.number)
-            self.admin = AdminServer(self.admin_sock, self.config.admin.token, self.status, self.reload_from,
-                                     self.metrics.render)
+            self.admin = AdminServer(self.admin_sock, self.config.admin, self.status, self.reload_from,
+                                     self.metrics.render, self.health, self.drain_from, self.history_document)
             await self.admin.start()
+            self.track(self._sample_history())
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
             while not self.stopped():
                 self.step(await self.events.get())
@@ -184,10 +192,12 @@ class Arbiter:
             self.cleanup()
 
     def step(self, event: Event) -> None:
-        """One turn of the loop: act on `event`, move the reload on, start what is missing."""
+        """One turn of the loop: act on `event`, move the reload on, start what is missing, and
+        let the fronts know if readiness changed."""
         self.handle(event)
         self.reloads.advance()
         self.reconcile()
+        self.fronts.tell_readiness(self.readiness().state)
 
     def handle(self, event: Event) -> None:
         match event:
@@ -219,6 +229,9 @@ class Arbiter:
                     log.warning("php#%d (pid %d) did not exit %.0f s after being asked for its backtrace; "
                                 "killing it", proc.position, pid, TRACE_GRACE)
                     self.kill(proc)
+            case DrainDelayOver():
+                if not self.stopping:
+                    self.drain_and_stop()
 
     def stopped(self) -> bool:
         """Stopping, and the fronts, queue workers and scheduler run are all gone."""
@@ -229,23 +242,40 @@ class Arbiter:
         if signum == signal.SIGCHLD:
             self.reap()
         elif signum == signal.SIGTERM:
-            if not self.stopping:
-                log.info("SIGTERM: draining in-flight requests, then exiting")
-                self.begin_stop()
-                self.fronts.signal(signal.SIGTERM)
-                self.queue.stop()
-                self.scheduler.stop()
+            delay = self.config.server.drain_delay
+            if self.stopping:
+                pass
+            elif self.stop_pending or not delay:  # a second SIGTERM skips the rest of the delay
+                self.drain_and_stop()
+            else:
+                # The balancer sees 503 "stopping" and takes the host out while it still serves.
+                log.info("SIGTERM: readiness is now 503 stopping; serving on for drain_delay (%g s), "
+                         "then draining (another SIGTERM drains at once)", delay)
+                self.stop_pending = True
+                self.later(delay, DrainDelayOver())
         elif signum in (signal.SIGINT, signal.SIGQUIT):
             log.info("%s: stopping now", signal.Signals(signum).name)
             self.stop_now()
-        elif signum == signal.SIGHUP and not self.stopping:
+        elif signum == signal.SIGHUP and not self.stopping and not self.stop_pending:
             self.reloads.ask("SIGHUP")
+
+    def drain_and_stop(self) -> None:
+        """SIGTERM's stop: the fronts finish what is in flight, the queue workers their jobs."""
+        log.info("SIGTERM: draining in-flight requests, then exiting")
+        self.begin_stop()
+        # the command first: a front that got the SIGTERM too (sent to the whole group) would
+        # take the signal for the start of its own drain_delay
+        self.fronts.command_all({"cmd": "drain"})
+        self.fronts.signal(signal.SIGTERM)
+        self.queue.stop()
+        self.scheduler.stop()
 
     def begin_stop(self) -> None:
         """No worker starts any more, and a reload in progress ends where it is."""
         if not self.stopping:
             self.systemd.stopping()
         self.stopping = True
+        self.fronts.tell_readiness(self.readiness().state)  # now, while every front is there to hear it
         self.reloads.abandon()
         for handle in self._timers:
             handle.cancel()
@@ -320,10 +350,45 @@ class Arbiter:
     def status(self) -> dict:
         return status.snapshot(self)
 
+    def history_document(self, since: float | None) -> dict:
+        return self.history.document(since, self.reloads.current.report if self.reloads.current else None)
+
+    async def _sample_history(self) -> None:
+        """One traffic sample a second for the dashboard (history.py)."""
+        while True:
+            await asyncio.sleep(SAMPLE_SECONDS)
+            alive = [p for p in self.procs.values() if p.pid]
+            busy = sum(bool(self.scoreboard.read(p.worker_id, p.pid).request_id) for p in alive)
+            self.history.sample(busy, len(alive))
+
+    # -- readiness for load balancers (askr/readiness.py) -------------------------------------
+    def readiness(self) -> readiness.Readiness:
+        return readiness.decide(stopping=self.stopping or self.stop_pending, draining=self.draining,
+                                workers_ready=sum(p.state == "ready" for p in self.procs.values()),
+                                ever_ready=self.ever_ready)
+
+    def health(self, probe: str) -> tuple[bool, dict[str, str]]:
+        """The admin API's /api/health/live and /api/health/ready."""
+        if probe == "live":
+            return readiness.liveness(self.fronts.connected())
+        verdict = self.readiness()
+        return verdict.ready, verdict.document()
+
+    def drain_from(self, draining: bool) -> dict:
+        """The admin API's drain and undrain: only readiness changes; everything that still
+        arrives is served."""
+        if draining != self.draining:
+            log.info("%s: readiness %s", "drain" if draining else "undrain",
+                     "is now 503 draining; still serving what arrives" if draining else "no longer draining")
+        self.draining = draining
+        verdict = self.readiness()
+        self.fronts.tell_readiness(verdict.state)
+        return {"state": verdict.state, "ready": verdict.ready, "draining": self.draining}
+
     # -- generations -------------------------------------------------------------------------
     def reload_from(self, why: str, canary: bool = False) -> dict:
         """The admin API's reload: start one (or queue it behind the one running)."""
-        if self.stopping:
+        if self.stopping or self.stop_pending:
             return {"reload": "refused", "reason": "askr is stopping"}
         started = self.reloads.ask(why, canary)
         return {"reload": started, "generation": self.gens.number,
@@ -497,6 +562,7 @@ class Arbiter:
         if proc.state != "starting":
             return
         proc.state = "ready"
+        self.ever_ready = True
         if slot.started():
             log.info("php#%d: circuit closed: a worker started again", slot.position)
         if slot.successor is proc:

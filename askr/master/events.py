@@ -63,6 +63,11 @@ class GiveUp:
 
 
 @dataclass(frozen=True, slots=True)
+class DrainDelayOver:
+    """SIGTERM's [server] drain_delay has run out: drain and stop now."""
+
+
+@dataclass(frozen=True, slots=True)
 class RollTimeout:
     """A reload's replacement for one slot had ROLL_TIMEOUT to get ready; `attempt` says which roll."""
 
@@ -101,5 +106,5 @@ class KillDue:
     pid: int
 
 
-Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | RollTimeout
-         | CanaryDue | QueueRolled | QueueRespawn | KillDue)
+Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | DrainDelayOver
+         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn | KillDue)

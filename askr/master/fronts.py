@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from askr import config as config_mod
+from askr import readiness
 from askr.bridge import events
 from askr.certificates import TICKET_KEYS_SIZE
 from askr.config import Config
 from askr.master import sockets
 from askr.master.events import Event, FrontEvent
+from askr.master.history import History
 from askr.metrics import MasterMetrics
 
 log = logging.getLogger("askr.master")
@@ -56,11 +58,13 @@ class Fronts:
         self.post = post
         self.metrics = metrics
         self.track = track  # runs a coroutine as a task the arbiter cancels on shutdown
+        self.history: History | None = None  # the dashboard's traffic history, fed each stats report
         self.handles: list[FrontHandle] = []
         self.listen_shards: list[list[socket.socket]] = []  # per front: its socket per address
         self.redirect_sock: socket.socket | None = None
         self.runtime_dir = ""
         self.scoreboard_path = ""
+        self.readiness = readiness.BOOTING  # the verdict every front has (or gets on connecting)
         # One request queue: every front sends into it, every PHP worker takes from it.
         self.queue_front, self.queue_workers = sockets.request_queue()
         # TLS session tickets: one key for all fronts and their replacements, for the master's
@@ -96,6 +100,17 @@ class Fronts:
 
     def running(self) -> bool:
         return any(f.proc is not None for f in self.handles)
+
+    def connected(self) -> int:
+        """Fronts running with their control line up: taking connections (/api/health/live)."""
+        return sum(f.proc is not None and f.control is not None and not f.control.is_closing()
+                   for f in self.handles)
+
+    def tell_readiness(self, state: str) -> None:
+        """The master's readiness changed: every front answers [server] health_path with it."""
+        if state != self.readiness:
+            self.readiness = state
+            self.command_all({"cmd": "readiness", "state": state})
 
     def start_all(self) -> None:
         for front in self.handles:
@@ -136,14 +151,20 @@ class Fronts:
 
     async def _read(self, front: FrontHandle, sock: socket.socket) -> None:
         reader, front.control = await asyncio.open_connection(sock=sock)
-        while line := await reader.readline():
-            msg = json.loads(line)
-            if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
-                self.metrics.front_stats(front.index, msg)
-            elif (event := events.parse(msg)) is not None:
-                self.post(FrontEvent(event))
-            else:
-                log.warning("front #%d sent an event askr does not know: %.200s", front.index, line)
+        front.command({"cmd": "readiness", "state": self.readiness})  # a new process knows nothing yet
+        try:
+            while line := await reader.readline():
+                msg = json.loads(line)
+                if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
+                    self.metrics.front_stats(front.index, msg)
+                    if self.history is not None:
+                        self.history.front_report(front.index, msg)
+                elif (event := events.parse(msg)) is not None:
+                    self.post(FrontEvent(event))
+                else:
+                    log.warning("front #%d sent an event askr does not know: %.200s", front.index, line)
+        except ConnectionError:
+            pass  # a command written as the front exited broke the pipe: it is gone, as at EOF
 
     def command_all(self, cmd: dict) -> None:
         for front in self.handles:

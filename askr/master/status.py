@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from askr import __version__
+from askr import __version__, readiness
 
 if TYPE_CHECKING:
     from askr.master.arbiter import Arbiter
@@ -36,6 +36,9 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
     return {
         "version": __version__,
         "uptime_seconds": round(now - arbiter.started_at, 3),
+        "state": arbiter.readiness().state,
+        "draining": arbiter.draining,
+        "traffic": traffic(arbiter, now),
         "mode": "worker" if arbiter.config.worker.script else "classic",
         "generation": arbiter.gens.number,
         "workers_configured": len(arbiter.slots),
@@ -55,6 +58,22 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
         "queue_workers": arbiter.queue.status(),
         "scheduler": arbiter.scheduler.status(),
     }
+
+
+def traffic(arbiter: Arbiter, now: float) -> dict[str, Any]:
+    """The running fronts' latest stats reports as one view (askr drain --wait polls `quiet`);
+    a running front that has not reported yet keeps it from being quiet."""
+    metrics, mono = arbiter.metrics, time.monotonic()
+    fronts: list[readiness.FrontActivity | None] = []
+    for front in arbiter.fronts.handles:
+        if front.proc is None:
+            continue
+        report = metrics.fronts.get(front.index)
+        fronts.append(None if report is None else readiness.FrontActivity(
+            metrics.reported_at[front.index], report.get("idle_seconds"), report.get("in_flight", 0)))
+    since = mono - (now - arbiter.started_at)
+    return {**readiness.traffic(fronts, mono, arbiter.config.admin.drain_quiet, since),
+            "quiet_after_seconds": arbiter.config.admin.drain_quiet}
 
 
 def memory_kib(pid: int) -> dict[str, int | None]:

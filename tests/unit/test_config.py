@@ -72,7 +72,7 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[scheduler]\ninterval = 0\n", "[scheduler] interval = 0: expected a number of seconds > 0"),
         ("[queue]\nstop_timout = 5\n", "unknown key [queue] stop_timout. Did you mean 'stop_timeout'?"),
         ("[worker]\nmax_memory = \"lots\"\n", "[worker] max_memory = 'lots': expected a size"),
-        ("[worker]\nslowlog_timeout = \"5s\"\n", "slowlog_timeout = '5s': expected a number of seconds"),
+        ("[worker]\nslowlog_timeout = \"soon\"\n", "slowlog_timeout = 'soon': expected a duration"),
         ("[worker]\nslowlog_file = \"nowhere/slow.log\"\n", "slowlog_file = '"),
     ],
 )
@@ -86,7 +86,7 @@ def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) ->
 
 
 def test_recycling_and_slowlog_settings(tmp_path: Path) -> None:
-    cfg = config.load(write(tmp_path, '[worker]\nmax_memory = "256M"\nslowlog_timeout = 0.5\n'))
+    cfg = config.load(write(tmp_path, '[worker]\nmax_memory = "256M"\nslowlog_timeout = "500ms"\n'))
     assert (cfg.worker.max_memory, cfg.worker.slowlog_timeout) == (256 * 2**20, 0.5)
     assert cfg.worker.slowlog_file is None  # the error log
     default = config.load(write(tmp_path, ""))
@@ -248,3 +248,28 @@ def test_combinations_are_judged_without_the_filesystem() -> None:
 
 def test_fronts_auto_is_one_per_core_up_to_64() -> None:
     assert [config.auto_fronts(n) for n in (1, 2, 3, 16, 64, 256)] == [1, 2, 3, 16, 64, 64]
+
+
+def test_durations_take_units_and_drain_delay_may_be_zero(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[server]\ndrain_delay = "4s"\nrequest_timeout = "2m"\n'
+                                      '[admin]\ndrain_quiet = "500ms"\n'))
+    assert (cfg.server.drain_delay, cfg.server.request_timeout, cfg.admin.drain_quiet) == (4.0, 120.0, 0.5)
+    defaults = config.load()
+    assert (defaults.server.drain_delay, defaults.admin.drain_quiet) == (0.0, 5.0)
+    assert (defaults.server.health_path, defaults.admin.health_public) == ("", False)
+    assert config.restore(config.dump(cfg)) == cfg
+
+
+@pytest.mark.parametrize(("toml", "needle"), [
+    ('[server]\ndrain_delay = "-1s"\n', "[server] drain_delay = '-1s': expected a duration"),
+    ("[server]\ndrain_delay = -1\n", "[server] drain_delay = -1: expected a number of seconds >= 0"),
+    ('[admin]\ndrain_quiet = "0s"\n', "[admin] drain_quiet = '0s': expected a number of seconds > 0"),
+    ('[admin]\ndrain_quiet = "5 minutes"\n', "expected a duration"),
+    ('[server]\nhealth_path = "askr-health"\n', "[server] health_path = 'askr-health': expected \"\" (off)"),
+    ('[server]\nhealth_path = "/h?x=1"\n', "without ?, # or spaces"),
+    ("[admin]\nhealth_public = 1\n", "[admin] health_public = 1: expected true or false"),
+])
+def test_bad_health_and_drain_settings(tmp_path: Path, toml: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path, toml))
+    assert needle in str(err.value)

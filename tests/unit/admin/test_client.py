@@ -6,6 +6,7 @@ from askr.admin.client import render
 
 STATUS = {
     "version": "0.1.0", "uptime_seconds": 12.0, "mode": "worker", "generation": 1,
+    "state": "ready", "draining": False, "traffic": {"in_flight": 0, "idle_seconds": 1.5},
     "workers_ready": 2, "workers_configured": 2, "busy": 0, "idle": 2, "restarts": 0,
     "recycled": {"max_requests": 4, "max_memory": 1}, "last_reload": None, "failing": {},
     "workers": [{"position": 0, "pid": 4242, "generation": 1, "state": "ready", "busy": False,

@@ -22,7 +22,17 @@ from askr.bridge.events import RequestTimeout, WorkerBootFailed, WorkerGone, Wor
 from askr.bridge.scoreboard import SLOT, Scoreboard
 from askr.master import workers
 from askr.master.arbiter import Arbiter
-from askr.master.events import CanaryDue, FrontEvent, GiveUp, KillDue, RollTimeout, Signal, Wake, ZygoteLine
+from askr.master.events import (
+    CanaryDue,
+    DrainDelayOver,
+    FrontEvent,
+    GiveUp,
+    KillDue,
+    RollTimeout,
+    Signal,
+    Wake,
+    ZygoteLine,
+)
 from askr.master.fronts import FrontHandle
 from askr.master.reload import Phase
 
@@ -529,3 +539,81 @@ def test_a_late_report_of_a_slots_previous_worker_is_not_taken_for_the_next(tmp_
         world.exits(0)
         assert 0 in arbiter.procs and arbiter.procs[0].pid == 0  # replaced again
     run(tmp_path, scenario, "workers = 1\nfronts = 2\n")
+
+
+def told_readiness(world: World, front: int = 0) -> list[str]:
+    """The readiness states the master sent a front, in order ([server] health_path)."""
+    import json
+    return [json.loads(line)["state"] for line in world.controls[front].lines if b'"readiness"' in line]
+
+
+def test_readiness_follows_the_workers_and_drain_and_every_front_is_told(tmp_path: Path) -> None:
+    async def scenario(world: World) -> None:
+        arbiter = world.arbiter
+        assert arbiter.readiness().state == "ready"
+        assert told_readiness(world, 0) == told_readiness(world, 1) == ["ready"]
+        assert arbiter.drain_from(True) == {"state": "draining", "ready": False, "draining": True}
+        world.exits(0, sig=signal.SIGSEGV)  # a crash while drained: draining still wins
+        assert arbiter.health("ready") == (False, {"status": "not ready", "reason": "draining"})
+        assert arbiter.drain_from(False)["state"] == "no ready workers"  # the replacement is due
+        world.now += 1
+        world.step(Wake())  # its backoff is over
+        world.ready(world.starting()[0])
+        assert told_readiness(world, 1) == ["ready", "draining", "no ready workers", "ready"]
+    run(tmp_path, scenario, "workers = 1\nfronts = 2\n")
+
+
+def test_readiness_says_booting_until_a_first_worker_is_ready(tmp_path: Path) -> None:
+    async def main() -> None:
+        world = World(make_arbiter(tmp_path, "workers = 2\n"))
+        arbiter = world.arbiter
+        arbiter.gens.promote(await arbiter.gens.start_next())  # type: ignore[arg-type]
+        arbiter.reconcile()
+        first, _ = world.starting()
+        assert arbiter.health("ready") == (False, {"status": "not ready", "reason": "booting"})
+        assert arbiter.fronts.readiness == "booting"  # what a front is told as it connects
+        world.ready(first)
+        assert arbiter.readiness().state == "ready"  # one ready worker is enough to take traffic
+        world.exits(first, code=1)
+        assert arbiter.readiness().state == "no ready workers"  # it had been ready once
+        assert told_readiness(world) == ["ready", "no ready workers"]
+        arbiter.cleanup()
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_sigterm_with_drain_delay_says_stopping_and_keeps_serving_until_the_timer(tmp_path: Path) -> None:
+    async def scenario(world: World) -> None:
+        arbiter = world.arbiter
+        world.step(Signal(signal.SIGTERM))
+        assert arbiter.readiness().state == "stopping" and told_readiness(world)[-1] == "stopping"
+        assert not arbiter.stopping and len(arbiter._timers) == 1  # DrainDelayOver is armed, no sleep
+        world.exits(0, sig=signal.SIGSEGV)
+        world.now += 1
+        world.step(Wake())
+        assert len(world.starting()) == 1  # serving normally: a crashed worker is still replaced
+        world.step(Signal(signal.SIGHUP))
+        assert arbiter.reloads.current is None  # no reload on the way out
+        assert arbiter.reload_from("admin")["reload"] == "refused"
+        world.step(DrainDelayOver())
+        assert arbiter.stopping and not arbiter._timers
+        assert arbiter.readiness().state == "stopping"
+    run(tmp_path, scenario, 'workers = 2\ndrain_delay = "4s"\n')
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
+def test_a_second_signal_during_drain_delay_proceeds_at_once(tmp_path: Path, second: int) -> None:
+    async def scenario(world: World) -> None:
+        arbiter = world.arbiter
+        world.step(Signal(signal.SIGTERM))
+        assert not arbiter.stopping
+        world.step(Signal(second))
+        assert arbiter.stopping and not arbiter._timers  # the delay's timer is gone with it
+        assert arbiter.stopping_now == (second != signal.SIGTERM)
+    run(tmp_path, scenario, 'workers = 1\ndrain_delay = "60s"\n')
+
+
+def test_sigterm_without_drain_delay_drains_at_once(tmp_path: Path) -> None:
+    async def scenario(world: World) -> None:
+        world.step(Signal(signal.SIGTERM))
+        assert world.arbiter.stopping and told_readiness(world)[-1] == "stopping"
+    run(tmp_path, scenario, "workers = 1\n")

@@ -1,0 +1,1 @@
+<?php echo "from php";
