@@ -304,7 +304,7 @@ static void *watchdog_main(void *arg)
 			if ((seq & 1) && monotonic_ns() - atomic_load(&WD.began_ns) >= WD.timeout_ms * 1000000u) {
 				volatile uint64_t *slot = scoreboard_slot(W.cfg->worker_id);
 				if (slot) {
-					slot[SB_SLOW]++;   /* php-fpm's "slow requests"; only this thread writes it */
+					slot[SB_SLOWLOGGED]++;   /* /api/status slowlogged_requests; only this thread writes it */
 				}
 				trace_dump("slow request");
 			}

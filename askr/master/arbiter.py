@@ -43,6 +43,7 @@ from askr.master.events import (
     CanaryDue,
     DrainDelayOver,
     Event,
+    FilesChanged,
     FrontEvent,
     GiveUp,
     KillDue,
@@ -51,6 +52,7 @@ from askr.master.events import (
     RollTimeout,
     Signal,
     Wake,
+    WatchQuiet,
     ZygoteFailed,
     ZygoteLine,
     ZygoteStarted,
@@ -60,6 +62,7 @@ from askr.master.generation import Generations
 from askr.master.history import SAMPLE_SECONDS, History
 from askr.master.reload import Reloads
 from askr.master.systemd import Notifier
+from askr.master.watch import Watcher, WatchReloads
 from askr.master.workers import (
     BACKOFF_MAX,
     BACKOFF_START,
@@ -106,7 +109,7 @@ class Arbiter:
         self.exit_code = 0
         self.giving_up: WorkerSlot | None = None  # no worker could boot: exiting once its error is in
         self.recycled = dict.fromkeys(RECYCLE_REASONS, 0)  # healthy workers replaced, by reason
-        self.slow_requests_gone = 0  # what exited workers' slowlogs logged (live ones: the scoreboard)
+        self.slowlogged_gone = 0  # what exited workers' slowlogs logged (live ones: the scoreboard)
         self._tasks: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.clock = time.monotonic  # for worker ages and backoff (tests step it by hand)
@@ -117,6 +120,9 @@ class Arbiter:
         self.fronts.history = self.history
         self.queue = QueueWorkers(config, lambda index: self.post(QueueRespawn(index)), self.run_as)
         self.scheduler = Scheduler(config, self.run_as)
+        # [dev] watch: the watchfiles task posts FilesChanged; the loop debounces and reloads
+        self.watcher = Watcher(config, self.post) if config.dev.watch else None
+        self.watch_reloads = WatchReloads(self)
 
     # -- events in ---------------------------------------------------------------------------
     def post(self, event: Event) -> None:
@@ -181,9 +187,13 @@ class Arbiter:
             self.scheduler.start(self.gens.number)
             self.admin = AdminServer(self.admin_sock, self.config.admin, self.status, self.reload_from,
                                      self.metrics.render, self.health, self.drain_from, self.history_document)
+            self.admin.set_status_views(full=lambda: status.snapshot(self, full=True),
+                                        openmetrics=self.metrics.render_openmetrics)
             await self.admin.start()
             self.track(self._sample_history())
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
+            if self.watcher is not None:
+                self.track(self.watcher.run())
             while not self.stopped():
                 self.step(await self.events.get())
             await self.finish_stop()
@@ -229,6 +239,10 @@ class Arbiter:
                     log.warning("php#%d (pid %d) did not exit %.0f s after being asked for its backtrace; "
                                 "killing it", proc.position, pid, TRACE_GRACE)
                     self.kill(proc)
+            case FilesChanged(paths):
+                self.watch_reloads.files_changed(paths)
+            case WatchQuiet():
+                self.watch_reloads.quiet()
             case DrainDelayOver():
                 if not self.stopping:
                     self.drain_and_stop()
@@ -423,6 +437,8 @@ class Arbiter:
             self.gens.replace_lost(zygote)
         else:
             self.reloads.zygote_started(zygote)
+            if self.watcher is not None:
+                self.watcher.rebase()  # the reload resolved the root again: so does the watch
 
     def live_generations(self) -> set[int]:
         """Generations still needed: those with a live worker, and the one a reload would roll
@@ -444,7 +460,7 @@ class Arbiter:
             proc = self.procs.get(worker_id)
             if proc is not None and proc.pid in (pid, 0):
                 # its slot keeps its last words until the id is reused, which needs this exit
-                self.slow_requests_gone += self.scoreboard.read(worker_id, pid).slow
+                self.slowlogged_gone += self.scoreboard.read(worker_id, pid).slowlogged
                 del self.procs[worker_id]
                 self.worker_exited(proc, pid, code, sig)
         elif what == "closed" and not self.stopping and zygote is self.gens.current:
@@ -654,6 +670,8 @@ class Arbiter:
         return live
 
     def cleanup(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         for task in self._tasks:
             task.cancel()
         for handle in self._timers:

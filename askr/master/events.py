@@ -95,8 +95,17 @@ class QueueRespawn:
     index: int
 
 
-RELOAD = "reload"
-RESTART = "restart"
+@dataclass(frozen=True, slots=True)
+class FilesChanged:
+    """[dev] watch: files matching the globs changed (paths relative to the app base)."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchQuiet:
+    """[dev] watch: a quiet period may be over; a reload is due if nothing changed since."""
+
 
 @dataclass(frozen=True, slots=True)
 class KillDue:
@@ -106,5 +115,8 @@ class KillDue:
     pid: int
 
 
+RELOAD = "reload"
+RESTART = "restart"
+
 Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | DrainDelayOver
-         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn | KillDue)
+         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn | KillDue | FilesChanged | WatchQuiet)

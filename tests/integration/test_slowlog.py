@@ -23,13 +23,13 @@ def worker_option(mode: str, **keys: object) -> dict[str, object]:
     return {**({"script": str(WORKER_SCRIPT)} if mode == "worker" else {}), **keys}
 
 
-def slow_requests(server) -> tuple[int, float]:
+def slowlogged(server) -> tuple[int, float]:
     """The slowlog count in /api/status and in /metrics."""
     status = httpx.get(server.admin_url + "/api/status", timeout=30).json()
     metrics = httpx.get(server.admin_url + "/metrics", timeout=30).text
-    m = re.search(r"^askr_php_slow_requests_total ([\d.]+)$", metrics, re.M)
+    m = re.search(r"^askr_php_slowlogged_requests_total ([\d.]+)$", metrics, re.M)
     assert m, metrics
-    return status["slow_requests"], float(m.group(1))
+    return status["slowlogged_requests"], float(m.group(1))
 
 
 def assert_backtrace(lines: list[str], start: int) -> None:
@@ -46,7 +46,8 @@ def assert_backtrace(lines: list[str], start: int) -> None:
 def test_a_slow_request_logs_its_backtrace_and_completes(config_server, mode):
     """sleep(3) with slowlog_timeout = 1: the backtrace names every frame and line, and sleep()
     still sleeps its 3 s (nothing interrupts PHP: it returns 0, not the seconds left)."""
-    server = config_server(workers=1, worker=worker_option(mode, slowlog_timeout=1))
+    # [log] slow_request far above: its slow_requests (response time) stays apart from the slowlog's
+    server = config_server(workers=1, worker=worker_option(mode, slowlog_timeout=1), log={"slow_request": 60})
     began = time.monotonic()
     resp = httpx.get(server.url + "/nested_sleep.php?s=3", timeout=30)
     elapsed = time.monotonic() - began
@@ -60,7 +61,13 @@ def test_a_slow_request_logs_its_backtrace_and_completes(config_server, mode):
     # one record per request, and a fast request gets none
     assert httpx.get(server.url + "/hello.php", timeout=30).text == "hello"
     assert sum("slow request:" in line for line in server.lines) == 1
-    assert slow_requests(server) == (1, 1)
+    assert slowlogged(server) == (1, 1)
+    # once the front's stats cover both requests (two connections: the second began after the
+    # first's response), the response-time count has neither: none took [log] slow_request (60 s)
+    status = wait_until(lambda: (st := httpx.get(server.admin_url + "/api/status", timeout=30).json())
+                        ["accepted_connections"] >= 2 and st, timeout=30, what="the front's stats")
+    assert [w["slowlogged_requests"] for w in status["workers"]] == [1]
+    assert status["slow_requests"] == 0
 
 
 def test_slowlog_file_gets_fpm_layout_records(config_server, tmp_path):
@@ -120,7 +127,7 @@ def test_the_slow_request_count_outlives_the_worker(config_server):
     assert server.lines.index(slow.string) < server.lines.index(timeout.string)
     server.wait_for_log(rf"php#0 \(pid {slow.group(1)}\) killed by signal 9; replacing it")
     assert httpx.get(server.url + "/hello.php", timeout=30).text == "hello"  # a new worker
-    assert slow_requests(server) == (1, 1)
+    assert slowlogged(server) == (1, 1)
 
 
 def test_json_logs_carry_the_record_as_one_object(config_server):
