@@ -363,7 +363,7 @@ SETTINGS: tuple[Setting, ...] = (
             'A request whose PHP worker died (a segfault, the OOM killer, kill -9) before any of its '
             'response came: "idempotent" (default) sends it once more, to another worker, when it '
             "is a GET, HEAD or OPTIONS without a body; a second crash gets the 502 (two workers at "
-            'most, never a loop). "never": the 502 at once, as php-fpm behind nginx gives. A request '
+            'most, never a loop). "never": the 502 at once, as nginx + php-fpm answer. A request '
             "killed for request_timeout is never retried (docs/fpm-compatibility.md)."),
     Setting("server", "graceful_timeout", 30, _seconds,
             "On SIGTERM, seconds in-flight requests get to finish (new connections are refused, idle "

@@ -4,13 +4,17 @@ with "never", the 502 comes at once. (POSTs still get their 502: test_failures.p
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
 
 import httpx
+import pytest
 from askrtest import wait_until
+from h2client import H2Client
+from rawhttp import Conn, request_bytes
 from test_metrics import scrape, value
 
 CLIENTS = 4
@@ -40,6 +44,34 @@ def metrics_once(server, name: str, expected: float, **labels: str) -> dict:
         return now if value(now, name, **labels) == expected else None
 
     return wait_until(check, what=f"{name} to reach {expected}")
+
+
+@pytest.mark.parametrize("version", ["1.1", "2"])
+def test_a_get_whose_worker_is_killed_is_answered_by_another(config_server, gate, version):
+    server = config_server(workers=2, server={"h2c": True})
+    if version == "2":
+        h2 = H2Client(server.host, server.port, tls=False)
+        sid = h2.request(gate.target)
+    else:
+        h1 = Conn(server.host, server.port, timeout=30)
+        h1.send(request_bytes("GET", gate.target))
+    try:
+        (dead,) = gate.wait_started(1)
+        os.kill(dead, signal.SIGKILL)
+        other = next(pid for pid in gate.wait_started(2) if pid != dead)  # the retry reached it
+        gate.open()
+        if version == "2":
+            h2.wait(lambda: h2.responses[sid].ended or h2.responses[sid].reset is not None)
+            status, body = h2.responses[sid].status, bytes(h2.responses[sid].data)
+        else:
+            resp = h1.read_final_response()
+            status, body = resp.status, resp.body
+    finally:
+        (h2 if version == "2" else h1).close()
+    assert status == 200, body
+    assert json.loads(body) == {"pid": other, "released": True}
+    server.wait_for_log(rf"PHP worker pid {dead} \(worker id \d+\) died before answering GET /hold\.php\?\S+ "
+                        rf"\(HTTP/{version}\); retrying it once on another worker")
 
 
 def test_get_load_loses_nothing_while_workers_are_killed(config_server):
