@@ -12,11 +12,12 @@ import time
 
 import httpx
 import pytest
-from askrtest import wait_until
+from askrtest import TESTS, wait_until
 from h2client import H2Client
 from rawhttp import Conn, request_bytes
 from test_metrics import scrape, value
 
+WORKER_SCRIPT = TESTS / "php" / "worker.php"  # tests/php/app in worker mode
 CLIENTS = 4
 KILLS = 5
 KILL_EVERY = 2.0  # seconds between kills: far longer than a retried request (0.1 s) takes
@@ -125,8 +126,10 @@ def test_get_load_loses_nothing_while_workers_are_killed(config_server):
     assert value(counted, "askr_php_worker_crashes_total") == KILLS
 
 
-def test_a_request_that_kills_every_worker_costs_two_and_gets_one_502(config_server):
-    server = config_server(workers=2)
+@pytest.mark.parametrize("mode", ["classic", "worker"])
+def test_a_request_that_kills_every_worker_costs_two_and_gets_one_502(config_server, mode):
+    worker = {"script": str(WORKER_SCRIPT)} if mode == "worker" else None
+    server = config_server(workers=2, worker=worker)
     resp = httpx.get(server.url + "/crash.php", timeout=30)
     assert resp.status_code == 502
     after = settled(server, 2, 2)
