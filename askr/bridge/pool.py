@@ -459,7 +459,8 @@ class WorkerPool:
         else:
             self.running -= 1
         if exchange is not None and not exchange.cancelled:
-            # A timeout's kill cancelled its exchange first: what is left here is a crash.
+            # What the front gave up on (504 and the master's kill, a client gone) was cancelled
+            # first: what is left here is a crash.
             exchange.sink.php_failed(None if channel.head_seen else channel)
         self.on_event(events.WorkerGone(channel.worker_id, channel.pid))
 
