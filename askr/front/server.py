@@ -22,6 +22,7 @@ from askr.bridge.events import WorkerEvent
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
 from askr.front import static, tls
+from askr.front.compression import compression_of
 from askr.front.context import FrontContext
 from askr.front.hotfiles import HotFiles
 from askr.front.http1 import Http1Connection
@@ -85,7 +86,8 @@ class Front:
                                                   cfg.static.types))
         ctx = FrontContext(cfg, loop, router, pool, cfg.server.root.encode(),
                            ProxyTrust(cfg.server.trusted_proxies), self.access,
-                           health_path=cfg.server.health_path.encode() or None)
+                           health_path=cfg.server.health_path.encode() or None,
+                           compression=compression_of(cfg))
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
@@ -154,7 +156,8 @@ class Front:
         """Resolves the document root now: after a symlink swap, a new router serves the new tree."""
         cfg = self.config
         router = Router(cfg.server.root, worker_mode=cfg.worker.script is not None)
-        hot = HotFiles(router, cfg.static.cache_size) if cfg.static.cache_size else None
+        hot = HotFiles(router, cfg.static.cache_size, compression=compression_of(cfg)) \
+            if cfg.static.cache_size else None
         return RouteCache(router, hot=hot)
 
     async def sweep_deadlines(self) -> None:
