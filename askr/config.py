@@ -324,6 +324,25 @@ def _types_table(value: Any) -> dict[str, str]:
     return {k.lower().lstrip("."): v for k, v in value.items()}
 
 
+DEFAULT_WATCH = ("**/*.php", ".env", "config/**")  # askr serve --watch with no globs
+WATCH_QUIET = 0.3  # seconds without a change before a --watch reload
+WATCH_VENDOR_QUIET = 2.0  # the same when vendor/ changed: a composer run writes for a while
+
+
+@_typed('list of globs or boolean')
+def _watch_globs(value: Any) -> tuple[str, ...]:
+    if value is True:
+        return DEFAULT_WATCH
+    if value is False:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError('expected a list of globs, e.g. ["**/*.php", ".env"], or true for the defaults')
+    for glob in value:
+        if glob.startswith("/") or ".." in Path(glob).parts:
+            raise ValueError(f"{glob!r}: globs are relative to the app base and stay inside it")
+    return tuple(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     section: str
@@ -479,10 +498,11 @@ SETTINGS: tuple[Setting, ...] = (
             "changed, replaced or deleted file is seen within about a second; the files used least "
             "recently are dropped first. 0 turns it off: every request reads the file."),
     Setting("compression", "enabled", True, _bool,
-            "Compress responses (PHP's and static files') for clients that accept it (Accept-Encoding), "
-            "as Caddy's php_server does by default; nginx needs gzip on. On by default: an app server "
-            "often faces browsers directly, and the default levels cost about as much CPU as the bytes "
-            "they save cost to send (bench/README.md). Off when a proxy in front already compresses."),
+            "Compress responses (PHP's and static files') with gzip, brotli or zstd for clients that "
+            "accept it (Accept-Encoding); docs/compression.md. On by default, as FrankenPHP's "
+            "php_server (nginx ships with gzip off): an app server often faces browsers directly. "
+            "It costs front CPU per response (a 20 KB page: about 40 µs with zstd, 100-200 µs with "
+            "gzip or brotli). Turn it off when a proxy or CDN in front compresses already."),
     Setting("compression", "algorithms", ["zstd", "br", "gzip"], _codings,
             'The codings offered, in the order preferred when the client accepts several equally '
             '(same q-value): any of "zstd", "br", "gzip".'),
@@ -531,10 +551,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Least severe event logged."),
     Setting("log", "access", "off", _choice("off", "combined", "json"),
             'Access log: "combined" (nginx\'s format plus the duration in seconds and the PHP worker\'s '
-            'pid) or "json", one line per response; "off" (default) for none.'),
+            'pid) or "json", one line per response; "off" (default) for none. The client address is '
+            "the connection's peer, or the client a trusted proxy ([server] trusted_proxies) names."),
     Setting("log", "access_file", None, _str,
             "Where the access log goes (appended; reopened on reload for logrotate). Default: stderr, "
             "with the event log.", path=True),
+    Setting("log", "slow_request", 1, _seconds,
+            "A PHP request whose response takes at least this many seconds (from its complete head to "
+            "the end of its response) counts as slow: slow_requests in /api/status, "
+            "askr_slow_requests_total (php-fpm's \"slow requests\", without its backtrace)."),
     Setting("limits", "max_body_size", "8M", parse_size,
             "Largest request body accepted; larger ones get 413 without the rest being read."),
     # Upper bounds: a request's head must fit one message of the worker's queue (256 KiB).
@@ -559,6 +584,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits", "max_queue", 1024, _int(0),
             "Requests that may wait for a busy PHP worker pool, counted by each front (so up to "
             "fronts x max_queue in all); beyond that, 503 with Retry-After."),
+    Setting("dev", "watch", [], _watch_globs,
+            "Development: a rolling reload whenever a file matching one of these globs changes (as "
+            "SIGHUP; askr serve --watch). Globs are relative to the app base ([worker] app_base, else "
+            "the parent of [server] root), ** matches any number of directories; true watches "
+            f"{', '.join(DEFAULT_WATCH)}. A reload follows {WATCH_QUIET:g} s without further changes "
+            f"({WATCH_VENDOR_QUIET:g} s when vendor/ changed, so a composer run reloads once, at its "
+            "end); changes during a reload queue one more. A glob's directory must exist. Empty "
+            "(default): off. Not for production: every change rolls every worker."),
 )
 _BY_SECTION: dict[str, dict[str, Setting]] = {}
 for _s in SETTINGS:
@@ -748,11 +781,55 @@ def _check_environment(source: str, parsed: dict[str, dict[str, Any]]) -> list[s
             if os.geteuid() != 0 and pwd.getpwnam(server["user"]).pw_uid != os.geteuid():
                 problems.append(f"{source}: [server] user = {server['user']!r}: only root can run "
                                 "processes as another user; start askr as root or remove user")
+    problems += _check_watch(source, parsed)
     if server["group"] is not None:
         try:
             grp.getgrnam(server["group"])
         except KeyError:
             problems.append(f"{source}: [server] group = {server['group']!r}: no such group")
+    return problems
+
+
+def watch_base(config_or_parsed: Any) -> str:
+    """The directory [dev] watch globs are relative to: [worker] app_base when it was set, else
+    the parent of [server] root, as written (not resolved: a `current` symlink is followed again
+    whenever the watch restarts, after each reload)."""
+    if isinstance(config_or_parsed, dict):
+        root, app_base = config_or_parsed["server"]["root"], config_or_parsed["worker"]["app_base"]
+    else:
+        root, app_base = config_or_parsed.server.root, config_or_parsed.worker.app_base
+    parent = os.path.dirname(os.path.abspath(root))
+    # a derived app_base is the root's resolved parent: then keep the unresolved one
+    if app_base is None or os.path.realpath(app_base) == os.path.realpath(parent):
+        return parent
+    return app_base
+
+
+def watch_literal_prefix(glob: str) -> str:
+    """The directories of `glob` before its first wildcard ("src/**/*.php" -> "src")."""
+    parts = []
+    for part in Path(glob).parts[:-1]:
+        if any(c in part for c in "*?["):
+            break
+        parts.append(part)
+    return os.path.join(*parts) if parts else ""
+
+
+def _check_watch(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
+    """Every [dev] watch glob's directory exists (the defaults may match nothing)."""
+    globs = parsed["dev"]["watch"]
+    if not globs or tuple(globs) == DEFAULT_WATCH:
+        return []
+    base = watch_base(parsed)
+    if not Path(base).is_dir():
+        return [f"{source}: [dev] watch: the app base {base!r} is not a directory; set [worker] app_base"]
+    problems = []
+    for glob in globs:
+        prefix = watch_literal_prefix(glob)
+        if prefix and not Path(base, prefix).is_dir():
+            problems.append(f"{source}: [dev] watch = {glob!r}: {os.path.join(base, prefix)!r} does not "
+                            "exist; watch globs are relative to the app base ([worker] app_base, else the "
+                            "parent of [server] root): fix the glob or create the directory")
     return problems
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 
 STATS_INTERVAL = 1.0
@@ -31,7 +32,7 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 class RequestStats:
     """A front's counters: responses by status class, and a duration histogram (FINE_BUCKETS)."""
 
-    __slots__ = ("by_class", "count", "fine_counts", "last_request", "total_seconds")
+    __slots__ = ("accepted", "by_class", "count", "fine_counts", "last_request", "slow", "total_seconds")
 
     def __init__(self) -> None:
         self.by_class = [0] * 6
@@ -39,6 +40,8 @@ class RequestStats:
         self.count = 0
         self.total_seconds = 0.0
         self.last_request = 0.0  # loop time the latest request was dispatched (0: none yet)
+        self.accepted = 0  # client connections accepted (php-fpm's "accepted conn")
+        self.slow = 0  # PHP requests slower than [log] slow_request (php-fpm's "slow requests")
 
     def record(self, status: int, seconds: float) -> None:
         self.by_class[min(max(status // 100, 1), 5)] += 1
@@ -58,13 +61,19 @@ class RequestStats:
 
     def snapshot(self) -> dict[str, Any]:
         return {"by_class": self.by_class[1:], "buckets": self.bucket_counts, "count": self.count,
-                "sum": self.total_seconds, "fine_buckets": list(self.fine_counts)}
+                "sum": self.total_seconds, "fine_buckets": list(self.fine_counts),
+                "accepted": self.accepted, "slow": self.slow}
 
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {"by_class": [x + y for x, y in zip(a["by_class"], b["by_class"], strict=True)],
             "buckets": [x + y for x, y in zip(a["buckets"], b["buckets"], strict=True)],
-            "count": a["count"] + b["count"], "sum": a["sum"] + b["sum"]}
+            "count": a["count"] + b["count"], "sum": a["sum"] + b["sum"],
+            **{name: a.get(name, 0) + b.get(name, 0) for name in _PLAIN_COUNTERS}}
+
+
+# the front's counters that are summed as they are (restarts folded into the base as the rest)
+_PLAIN_COUNTERS = ("accepted", "slow", "saturations")
 
 
 def _zero() -> dict[str, Any]:
@@ -82,6 +91,7 @@ class MasterMetrics(Collector):
         self.reloads: dict[str, int] = {}
         self.canaries: dict[str, int] = {"healthy": 0, "unhealthy": 0}
         self.worker_crashes = 0
+        self.max_waiting = 0  # the most requests seen waiting for a worker at once (requests_counters)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -93,6 +103,20 @@ class MasterMetrics(Collector):
             self.base = _add(self.base, last)  # the front restarted: keep what it had counted
         self.fronts[index] = snapshot
         self.reported_at[index] = time.monotonic()
+        # each front's own peak is exact (it probes on submit); across fronts the total is sampled
+        total = sum(s.get("waiting", 0) for s in self.fronts.values())
+        self.max_waiting = max(self.max_waiting, total, snapshot.get("peak_waiting", 0))
+
+    def request_counters(self) -> dict[str, Any]:
+        """php-fpm's pool counters, over every front (the status fields of docs/admin.md)."""
+        total = self.base
+        for snapshot in self.fronts.values():
+            total = _add(total, snapshot)
+        return {"accepted_connections": total.get("accepted", 0),
+                "requests_waiting": sum(s.get("waiting", 0) for s in self.fronts.values()),
+                "max_requests_waiting": self.max_waiting,
+                "all_workers_busy": total.get("saturations", 0),
+                "slow_requests": total.get("slow", 0)}
 
     def reload_finished(self, outcome: str) -> None:
         kind = outcome.split(":")[0].strip().replace(" ", "_") or "unknown"
@@ -100,6 +124,10 @@ class MasterMetrics(Collector):
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def render_openmetrics(self) -> bytes:
+        """The same metrics in the OpenMetrics text format (php-fpm's status ?openmetrics)."""
+        return openmetrics.generate_latest(self.registry)
 
     def collect(self) -> Iterator[Any]:
         status = self.status()
@@ -118,8 +146,7 @@ class MasterMetrics(Collector):
         yield HistogramMetricFamily("askr_http_request_duration_seconds",
                                     "Time from a request's head to the end of its response",
                                     buckets=buckets, sum_value=total["sum"])
-        yield GaugeMetricFamily("askr_requests_waiting", "Requests waiting for a free PHP worker",
-                                value=sum(s.get("waiting", 0) for s in self.fronts.values()))
+        yield from self._collect_request_counters()
         workers = GaugeMetricFamily("askr_php_workers", "PHP worker processes, by state", labels=["state"])
         states = {"starting": 0, "idle": 0, "busy": 0, "retiring": 0}
         for w in status["workers"]:
@@ -152,3 +179,17 @@ class MasterMetrics(Collector):
         runs.add_metric(["failed"], scheduler["failed_runs"])
         yield runs
 
+    def _collect_request_counters(self) -> Iterator[Any]:
+        """php-fpm's listen queue, max listen queue, max children reached, slow requests and
+        accepted conn."""
+        counters = self.request_counters()
+        yield GaugeMetricFamily("askr_requests_waiting", "Requests waiting for a free PHP worker "
+                                "(every worker busy)", value=counters["requests_waiting"])
+        yield GaugeMetricFamily("askr_requests_waiting_max", "The most requests seen waiting for a PHP "
+                                "worker at once since askr started", value=counters["max_requests_waiting"])
+        yield CounterMetricFamily("askr_all_workers_busy", "Times every PHP worker became busy with "
+                                  "requests waiting", value=counters["all_workers_busy"])
+        yield CounterMetricFamily("askr_slow_requests", "PHP requests slower than [log] slow_request",
+                                  value=counters["slow_requests"])
+        yield CounterMetricFamily("askr_accepted_connections", "Client connections accepted",
+                                  value=counters["accepted_connections"])

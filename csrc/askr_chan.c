@@ -674,6 +674,13 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 	return 1;
 }
 
+static uint64_t clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int next_request(void)
 {
 	const worker_config *cfg = W.cfg;
@@ -728,6 +735,18 @@ int next_request(void)
 		dst[n] = '\0';
 		slot[SB_STARTED] = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 		slot[SB_SERVED] = W.served;
+		W.req_mono_ns = clock_ns(CLOCK_MONOTONIC);
+		W.req_cpu_ns = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 	}
 	return 1;
+}
+
+void request_done(uint64_t peak_bytes)
+{
+	volatile uint64_t *slot = scoreboard_slot(W.cfg->worker_id);
+	if (slot) {
+		slot[SB_LAST_US] = (clock_ns(CLOCK_MONOTONIC) - W.req_mono_ns) / 1000u;
+		slot[SB_LAST_CPU_US] = (clock_ns(CLOCK_PROCESS_CPUTIME_ID) - W.req_cpu_ns) / 1000u;
+		slot[SB_LAST_PEAK] = peak_bytes;
+	}
 }

@@ -87,7 +87,12 @@ enum {
 	SB_REQUEST, SB_PID, SB_STOP, SB_SERVED, SB_ERRORS,
 	SB_STARTED,                   /* when the request held began, Unix time in microseconds */
 	SB_URI,                       /* its REQUEST_URI, NUL-terminated, SB_URI_BYTES at most */
-	SB_WORDS = SB_URI + 16,
+	/* The latest finished request (php-fpm's "request duration", "last request cpu" and
+	 * "last request memory"): written once it is over, read by /api/status?full. */
+	SB_LAST_US = SB_URI + 16,     /* its wall-clock duration, µs */
+	SB_LAST_CPU_US,               /* user + system CPU this process used for it, µs */
+	SB_LAST_PEAK,                 /* PHP's peak memory during it (memory_get_peak_usage()), bytes */
+	SB_WORDS,
 };
 #define SB_URI_BYTES (16 * sizeof(uint64_t))
 
@@ -121,6 +126,9 @@ static inline void scoreboard_claim(uint32_t worker_id)
 		slot[SB_STOP] = 0;
 		slot[SB_SERVED] = 0;
 		slot[SB_ERRORS] = 0;
+		slot[SB_LAST_US] = 0;
+		slot[SB_LAST_CPU_US] = 0;
+		slot[SB_LAST_PEAK] = 0;
 		slot[SB_PID] = (uint64_t)getpid();
 	}
 }
@@ -340,6 +348,8 @@ typedef struct {
 	askr_request req;
 	askr_request boot;
 	unsigned long served;
+	uint64_t req_mono_ns;         /* when the request in hand was taken (CLOCK_MONOTONIC) */
+	uint64_t req_cpu_ns;          /* this process's CPU time then (CLOCK_PROCESS_CPUTIME_ID) */
 	bool stop;                    /* the front sent STOP: take no further request */
 	bool hello_sent;
 	bool in_handler;              /* askr_handle_request() is running the handler */
@@ -360,5 +370,7 @@ uint8_t end_flags(void);
 bool stop_requested(void);
 /* The next request, decoded into W.req. 1 = got one, 0 = stop, -1 = error. */
 int next_request(void);
+/* The request in hand is over: its duration, CPU time and PHP's `peak_bytes` into the scoreboard. */
+void request_done(uint64_t peak_bytes);
 
 #endif

@@ -465,11 +465,14 @@ void response_end(askr_request *r, uint8_t flags)
 /* End the full PHP request (if started), then complete the response. */
 void request_finish(askr_request *r, bool started, uint8_t flags)
 {
+	/* the peak before shutdown frees it all (and resets it for the next request) */
+	uint64_t peak = started && !r->is_boot ? (uint64_t)zend_memory_peak_usage(false) : 0;
 	if (started) {
 		php_request_shutdown(NULL);    /* flushes output and sends headers via our hooks */
 	}
 	if (!r->is_boot) {
 		response_end(r, flags);
+		request_done(peak);
 	}
 	r->active = false;
 	SG(server_context) = NULL;

@@ -146,6 +146,7 @@ static bool context_begin(askr_request *r)
  * it), zend_deactivate() and the memory manager (9-15): the script's request goes on. */
 static void context_end(askr_request *r)
 {
+	uint64_t peak = r->is_boot ? 0 : (uint64_t)zend_memory_peak_usage(false);
 	zend_try {
 		php_output_end_all();      /* 3 */
 	} zend_end_try();
@@ -167,6 +168,7 @@ static void context_end(askr_request *r)
 	zend_set_memory_limit(PG(memory_limit));
 	if (!r->is_boot) {
 		response_end(r, end_flags());
+		request_done(peak);
 		scoreboard_set(W.cfg->worker_id, 0);
 	}
 	r->active = false;
@@ -253,6 +255,7 @@ PHP_FUNCTION(askr_handle_request)
 		RETURN_FALSE;
 	}
 	zend_set_timeout(INI_INT("max_execution_time"), 0);
+	zend_memory_reset_peak_usage();  /* the request's own peak (scoreboard), not the boot's */
 
 	zval retval;
 	volatile bool bailed = false;

@@ -1,6 +1,8 @@
 """The admin API, served by the master on [admin] listen (loopback by default).
 
     GET  /api/status          JSON: version, uptime, readiness state, generation, workers, last reload
+                              (?full: each worker's latest request too; ?format=openmetrics: the
+                              metrics in the OpenMetrics format, as php-fpm's status page)
     GET  /metrics             Prometheus text format (askr/metrics.py)
     POST /api/reload          start a rolling reload (202); ?canary=1 starts it with a canary
     GET  /api/health/live     200 while the master and a front are up, else 503 (HEAD too)
@@ -40,6 +42,11 @@ from urllib.parse import parse_qs, urlsplit
 log = logging.getLogger("askr.admin")
 
 MAX_HEAD = 16 * 1024
+OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+class OpenMetrics(bytes):
+    """A body in the OpenMetrics text format (its own content type)."""
 READ_TIMEOUT = 10.0
 
 
@@ -108,6 +115,9 @@ class AdminServer:
         self.metrics = metrics
         self.token: str | None = config.token
         self.health_public: bool = config.health_public
+        # GET /api/status?full, ?format=openmetrics (given after construction: set_status_views)
+        self.full_status = status
+        self.openmetrics: Callable[[], bytes] | None = None
         self.status = status
         self.reload = reload
         self.health = health
@@ -121,6 +131,11 @@ class AdminServer:
                     f"({self.listen_host}); anyone on this machine can use it.")
         return ("The admin token guards this page: it was swapped for a session cookie that lasts "
                 "until the browser closes or askr restarts.")
+
+    def set_status_views(self, full: Callable[[], dict[str, Any]], openmetrics: Callable[[], bytes]) -> None:
+        """GET /api/status?full and ?format=openmetrics."""
+        self.full_status = full
+        self.openmetrics = openmetrics
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, sock=self.sock, limit=MAX_HEAD)
@@ -138,6 +153,8 @@ class AdminServer:
         extra = ""
         if isinstance(body, Reply):
             payload, content_type, extra = body.payload, body.content_type, body.headers
+        elif isinstance(body, OpenMetrics):
+            payload, content_type = bytes(body), OPENMETRICS_TYPE
         elif isinstance(body, bytes):  # /metrics
             payload, content_type = body, "text/plain; version=0.0.4; charset=utf-8"
         else:
@@ -207,7 +224,10 @@ class AdminServer:
         if target.path == "/api/status":
             if method != "GET":
                 return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET"}
-            return HTTPStatus.OK, self.status()
+            query = parse_qs(target.query, keep_blank_values=True)
+            if query.get("format", [""])[0] == "openmetrics" and self.openmetrics is not None:
+                return HTTPStatus.OK, OpenMetrics(self.openmetrics())
+            return HTTPStatus.OK, self.full_status() if "full" in query else self.status()
         if target.path == "/api/reload":
             if method != "POST":
                 return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST"}

@@ -39,6 +39,8 @@ log = logging.getLogger("askr.front")
 # is shared and FIFO, so depth does not change who is served first; a request in it can no
 # longer be withdrawn, only its answer discarded if its client leaves.
 QUEUED_PER_WORKER = 4
+# probe_waiting() on submit at most this often (seconds): a probe reads every worker's slot
+PROBE_SPACING = 0.001
 
 
 class ResponseSink(Protocol):
@@ -244,6 +246,13 @@ class WorkerPool:
         self.sent: dict[int, Exchange] = {}  # in the queue, not yet taken
         self.waiting: deque[Exchange] = deque()  # not yet in the queue
         self.unaccounted: set[int] = set()  # sent ids neither queued nor held at the last check
+        # php-fpm's "listen queue" / "max listen queue" / "max children reached", for this
+        # front's requests (probe_waiting)
+        self.waiting_now = 0
+        self.peak_waiting = 0
+        self.saturations = 0
+        self._saturated = False
+        self._next_probe = 0.0
         # ids carry this front's pid, so answers to a previous front's requests are told apart
         self.next_id = (os.getpid() & 0xFFFFFFFF) << 32
 
@@ -251,14 +260,39 @@ class WorkerPool:
         return WorkerChannel(self)
 
     # -- dispatch ----------------------------------------------------------------------------
-    def submit(self, exchange: Exchange) -> bool:
+    def submit(self, exchange: Exchange, now: float = 0.0) -> bool:
         """Queue `exchange` for the next free worker; False when the wait is full (503)."""
+        if now >= self._next_probe:  # at most once a PROBE_SPACING: it reads every worker's slot
+            self._next_probe = now + PROBE_SPACING
+            self.probe_waiting(arriving=1)
         if not self.waiting and self._send(exchange):
             return True
         if len(self.waiting) >= self.max_queue - self._kernel_waiting_cap():
             return False
         self.waiting.append(exchange)
         return True
+
+    def probe_waiting(self, arriving: int = 0) -> int:
+        """How many of this front's requests wait for a worker now (plus `arriving`, about to be
+        submitted): those no worker has taken (the scoreboard says which ids workers hold; an
+        answer's TAKEN comes only with its response) while every worker is busy. With a worker
+        idle nothing waits: it takes the next request within microseconds. Records the peak and
+        counts each time every worker became busy with requests waiting (php-fpm's "max children
+        reached")."""
+        held = [self._holding(channel) for channel in self.channels]
+        busy = sum(1 for request_id in held if request_id)
+        if not self.ready or busy < self.ready:
+            waiting = 0
+        else:
+            taken = set(held)
+            waiting = len(self.waiting) + arriving + sum(1 for rid in self.sent if rid not in taken)
+        self.waiting_now = waiting
+        if waiting > self.peak_waiting:
+            self.peak_waiting = waiting
+        if waiting and not self._saturated:
+            self.saturations += 1
+        self._saturated = waiting > 0
+        return waiting
 
     def _kernel_waiting_cap(self) -> int:
         """Requests that may wait in the kernel queue (not yet taken), counted in max_queue."""

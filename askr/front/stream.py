@@ -59,6 +59,7 @@ class Connection(asyncio.Protocol):
         self.peer_ip = str((transport.get_extra_info("peername") or ("-",))[0])
         proxies = self.ctx.proxies
         self.trusted_peer = proxies.trusts(self.peer_ip) if proxies.enabled else None
+        self.ctx.stats.accepted += 1
         transport.set_write_buffer_limits(high=self.HIGH_WATER)  # type: ignore[attr-defined]
 
     def requests_in_flight(self) -> int:
@@ -245,7 +246,7 @@ class Stream:
         self.php_deadline = -conn.ctx.config.server.request_timeout
         exchange = Exchange(frames, self, self._php_started)
         self.exchange = exchange
-        if not conn.ctx.pool.submit(exchange):
+        if not conn.ctx.pool.submit(exchange, conn.loop.time()):
             self.exchange = None
             exchange.cancelled = True
             log.warning("all PHP workers busy and %d requests queued; answering 503", conn.limits.max_queue)
@@ -317,8 +318,13 @@ class Stream:
         ctx = conn.ctx
         seconds = conn.loop.time() - self.started if self.started else 0.0
         ctx.stats.record(self.status, seconds)
+        if self.worker and seconds >= ctx.config.log.slow_request:
+            ctx.stats.slow += 1  # a PHP request slower than [log] slow_request
         if ctx.access is not None:
-            ctx.access.write(conn.peer_ip, self.method, self.url, _ACCESS_PROTOCOL[self.version], self.status,
+            client = conn.peer_ip
+            if conn.trusted_peer:  # the client the trusted proxy names, as PHP's REMOTE_ADDR
+                client = ctx.proxies.client(self.header) or client
+            ctx.access.write(client, self.method, self.url, _ACCESS_PROTOCOL[self.version], self.status,
                              self.sent, self.header(b"referer"), self.header(b"user-agent"), seconds,
                              self.worker)
 

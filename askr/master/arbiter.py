@@ -43,6 +43,7 @@ from askr.master.events import (
     CanaryDue,
     DrainDelayOver,
     Event,
+    FilesChanged,
     FrontEvent,
     GiveUp,
     QueueRespawn,
@@ -50,6 +51,7 @@ from askr.master.events import (
     RollTimeout,
     Signal,
     Wake,
+    WatchQuiet,
     ZygoteFailed,
     ZygoteLine,
     ZygoteStarted,
@@ -59,6 +61,7 @@ from askr.master.generation import Generations
 from askr.master.history import SAMPLE_SECONDS, History
 from askr.master.reload import Reloads
 from askr.master.systemd import Notifier
+from askr.master.watch import Watcher, WatchReloads
 from askr.master.workers import BACKOFF_MAX, BACKOFF_START, BOOT_ATTEMPTS, ExitKind, WorkerProc, WorkerSlot
 from askr.master.zygote import Zygote, ZygoteError
 from askr.metrics import MasterMetrics
@@ -104,6 +107,9 @@ class Arbiter:
         self.fronts.history = self.history
         self.queue = QueueWorkers(config, lambda index: self.post(QueueRespawn(index)), self.run_as)
         self.scheduler = Scheduler(config, self.run_as)
+        # [dev] watch: the watchfiles task posts FilesChanged; the loop debounces and reloads
+        self.watcher = Watcher(config, self.post) if config.dev.watch else None
+        self.watch_reloads = WatchReloads(self)
 
     # -- events in ---------------------------------------------------------------------------
     def post(self, event: Event) -> None:
@@ -168,9 +174,13 @@ class Arbiter:
             self.scheduler.start(self.gens.number)
             self.admin = AdminServer(self.admin_sock, self.config.admin, self.status, self.reload_from,
                                      self.metrics.render, self.health, self.drain_from, self.history_document)
+            self.admin.set_status_views(full=lambda: status.snapshot(self, full=True),
+                                        openmetrics=self.metrics.render_openmetrics)
             await self.admin.start()
             self.track(self._sample_history())
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
+            if self.watcher is not None:
+                self.track(self.watcher.run())
             while not self.stopped():
                 self.step(await self.events.get())
             await self.finish_stop()
@@ -210,6 +220,10 @@ class Arbiter:
                 pass  # reconcile() starts what is due
             case GiveUp():
                 self.give_up()
+            case FilesChanged(paths):
+                self.watch_reloads.files_changed(paths)
+            case WatchQuiet():
+                self.watch_reloads.quiet()
             case DrainDelayOver():
                 if not self.stopping:
                     self.drain_and_stop()
@@ -396,6 +410,8 @@ class Arbiter:
             self.gens.replace_lost(zygote)
         else:
             self.reloads.zygote_started(zygote)
+            if self.watcher is not None:
+                self.watcher.rebase()  # the reload resolved the root again: so does the watch
 
     def live_generations(self) -> set[int]:
         """Generations still needed: those with a live worker, and the one a reload would roll
@@ -616,6 +632,8 @@ class Arbiter:
         return live
 
     def cleanup(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         for task in self._tasks:
             task.cancel()
         for handle in self._timers:

@@ -95,8 +95,20 @@ class QueueRespawn:
     index: int
 
 
+@dataclass(frozen=True, slots=True)
+class FilesChanged:
+    """[dev] watch: files matching the globs changed (paths relative to the app base)."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchQuiet:
+    """[dev] watch: a quiet period may be over; a reload is due if nothing changed since."""
+
+
 RELOAD = "reload"
 RESTART = "restart"
 
 Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | DrainDelayOver
-         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn)
+         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn | FilesChanged | WatchQuiet)

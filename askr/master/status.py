@@ -10,12 +10,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from askr import __version__, readiness
+from askr.bridge.scoreboard import SlotState
 
 if TYPE_CHECKING:
     from askr.master.arbiter import Arbiter
 
 
-def snapshot(arbiter: Arbiter) -> dict[str, Any]:
+def snapshot(arbiter: Arbiter, full: bool = False) -> dict[str, Any]:
+    """The status document; `full` (?full) adds each worker's latest finished request."""
     now, mono = time.time(), arbiter.clock()
     workers = []
     for proc in sorted(arbiter.procs.values(), key=lambda p: (p.position, p.started_at)):
@@ -30,6 +32,8 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
             "requests": slot.served, "errors_5xx": slot.errors, "rss_kib": rss_kib(proc.pid),
             "started_at": round(now - (mono - proc.started_at), 3),
         })
+        if full:
+            workers[-1].update(last_request(slot))
     alive = [w for w in workers if w["pid"]]
     slots = arbiter.slots.values()
     return {
@@ -51,10 +55,22 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
                     for s in slots if s.failures},
         "reloading": arbiter.reloads.current is not None,
         "last_reload": arbiter.reloads.report(),
+        **arbiter.metrics.request_counters(),
+        "slow_request_seconds": arbiter.config.log.slow_request,
         "workers": workers,
         "queue_workers": arbiter.queue.status(),
         "scheduler": arbiter.scheduler.status(),
     }
+
+
+def last_request(slot: SlotState) -> dict[str, Any]:
+    """A worker's latest finished request, as php-fpm's ?full shows it ("request duration",
+    "last request cpu", "last request memory"); None before its first."""
+    if not slot.last_us:  # none finished yet (any request takes more than a microsecond)
+        return {"last_request_seconds": None, "last_request_cpu_seconds": None,
+                "last_request_peak_bytes": None}
+    return {"last_request_seconds": slot.last_us / 1e6, "last_request_cpu_seconds": slot.last_cpu_us / 1e6,
+            "last_request_peak_bytes": slot.last_peak}
 
 
 def traffic(arbiter: Arbiter, now: float) -> dict[str, Any]:

@@ -262,3 +262,25 @@ def test_bad_health_and_drain_settings(tmp_path: Path, toml: str, needle: str) -
     with pytest.raises(ConfigError) as err:
         config.load(write(tmp_path, toml))
     assert needle in str(err.value)
+
+
+def test_dev_watch_globs(tmp_path) -> None:
+    (tmp_path / "public").mkdir()
+    (tmp_path / "src").mkdir()
+    root = {"server.root": str(tmp_path / "public")}
+    assert config.load(None, root).dev.watch == ()  # off by default
+    assert config.load(None, {**root, "dev.watch": True}).dev.watch == config.DEFAULT_WATCH
+    assert config.load(None, {**root, "dev.watch": ["src/**/*.php"]}).dev.watch == ("src/**/*.php",)
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch = 'lib/\*\*/\*.php': .*lib' does not exist"):
+        config.load(None, {**root, "dev.watch": ["lib/**/*.php"]})
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch.*relative to the app base"):
+        config.load(None, {**root, "dev.watch": ["/etc/*.conf"]})
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch.*expected a list of globs"):
+        config.load(None, {**root, "dev.watch": "**/*.php"})
+
+
+def test_watch_literal_prefix() -> None:
+    assert config.watch_literal_prefix("src/**/*.php") == "src"
+    assert config.watch_literal_prefix("a/b/*.php") == "a/b"
+    assert config.watch_literal_prefix("**/*.php") == ""
+    assert config.watch_literal_prefix(".env") == ""

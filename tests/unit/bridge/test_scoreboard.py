@@ -10,7 +10,7 @@ from askr.bridge.scoreboard import IDLE, SLOT, Scoreboard, SlotState
 def write_slot(board: mmap.mmap, worker_id: int, request_id: int, pid: int, stop: int = 0, served: int = 0,
                errors: int = 0, began: int = 0, uri: bytes = b"") -> None:
     """As csrc/askr_chan.h stores a slot (native u64 words, then the URI)."""
-    SLOT.pack_into(board, worker_id * SLOT.size, request_id, pid, stop, served, errors, began, uri)
+    SLOT.pack_into(board, worker_id * SLOT.size, request_id, pid, stop, served, errors, began, uri, 0, 0, 0)
 
 
 def test_a_slot_answers_only_for_its_own_pid(board: mmap.mmap) -> None:

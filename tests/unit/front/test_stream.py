@@ -113,7 +113,7 @@ class FakePool:
         self.full = False
         self.timeouts: list[bytes] = []
 
-    def submit(self, exchange: Exchange) -> bool:
+    def submit(self, exchange: Exchange, now: float = 0.0) -> bool:
         if self.full:
             return False
         self.submitted.append(exchange)
