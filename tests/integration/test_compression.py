@@ -99,6 +99,12 @@ def test_each_codec_round_trips_with_curl(server, site, tmp_path, coding, http2)
     assert int(downloaded) < (site / "app.css").stat().st_size // 3
 
 
+def test_php_default_content_type_is_compressed(server) -> None:
+    r = raw(server, "/default.php", ("Accept-Encoding", "gzip"))
+    assert r.header("content-type").startswith("text/html") and r.header("content-encoding") == "gzip"
+    assert gzip.decompress(r.body) == b"<p>a page with PHP's default type</p>\n" * 100
+
+
 # -- PHP streams ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("coding", CODINGS)
 def test_streamed_php_events_arrive_compressed_one_by_one(server, tmp_path, coding) -> None:
