@@ -17,8 +17,9 @@ compresses a PHP response that streams). The pages:
 
 Part 2 (wrk against askr): requests/s for a 20 KB HTML page (the start of the policy manual), from
 PHP (`readfile`) and as a static file (from the hot-file cache), without compression and with each
-codec at askr's default level, plus the bytes per response on the wire. Short single runs: on a
-shared 2-core machine read them as the order of magnitude, not to the percent.
+codec at askr's default level, plus the bytes per response on the wire and the CPU µs per request
+of askr's fronts and PHP workers (from /proc, as run.py's cost table). Short single runs: req/s
+moves with whatever else the machine runs; the CPU per request is the steadier figure.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import brotli
+import cpu
 import zstandard
-from run import REPO_ROOT, WRK, BenchError, http_get, start_askr
+from run import REPO_ROOT, SESSIONS, WRK, BenchError, http_get, parse_wrk, start_askr
 
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 from laravel_fixture import make_laravel_app
 
-from askr.front.compression import Encoder
+from askr.front.compression import Encoder, zstd_stream_compressor
 
 POLICY = Path("/usr/share/doc/python3/python-policy.html")
 JQUERY = Path("/usr/share/javascript/jquery/jquery.min.js")
@@ -62,8 +64,11 @@ def whole(coding: str, level: int) -> Callable[[bytes], bytes]:
 
 
 def streamed(coding: str, level: int) -> Callable[[bytes], bytes]:
+    """A fresh encoder per response, except zstd's compressor, which a front reuses (as here)."""
+    zstd = zstd_stream_compressor(level) if coding == "zstd" else None
+
     def run(data: bytes) -> bytes:
-        encoder = Encoder(coding, level)
+        encoder = Encoder(coding, level, zstd)
         parts = [encoder.chunk(data[i:i + FLUSH]) for i in range(0, len(data), FLUSH)]
         parts.append(encoder.finish())
         return b"".join(parts)
@@ -108,18 +113,23 @@ def codec_table(pages: dict[str, bytes]) -> str:
     return "\n".join(lines)
 
 
-def wrk(url: str, accept: str | None, duration: int, connections: int) -> tuple[float, float]:
-    """(requests/s, bytes per response) from one wrk run."""
-    argv = [WRK, "-t", "2", "-c", str(connections), "-d", f"{duration}s"]
+def wrk(url: str, accept: str | None, duration: int, connections: int,
+        meter: cpu.Meter | None = None) -> tuple[float, float, cpu.Cost | None]:
+    """(requests/s, bytes per response, CPU µs per request by process kind) from one wrk run."""
+    argv = [WRK, "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency"]
     if accept:
         argv += ["-H", f"Accept-Encoding: {accept}"]
+    if meter:
+        meter.start()
     done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 30, check=False)
-    if done.returncode != 0 or "Non-2xx" in done.stdout or "Socket errors" in done.stdout:
+    spent = meter.stop() if meter else None
+    result = parse_wrk(done.stdout) if done.returncode == 0 else None
+    if result is None or result.errors:
         raise BenchError(f"wrk: {done.stdout}{done.stderr}")
-    rps = float(done.stdout.split("Requests/sec:")[1].split()[0])
     transfer = done.stdout.split("Transfer/sec:")[1].split()[0]
     unit = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[transfer.lstrip("0123456789.")]
-    return rps, float(transfer.rstrip("KMGB")) * unit / rps
+    cost = cpu.Cost.of(spent, result.requests) if spent is not None else None
+    return result.rps, float(transfer.rstrip("KMGB")) * unit / result.rps, cost
 
 
 def throughput_table(tmp: Path, stack: ExitStack, duration: int, connections: int) -> str:
@@ -134,13 +144,17 @@ def throughput_table(tmp: Path, stack: ExitStack, duration: int, connections: in
     cfg.write_text("[compression]\nenabled = true\n")
     base = start_askr(stack, tmp, 2, root=root, ready_path="/page.php", name="askr-compression",
                       extra=("--config", str(cfg)))
-    lines = [f"| response ({len(page):,} B of HTML) | Accept-Encoding | req/s | bytes/response |",
-             "|---|---|---:|---:|"]
+    meter = cpu.Meter({SESSIONS[-1]})
+    lines = [f"| response ({len(page):,} B of HTML) | Accept-Encoding | req/s | bytes/response "
+             "| front CPU µs/req | PHP CPU µs/req |", "|---|---|---:|---:|---:|---:|"]
     for target, label in (("/page.php", "PHP (readfile)"), ("/page.html", "static (hot-file cache)")):
         for accept in (None, "gzip", "br", "zstd"):
             wrk(base + target, accept, 1, connections)  # warm-up
-            rps, per = wrk(base + target, accept, duration, connections)
-            lines.append(f"| {label} | {accept or '(none)'} | {rps:,.0f} | {per:,.0f} |")
+            rps, per, cost = wrk(base + target, accept, duration, connections, meter)
+            front = cost.get("askr front") if cost else 0.0
+            php = cost.get("askr PHP worker") if cost else 0.0
+            lines.append(f"| {label} | {accept or '(none)'} | {rps:,.0f} | {per:,.0f} | {front:.0f} "
+                         f"| {php:.0f} |")
     return "\n".join(lines)
 
 

@@ -36,8 +36,9 @@ _COMPRESSED_NAMES = (".svgz", ".gz", ".br", ".zst", ".tgz", ".zip")
 _NOT_COMPRESSED = frozenset((204, 206, 304))
 _ALIASES = {"x-gzip": "gzip"}  # RFC 9110 8.4.1.3
 VARY = (b"vary", b"Accept-Encoding")
-_CACHE_MAX = 256
-_STREAM_SIZE_HINT = 64 * 1024  # distinct Accept-Encoding values remembered per front (browsers send a few)
+_CACHE_MAX = 256  # distinct Accept-Encoding values remembered per front (browsers send a few)
+_STREAM_SIZE_HINT = 64 * 1024
+_IDLE_ZSTD_MAX = 8  # zstd stream compressors kept for reuse per front (about 400 KB each)
 
 
 def parse_accept_encoding(value: bytes) -> dict[str, float]:
@@ -92,13 +93,25 @@ def _gzip_whole(level: int) -> Callable[[bytes], bytes]:
     return lambda data: zlib.compress(data, level, wbits=31)
 
 
+def zstd_stream_compressor(level: int) -> zstandard.ZstdCompressor:
+    """A compressor for one stream at a time. Its tables are sized for a 64 KB input rather than
+    an unknown one: an open stream (an SSE connection) holds about 400 KB instead of 800 KB, for a
+    slightly worse ratio past 64 KB."""
+    params = zstandard.ZstdCompressionParameters.from_level(level, source_size=_STREAM_SIZE_HINT)
+    return zstandard.ZstdCompressor(compression_params=params)
+
+
 class Encoder:
     """One response's streaming compressor: `chunk` compresses and flushes what PHP flushed,
-    `finish` ends the stream."""
+    `finish` ends the stream. A zstd encoder runs on a compressor it was lent (`zstd`), handed
+    back through `release` when the stream ends whole (making one costs more than compressing
+    a 20 KB page); an abandoned stream's compressor is simply dropped."""
 
-    __slots__ = ("_compress", "_end", "_flush")
+    __slots__ = ("_compress", "_end", "_flush", "_release")
 
-    def __init__(self, coding: str, level: int) -> None:
+    def __init__(self, coding: str, level: int, zstd: zstandard.ZstdCompressor | None = None,
+                 release: Callable[[zstandard.ZstdCompressor], None] | None = None) -> None:
+        self._release: Callable[[], None] | None = None
         if coding == "gzip":
             z: Any = zlib.compressobj(level, zlib.DEFLATED, 31)
             self._compress, self._end = z.compress, z.flush
@@ -107,18 +120,22 @@ class Encoder:
             b = brotli.Compressor(quality=level)
             self._compress, self._flush, self._end = b.process, b.flush, b.finish
         else:
-            # Tables sized for a 64 KB input rather than an unknown one: an open stream (an SSE
-            # connection) holds about 400 KB instead of 800 KB, for a slightly worse ratio past it.
-            params = zstandard.ZstdCompressionParameters.from_level(level, source_size=_STREAM_SIZE_HINT)
-            c = zstandard.ZstdCompressor(compression_params=params).compressobj()
+            compressor = zstd if zstd is not None else zstd_stream_compressor(level)
+            c = compressor.compressobj()
             self._compress, self._end = c.compress, c.flush
             self._flush = lambda: c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            if release is not None:
+                self._release = lambda: release(compressor)
 
     def chunk(self, data: bytes) -> bytes:
         return self._compress(data) + self._flush()
 
     def finish(self, data: bytes = b"") -> bytes:
-        return self._compress(data) + self._end()
+        out = self._compress(data) + self._end()
+        if self._release is not None:
+            self._release()
+            self._release = None
+        return out
 
 
 class Compression:
@@ -138,6 +155,7 @@ class Compression:
         self._families = tuple(t[:-1] for t in types if t.endswith("/*"))  # "text/"
         self._choices: dict[bytes | None, str | None] = {}
         self._rankings: dict[bytes | None, list[str]] = {}
+        self._idle_zstd: list[zstandard.ZstdCompressor] = []  # see Encoder
         self._type_cache: dict[bytes, bool] = {}
         zstd = zstandard.ZstdCompressor(level=levels["zstd"])  # one-shot use only: never shared mid-stream
         self._whole: dict[str, Callable[[bytes], bytes]] = {
@@ -196,7 +214,15 @@ class Compression:
         return self._whole[coding](data)
 
     def encoder(self, coding: str) -> Encoder:
-        return Encoder(coding, self.levels[coding])
+        if coding != "zstd":
+            return Encoder(coding, self.levels[coding])
+        idle = self._idle_zstd
+        zstd = idle.pop() if idle else zstd_stream_compressor(self.levels["zstd"])
+        return Encoder(coding, self.levels[coding], zstd, self._zstd_done)
+
+    def _zstd_done(self, compressor: zstandard.ZstdCompressor) -> None:
+        if len(self._idle_zstd) < _IDLE_ZSTD_MAX:
+            self._idle_zstd.append(compressor)
 
     # -- PHP responses -----------------------------------------------------------------------
     def php_head(self, accept: bytes | None, status: int, header_block: bytes,

@@ -273,3 +273,18 @@ def test_config_rejects_bad_values(tmp_path) -> None:
         toml.write_text(f"[compression]\n{section}\n")
         with pytest.raises(config.ConfigError, match=problem):
             config.load(toml)
+
+
+def test_zstd_stream_compressors_are_reused_only_after_their_stream_ends() -> None:
+    comp = make()
+    first, second = comp.encoder("zstd"), comp.encoder("zstd")  # two streams at once: two compressors
+    decoders = [zstandard.ZstdDecompressor().decompressobj() for _ in range(2)]
+    assert decoders[0].decompress(first.chunk(b"one " * 300)) == b"one " * 300
+    assert decoders[1].decompress(second.chunk(b"two " * 300)) == b"two " * 300
+    assert decoders[0].decompress(first.finish(b"!")) == b"!"
+    assert len(comp._idle_zstd) == 1
+    third = comp.encoder("zstd")  # takes the one `first` gave back, while `second` goes on
+    assert comp._idle_zstd == []
+    assert decoders[1].decompress(second.finish(b"?")) == b"?"
+    assert decode("zstd", third.chunk(TEXT) + third.finish()) == TEXT
+    assert len(comp._idle_zstd) == 2
