@@ -394,7 +394,8 @@ SETTINGS: tuple[Setting, ...] = (
             "±15% across workers, and a replacement boots before the old worker retires."),
     Setting("server", "request_timeout", 60, _seconds,
             "Wall-clock seconds one PHP request may take, from dispatch to the end of its response; "
-            "past it the client gets 504 and the worker is killed and replaced (Debian's PHP counts "
+            "past it the client gets 504, and the worker logs its PHP backtrace and is killed and replaced "
+            "(Debian's PHP counts "
             "max_execution_time in CPU time, so sleep() and blocked I/O escape that limit)."),
     Setting("server", "graceful_timeout", 30, _seconds,
             "On SIGTERM, seconds in-flight requests get to finish (new connections are refused, idle "
@@ -454,6 +455,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker", "php_cli", "php", _str,
             "The PHP command-line program that runs queue workers and the scheduler (PHP's CLI SAPI, "
             "so PHP_SAPI is cli and pcntl signal handling works): a name looked up in PATH, or a path."),
+    Setting("worker", "max_memory", 0, parse_size,
+            "Recycle a PHP worker (classic or worker mode) whose anonymous memory (RssAnon: its heap, "
+            "PHP's and C extensions' alike; not OPcache's shared memory or libraries) is over this "
+            'after a request, e.g. "256M" (0 = never): a replacement boots before the old worker '
+            "retires, as with max_requests (docs/deployment.md, \"Memory-based recycling\")."),
+    Setting("worker", "slowlog_timeout", None, _seconds,
+            "Log the PHP backtrace (function, file:line of each call, as php-fpm's "
+            "request_slowlog_timeout) of a request still running after this many seconds; the "
+            "request goes on undisturbed; counted as slowlogged_requests in /api/status. Unset: no "
+            "slowlog. A request_timeout kill always logs the backtrace first "
+            '(docs/fpm-compatibility.md, "Slowlog"). E.g. 5 or "5s".'),
+    Setting("worker", "slowlog_file", None, _str,
+            "Where slowlog records go (appended, php-fpm's slowlog layout), opened by the PHP zygote "
+            "as the user PHP runs as. Default: the error log (stderr), as WARNING records.", path=True),
     Setting("queue", "script", None, _str,
             "Queue workers: a PHP script that boots the app and runs queue:work in-process "
             "(examples/askr-queue.php). askr runs it with --max-jobs, --max-time and [queue] args as "
@@ -559,7 +574,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log", "slow_request", 1, _seconds,
             "A PHP request whose response takes at least this many seconds (from its complete head to "
             "the end of its response) counts as slow: slow_requests in /api/status, "
-            "askr_slow_requests_total (php-fpm's \"slow requests\", without its backtrace)."),
+            "askr_slow_requests_total (php-fpm's \"slow requests\"; for the backtrace of a request "
+            "still running, see [worker] slowlog_timeout)."),
     Setting("limits", "max_body_size", "8M", parse_size,
             "Largest request body accepted; larger ones get 413 without the rest being read."),
     # Upper bounds: a request's head must fit one message of the worker's queue (256 KiB).
@@ -766,6 +782,10 @@ def _check_environment(source: str, parsed: dict[str, dict[str, Any]]) -> list[s
                         "set php_cli to its path")
     if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
         problems.append(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
+    if worker["slowlog_file"] is not None and not Path(worker["slowlog_file"]).parent.is_dir():
+        problems.append(f"{source}: [worker] slowlog_file = {worker['slowlog_file']!r}: its directory does "
+                        "not exist; create it (writable by [server] user) or remove slowlog_file to log "
+                        "to the error log")
     if tls["cert"] is not None and tls["key"] is not None:
         try:
             check_pair(tls["cert"], tls["key"])

@@ -157,6 +157,14 @@ class MasterMetrics(Collector):
         yield workers
         yield CounterMetricFamily("askr_php_worker_restarts", "PHP workers started again after exiting "
                                   "(any reason but recycling and reloads)", value=status["restarts"])
+        recycled = CounterMetricFamily("askr_php_workers_recycled", "Healthy PHP workers replaced, by the "
+                                       "limit they reached", labels=["reason"])
+        for reason, n in status["recycled"].items():
+            recycled.add_metric([reason], n)
+        yield recycled
+        yield CounterMetricFamily("askr_php_slowlogged_requests", "PHP requests still running after "
+                                  "[worker] slowlog_timeout (their backtrace was logged)",
+                                  value=status["slowlogged_requests"])
         yield CounterMetricFamily("askr_php_worker_crashes", "PHP workers that died unexpectedly",
                                   value=self.worker_crashes)
         yield GaugeMetricFamily("askr_php_generation", "The PHP generation new workers run",

@@ -532,14 +532,17 @@ int classic_loop(void)
 		if (rc <= 0) {
 			return rc < 0 ? 1 : 0;
 		}
+		watchdog_request_began();
 		serve_classic(&W.req);
 		scoreboard_set(W.cfg->worker_id, 0);
+		watchdog_request_ended();
 		if (W.chan->dead) {
 			return 0;                      /* front vanished mid-request */
 		}
 		if (W.must_exit) {
 			return 1;
 		}
+		recycle_check();                   /* the client has its response */
 	}
 }
 

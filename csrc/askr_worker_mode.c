@@ -170,6 +170,7 @@ static void context_end(askr_request *r)
 		response_end(r, end_flags());
 		request_done(peak);
 		scoreboard_set(W.cfg->worker_id, 0);
+		watchdog_request_ended();
 	}
 	r->active = false;
 	SG(server_context) = NULL;
@@ -247,6 +248,7 @@ PHP_FUNCTION(askr_handle_request)
 		context_begin(&W.boot);
 		RETURN_FALSE;
 	}
+	watchdog_request_began();
 	if (!context_begin(&W.req)) {
 		askr_log("ERROR", "could not set up a request context; worker exits after this response");
 		W.must_exit = true;
@@ -290,6 +292,7 @@ PHP_FUNCTION(askr_handle_request)
 	zend_unset_timeout();
 	request_limits_restore();
 	context_end(&W.req);
+	recycle_check();               /* the client has its response */
 	context_begin(&W.boot);
 	RETURN_TRUE;
 }

@@ -164,6 +164,9 @@ class WorkerChannel(asyncio.Protocol):
                         status, block, body = -1, b"", []
                     hint = wire.decode_status(buf, start)
                     exchange.sink.php_informational(hint, bytes(buf[start + 2 : pos]))
+            elif kind == wire.RECYCLE:  # after a response: over max_memory
+                reason, value = wire.decode_recycle(bytes(buf[start:pos]))
+                self.pool.worker_quota(self, reason, value)
             elif kind == wire.BOOT_FAILED:
                 worker_id, pid, reason = wire.decode_boot_failed(bytes(buf[start:pos]))
                 self.pool.on_event(events.WorkerBootFailed(worker_id, pid, reason))
@@ -367,9 +370,10 @@ class WorkerPool:
         self.on_event(events.WorkerReady(channel.worker_id, channel.pid, channel.generation))
         self._refill()
 
-    def worker_quota(self, channel: WorkerChannel) -> None:
-        """The worker reached max_requests: the master starts its replacement, then retires it."""
-        self.on_event(events.WorkerQuota(channel.worker_id, channel.pid))
+    def worker_quota(self, channel: WorkerChannel, reason: str = "max_requests", value: int = 0) -> None:
+        """The worker reached max_requests (or max_memory): the master starts its replacement,
+        then retires it."""
+        self.on_event(events.WorkerQuota(channel.worker_id, channel.pid, reason, value))
 
     def retire(self, worker_id: int, pid: int) -> None:
         """Stop `worker_id` taking requests: it finishes the one it holds, then exits.

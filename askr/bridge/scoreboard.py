@@ -5,9 +5,10 @@ The C worker (csrc/askr_chan.h, `SB_*`) writes a slot as native u64 words: the r
 (0 when idle), its pid, the stop word (set by a front to retire it), requests served, 5xx
 responses sent, when its latest request began (Unix µs), then that request's REQUEST_URI
 (NUL-terminated, 128 bytes at most), then the latest finished request's duration and CPU time
-(µs) and PHP's peak memory during it (bytes). This module is the one Python reader and writer of that
-layout. A slot counts only while its pid is the worker's asked about: a replacement may reuse
-the id, and a dead worker's slot keeps its last words.
+(µs) and PHP's peak memory during it (bytes), then the requests its slowlog logged. This module
+is the one Python reader and writer of that layout. A slot counts only while its pid is the
+worker's asked about: a replacement may reuse the id, and a dead worker's slot keeps its last
+words.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import mmap
 import struct
 from dataclasses import dataclass
 
-SLOT = struct.Struct("=QQQQQQ128sQQQ")
+SLOT = struct.Struct("=QQQQQQ128sQQQQ")
 _HELD = struct.Struct("=QQ")  # the request id and the pid: all the hot paths read
 _STOP_WORD = struct.Struct("=Q")
 _STOP_OFFSET = 16  # the third word
@@ -34,6 +35,7 @@ class SlotState:
     last_us: int = 0  # the latest finished request: its duration, µs
     last_cpu_us: int = 0  # the CPU time (user + system) the worker used for it, µs
     last_peak: int = 0  # PHP's peak memory during it, bytes
+    slowlogged: int = 0  # requests the slowlog logged ([worker] slowlog_timeout)
 
 
 IDLE = SlotState(0, 0, 0, 0, "")
@@ -82,7 +84,7 @@ class Scoreboard:
         offset = self._offset(worker_id, pid) if pid else -1
         if offset < 0:
             return IDLE
-        request_id, _, _, served, errors, began, uri, last_us, last_cpu_us, last_peak = SLOT.unpack_from(
-            self._board, offset)  # type: ignore[arg-type]
+        request_id, _, _, served, errors, began, uri, last_us, last_cpu_us, last_peak, slowlogged = (
+            SLOT.unpack_from(self._board, offset))  # type: ignore[arg-type]
         return SlotState(request_id, served, errors, began, uri.split(b"\0", 1)[0].decode("latin-1"),
-                         last_us, last_cpu_us, last_peak)
+                         last_us, last_cpu_us, last_peak, slowlogged)

@@ -46,6 +46,7 @@ from askr.master.events import (
     FilesChanged,
     FrontEvent,
     GiveUp,
+    KillDue,
     QueueRespawn,
     QueueRolled,
     RollTimeout,
@@ -62,7 +63,17 @@ from askr.master.history import SAMPLE_SECONDS, History
 from askr.master.reload import Reloads
 from askr.master.systemd import Notifier
 from askr.master.watch import Watcher, WatchReloads
-from askr.master.workers import BACKOFF_MAX, BACKOFF_START, BOOT_ATTEMPTS, ExitKind, WorkerProc, WorkerSlot
+from askr.master.workers import (
+    BACKOFF_MAX,
+    BACKOFF_START,
+    BOOT_ATTEMPTS,
+    RECYCLE_REASONS,
+    TRACE_GRACE,
+    TRACE_SIGNAL,
+    ExitKind,
+    WorkerProc,
+    WorkerSlot,
+)
 from askr.master.zygote import Zygote, ZygoteError
 from askr.metrics import MasterMetrics
 
@@ -97,6 +108,8 @@ class Arbiter:
         self.runtime_dir = ""
         self.exit_code = 0
         self.giving_up: WorkerSlot | None = None  # no worker could boot: exiting once its error is in
+        self.recycled = dict.fromkeys(RECYCLE_REASONS, 0)  # healthy workers replaced, by reason
+        self.slowlogged_gone = 0  # what exited workers' slowlogs logged (live ones: the scoreboard)
         self._tasks: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.clock = time.monotonic  # for worker ages and backoff (tests step it by hand)
@@ -220,6 +233,12 @@ class Arbiter:
                 pass  # reconcile() starts what is due
             case GiveUp():
                 self.give_up()
+            case KillDue(worker_id, pid):
+                proc = self.procs.get(worker_id)
+                if proc is not None and proc.pid == pid:
+                    log.warning("php#%d (pid %d) did not exit %.0f s after being asked for its backtrace; "
+                                "killing it", proc.position, pid, TRACE_GRACE)
+                    self.kill(proc)
             case FilesChanged(paths):
                 self.watch_reloads.files_changed(paths)
             case WatchQuiet():
@@ -321,11 +340,19 @@ class Arbiter:
     def quota(self, position: int) -> int:
         return workers.quota(self.config.server.max_requests, position, len(self.slots))
 
-    def kill(self, proc: WorkerProc) -> None:
-        """On purpose: its exit is replaced at once and not counted as a failure."""
+    def kill(self, proc: WorkerProc, backtrace_first: bool = False) -> None:
+        """On purpose: its exit is replaced at once and not counted as a failure. With
+        `backtrace_first`, the worker is asked to log where PHP is (TRACE_SIGNAL: it logs its
+        backtrace and exits by itself), and gets SIGKILL only if it is still there TRACE_GRACE
+        later."""
         proc.state = "killed"
-        if proc.pid:
-            with contextlib.suppress(ProcessLookupError):
+        if not proc.pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if backtrace_first:
+                self.send_signal(proc.pid, TRACE_SIGNAL)
+                self.later(TRACE_GRACE, KillDue(proc.worker_id, proc.pid))
+            else:
                 self.send_signal(proc.pid, signal.SIGKILL)
 
     def retire(self, proc: WorkerProc) -> None:
@@ -432,6 +459,8 @@ class Arbiter:
             worker_id, pid, code, sig = (int(x) for x in fields[1:5])
             proc = self.procs.get(worker_id)
             if proc is not None and proc.pid in (pid, 0):
+                # its slot keeps its last words until the id is reused, which needs this exit
+                self.slowlogged_gone += self.scoreboard.read(worker_id, pid).slowlogged
                 del self.procs[worker_id]
                 self.worker_exited(proc, pid, code, sig)
         elif what == "closed" and not self.stopping and zygote is self.gens.current:
@@ -518,17 +547,26 @@ class Arbiter:
         if isinstance(event, worker_events.WorkerReady):
             self.worker_ready(slot, proc)
         elif isinstance(event, worker_events.WorkerQuota):
-            if slot.current is proc and not self.stopping:
+            if slot.current is proc and not self.stopping and not slot.quota_reached:
                 slot.quota_reached = True
+                self.recycled[event.reason] = self.recycled.get(event.reason, 0) + 1
                 if slot.successor is None:
-                    log.info("php#%d (pid %d) reached max_requests (%d); starting its replacement",
-                             proc.position, proc.pid, self.quota(proc.position))
+                    log.info("php#%d (pid %d) %s; starting its replacement", proc.position, proc.pid,
+                             self.recycle_reason(proc, event))
         elif isinstance(event, worker_events.RequestTimeout):
-            log.error("php#%d (pid %d) exceeded request_timeout on %s; killing it", proc.position,
-                      proc.pid, event.uri or "?")
-            self.kill(proc)
+            log.error("php#%d (pid %d) exceeded request_timeout on %s; killing it once it has logged its "
+                      "PHP backtrace", proc.position, proc.pid, event.uri or "?")
+            self.kill(proc, backtrace_first=True)
         elif isinstance(event, worker_events.WorkerBootFailed):
             self.boot_failed(slot, event)
+
+    def recycle_reason(self, proc: WorkerProc, event: worker_events.WorkerQuota) -> str:
+        if event.reason == "max_memory":
+            return (f"holds {event.value / 2**20:.1f} MiB of anonymous memory after a request, over "
+                    f"max_memory ({self.config.worker.max_memory / 2**20:.1f} MiB)")
+        if event.reason == "max_requests":
+            return f"reached max_requests ({self.quota(proc.position)})"
+        return f"asked to be replaced ({event.reason})"
 
     def boot_failed(self, slot: WorkerSlot, event: worker_events.WorkerBootFailed) -> None:
         # the first line says it; PHP's stack trace is in the worker's own log line

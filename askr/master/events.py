@@ -107,8 +107,16 @@ class WatchQuiet:
     """[dev] watch: a quiet period may be over; a reload is due if nothing changed since."""
 
 
+@dataclass(frozen=True, slots=True)
+class KillDue:
+    """A worker asked to log its backtrace before a kill had its grace: SIGKILL it if still there."""
+
+    worker_id: int
+    pid: int
+
+
 RELOAD = "reload"
 RESTART = "restart"
 
 Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | DrainDelayOver
-         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn | FilesChanged | WatchQuiet)
+         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn | KillDue | FilesChanged | WatchQuiet)

@@ -8,6 +8,7 @@ not, and says how long to wait before the next start: exponential backoff, then 
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from enum import Enum
 
@@ -16,6 +17,9 @@ BACKOFF_MAX = 10.0
 QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts as a failure
 EXIT_BOOT_FAILED = 3  # csrc/askr_chan.h: the worker script never reached askr_handle_request()
 BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
+RECYCLE_REASONS = ("max_requests", "max_memory")  # why a worker is replaced while healthy
+TRACE_SIGNAL = signal.SIGRTMIN + 3  # csrc/askr.h: log your PHP backtrace, then exit (request_timeout)
+TRACE_GRACE = 1.0  # seconds a worker gets for that before SIGKILL
 CIRCUIT_FAILURES = 5  # failed starts in a row that open a slot's circuit (then retry every BACKOFF_MAX)
 
 

@@ -71,6 +71,9 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[queue]\nargs = \"--tries=3\"\n", "[queue] args = '--tries=3': expected a list of strings"),
         ("[scheduler]\ninterval = 0\n", "[scheduler] interval = 0: expected a number of seconds > 0"),
         ("[queue]\nstop_timout = 5\n", "unknown key [queue] stop_timout. Did you mean 'stop_timeout'?"),
+        ("[worker]\nmax_memory = \"lots\"\n", "[worker] max_memory = 'lots': expected a size"),
+        ("[worker]\nslowlog_timeout = \"soon\"\n", "slowlog_timeout = 'soon': expected a duration"),
+        ("[worker]\nslowlog_file = \"nowhere/slow.log\"\n", "slowlog_file = '"),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) -> None:
@@ -80,6 +83,14 @@ def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) ->
     message = str(err.value)
     assert needle in message
     assert str(path) in message
+
+
+def test_recycling_and_slowlog_settings(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[worker]\nmax_memory = "256M"\nslowlog_timeout = "500ms"\n'))
+    assert (cfg.worker.max_memory, cfg.worker.slowlog_timeout) == (256 * 2**20, 0.5)
+    assert cfg.worker.slowlog_file is None  # the error log
+    default = config.load(write(tmp_path, ""))
+    assert (default.worker.max_memory, default.worker.slowlog_timeout) == (0, None)  # both off
 
 
 def test_missing_file() -> None:

@@ -12,7 +12,8 @@ from askr.metrics import MasterMetrics, RequestStats
 
 
 def no_status() -> dict[str, Any]:
-    return {"workers": [], "restarts": 0, "generation": 1, "queue_workers": [], "scheduler": None}
+    return {"workers": [], "restarts": 0, "generation": 1, "queue_workers": [], "scheduler": None,
+            "recycled": {"max_requests": 0, "max_memory": 0}, "slowlogged_requests": 7}
 
 
 def front(accepted: int, slow: int, waiting: int, peak: int, saturations: int, requests: int = 0) -> dict:
@@ -54,6 +55,7 @@ def test_both_expositions_carry_the_counters() -> None:
     text = {s.name: s.value for f in parse_text(metrics.render().decode()) for s in f.samples if not s.labels}
     assert text["askr_requests_waiting"] == 2 and text["askr_requests_waiting_max"] == 2
     assert text["askr_all_workers_busy_total"] == 1 and text["askr_slow_requests_total"] == 1
+    assert text["askr_php_slowlogged_requests_total"] == 7  # the slowlog's count, apart from [log]'s
     assert text["askr_accepted_connections_total"] == 3
     body = metrics.render_openmetrics().decode()
     assert body.endswith("# EOF\n")

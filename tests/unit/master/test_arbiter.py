@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from askr import config
-from askr.bridge.events import WorkerBootFailed, WorkerGone, WorkerQuota, WorkerReady
+from askr.bridge.events import RequestTimeout, WorkerBootFailed, WorkerGone, WorkerQuota, WorkerReady
 from askr.bridge.scoreboard import SLOT, Scoreboard
 from askr.master import workers
 from askr.master.arbiter import Arbiter
@@ -27,6 +27,7 @@ from askr.master.events import (
     DrainDelayOver,
     FrontEvent,
     GiveUp,
+    KillDue,
     RollTimeout,
     Signal,
     Wake,
@@ -203,6 +204,44 @@ def test_quota_starts_the_successor_first_and_retires_the_old_worker_once_it_is_
     run(tmp_path, scenario, "workers = 3\nmax_requests = 10\n")
 
 
+def test_max_memory_recycles_like_a_quota_and_is_counted_by_reason(tmp_path: Path) -> None:
+    async def scenario(world: World) -> None:
+        arbiter = world.arbiter
+        old_pid = world.pid(0)
+        world.step(FrontEvent(WorkerQuota(0, old_pid, "max_memory", 300 * 2**20)))
+        world.step(FrontEvent(WorkerQuota(0, old_pid, "max_memory", 301 * 2**20)))  # counted once
+        assert world.starting() == [2] and world.retired() == []  # successor first
+        world.ready(2)
+        assert world.retired() == [old_pid]
+        assert arbiter.status()["recycled"] == {"max_requests": 0, "max_memory": 1}
+        world.step(FrontEvent(WorkerQuota(1, world.pid(1))))  # max_requests, the default reason
+        assert arbiter.status()["recycled"] == {"max_requests": 1, "max_memory": 1}
+        metrics = arbiter.metrics.render().decode()
+        assert 'askr_php_workers_recycled_total{reason="max_memory"} 1.0' in metrics
+        assert 'askr_php_workers_recycled_total{reason="max_requests"} 1.0' in metrics
+    run(tmp_path, scenario, 'workers = 2\nmax_requests = 10\n[worker]\nmax_memory = "256M"\n')
+
+
+def test_request_timeout_asks_for_the_backtrace_then_kills_after_the_grace(tmp_path: Path) -> None:
+    async def scenario(world: World) -> None:
+        pid = world.pid(0)
+        world.step(FrontEvent(RequestTimeout(0, pid, "/slow")))
+        assert world.signals == [(pid, workers.TRACE_SIGNAL)]  # no SIGKILL yet
+        assert world.arbiter.procs[0].state == "killed"
+        world.step(KillDue(0, pid))  # TRACE_GRACE later, still there: killed
+        assert world.signals[-1] == (pid, signal.SIGKILL)
+        world.exits(0, sig=signal.SIGKILL)
+        assert world.arbiter.slots[0].failures == 0 and world.starting() == [0]  # on purpose
+        new_pid = world.pid(0)
+        world.ready(0)
+        world.step(FrontEvent(RequestTimeout(0, new_pid, "/slow")))
+        world.exits(0, sig=signal.SIGKILL)  # it logged its backtrace and left by itself
+        signals = len(world.signals)
+        world.step(KillDue(0, new_pid))
+        assert len(world.signals) == signals  # nothing left to kill
+    run(tmp_path, scenario, "workers = 1\n")
+
+
 def test_a_successor_waits_for_the_worker_id_the_retiring_worker_still_holds(tmp_path: Path) -> None:
     async def scenario(world: World) -> None:
         world.step(FrontEvent(WorkerQuota(0, world.pid(0))))
@@ -333,7 +372,7 @@ def test_a_replacement_that_never_gets_ready_is_killed_after_roll_timeout(tmp_pa
 
 def test_a_canary_that_answers_5xx_is_judged_unhealthy(tmp_path: Path, board: mmap.mmap) -> None:
     def served(worker_id: int, pid: int, n: int, errors: int) -> None:
-        SLOT.pack_into(board, worker_id * SLOT.size, 0, pid, 0, n, errors, 0, b"", 0, 0, 0)
+        SLOT.pack_into(board, worker_id * SLOT.size, 0, pid, 0, n, errors, 0, b"", 0, 0, 0, 0)
 
     async def scenario(world: World) -> None:
         arbiter = world.arbiter
