@@ -397,6 +397,12 @@ SETTINGS: tuple[Setting, ...] = (
             "past it the client gets 504, and the worker logs its PHP backtrace and is killed and replaced "
             "(Debian's PHP counts "
             "max_execution_time in CPU time, so sleep() and blocked I/O escape that limit)."),
+    Setting("server", "retry_crashed", "idempotent", _choice("idempotent", "never"),
+            'A request whose PHP worker died (a segfault, the OOM killer, kill -9) before any of its '
+            'response came: "idempotent" (default) sends it once more, to another worker, when it '
+            "is a GET, HEAD or OPTIONS without a body; a second crash gets the 502 (two workers at "
+            'most, never a loop). "never": the 502 at once, as nginx + php-fpm answer. A request '
+            "killed for request_timeout is never retried (docs/fpm-compatibility.md)."),
     Setting("server", "graceful_timeout", 30, _seconds,
             "On SIGTERM, seconds in-flight requests get to finish (new connections are refused, idle "
             "keep-alives closed, responses in flight sent with Connection: close); what is still "

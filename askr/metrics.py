@@ -30,9 +30,12 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class RequestStats:
-    """A front's counters: responses by status class, and a duration histogram (FINE_BUCKETS)."""
+    """A front's counters: responses by status class, a duration histogram (FINE_BUCKETS), and the
+    requests retried after their PHP worker crashed ([server] retry_crashed) and those whose retry
+    crashed too."""
 
-    __slots__ = ("accepted", "by_class", "count", "fine_counts", "last_request", "slow", "total_seconds")
+    __slots__ = ("accepted", "by_class", "count", "fine_counts", "last_request", "retried", "retry_failed",
+                 "slow", "total_seconds")
 
     def __init__(self) -> None:
         self.by_class = [0] * 6
@@ -42,6 +45,8 @@ class RequestStats:
         self.last_request = 0.0  # loop time the latest request was dispatched (0: none yet)
         self.accepted = 0  # client connections accepted (php-fpm's "accepted conn")
         self.slow = 0  # PHP requests slower than [log] slow_request (php-fpm's "slow requests")
+        self.retried = 0  # requests sent to another worker after theirs crashed
+        self.retry_failed = 0  # of those, the ones whose second worker crashed too
 
     def record(self, status: int, seconds: float) -> None:
         self.by_class[min(max(status // 100, 1), 5)] += 1
@@ -62,7 +67,8 @@ class RequestStats:
     def snapshot(self) -> dict[str, Any]:
         return {"by_class": self.by_class[1:], "buckets": self.bucket_counts, "count": self.count,
                 "sum": self.total_seconds, "fine_buckets": list(self.fine_counts),
-                "accepted": self.accepted, "slow": self.slow}
+                "accepted": self.accepted, "slow": self.slow, "retried": self.retried,
+                "retry_failed": self.retry_failed}
 
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +79,7 @@ def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 # the front's counters that are summed as they are (restarts folded into the base as the rest)
-_PLAIN_COUNTERS = ("accepted", "slow", "saturations")
+_PLAIN_COUNTERS = ("accepted", "slow", "saturations", "retried", "retry_failed")
 
 
 def _zero() -> dict[str, Any]:
@@ -147,6 +153,11 @@ class MasterMetrics(Collector):
                                     "Time from a request's head to the end of its response",
                                     buckets=buckets, sum_value=total["sum"])
         yield from self._collect_request_counters()
+        yield CounterMetricFamily("askr_requests_retried", "Requests whose PHP worker crashed before "
+                                  "answering, sent once more to another worker ([server] retry_crashed)",
+                                  value=total.get("retried", 0))
+        yield CounterMetricFamily("askr_requests_retry_failed", "Retried requests whose second worker "
+                                  "crashed too (answered 502)", value=total.get("retry_failed", 0))
         workers = GaugeMetricFamily("askr_php_workers", "PHP worker processes, by state", labels=["state"])
         states = {"starting": 0, "idle": 0, "busy": 0, "retiring": 0}
         for w in status["workers"]:

@@ -11,7 +11,8 @@ request the response belongs to.
 At most `ready + min(QUEUED_PER_WORKER * ready, max_queue)` requests are in the queue or running;
 the rest wait here in FIFO order (bounded by what is left of max_queue; past it, 503).
 A worker that dies while holding a request is found through the scoreboard (a shared-memory
-slot per worker: the id it holds, and its pid), so that request fails (502) instead of hanging.
+slot per worker: the id it holds, and its pid), so that request fails (502) instead of hanging,
+or, when it is safe to, its stream queues it once more (`resubmit`, [server] retry_crashed).
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ class ResponseSink(Protocol):
     def php_body(self, body: list[bytes], complete: bool) -> None:
         """More body (possibly none) after php_response; `complete` when END came."""
 
-    def php_failed(self) -> None:
-        """The worker vanished before finishing this response."""
+    def php_failed(self, crashed: WorkerChannel | None = None) -> None:
+        """The worker vanished before finishing this response. `crashed` is its channel when it
+        died holding the request before any of the response (HEAD) came: the stream may queue
+        the request again (`WorkerPool.resubmit`). None when the request was lost otherwise."""
 
     def php_backpressure(self, paused: bool) -> None:
         """The worker is not taking request body as fast as it arrives (paused) or caught up."""
@@ -103,7 +106,7 @@ class _Discard:
     def php_body(self, body: list[bytes], complete: bool) -> None:
         pass
 
-    def php_failed(self) -> None:
+    def php_failed(self, crashed: WorkerChannel | None = None) -> None:
         pass
 
     def php_backpressure(self, paused: bool) -> None:
@@ -297,6 +300,13 @@ class WorkerPool:
         self._saturated = waiting > 0
         return waiting
 
+    def resubmit(self, exchange: Exchange) -> None:
+        """Queue a request again after the worker that took it died (a retry, with a fresh id,
+        so nothing of the dead worker's can be taken for the answer): ahead of the requests
+        waiting, which came after it, and never refused for a full wait (it was admitted)."""
+        if self.waiting or not self._send(exchange):
+            self.waiting.appendleft(exchange)
+
     def _kernel_waiting_cap(self) -> int:
         """Requests that may wait in the kernel queue (not yet taken), counted in max_queue."""
         return min(QUEUED_PER_WORKER * self.ready, self.max_queue)
@@ -449,7 +459,9 @@ class WorkerPool:
         else:
             self.running -= 1
         if exchange is not None and not exchange.cancelled:
-            exchange.sink.php_failed()
+            # What the front gave up on (504 and the master's kill, a client gone) was cancelled
+            # first: what is left here is a crash.
+            exchange.sink.php_failed(None if channel.head_seen else channel)
         self.on_event(events.WorkerGone(channel.worker_id, channel.pid))
 
     def _held_by_dead_worker(self, channel: WorkerChannel) -> Exchange | None:

@@ -325,6 +325,7 @@ class Arbiter:
         worker_id = self.free_worker_id(slot.position)
         if worker_id is None:  # the worker being retired still holds the other id
             return
+        slot.last_worker_id = worker_id
         proc = WorkerProc(worker_id, slot.position, generation=zygote.generation, started_at=self.clock())
         self.procs[worker_id] = proc
         if successor:
@@ -335,7 +336,10 @@ class Arbiter:
                      self.fronts.queue_workers.fileno(), slot.position)
 
     def free_worker_id(self, position: int) -> int | None:
-        return next((i for i in workers.worker_ids(position, len(self.slots)) if i not in self.procs), None)
+        """An id no live worker has; of two, not the slot's previous worker's (worker_ids)."""
+        free = [i for i in workers.worker_ids(position, len(self.slots)) if i not in self.procs]
+        last = self.slots[position].last_worker_id
+        return next((i for i in free if i != last), free[0] if free else None)
 
     def quota(self, position: int) -> int:
         return workers.quota(self.config.server.max_requests, position, len(self.slots))

@@ -65,6 +65,7 @@ class WorkerSlot:
     restarts: int = 0
     last_error: str = ""
     circuit_open: bool = False  # CIRCUIT_FAILURES failed starts in a row: retried slowly
+    last_worker_id: int = -1  # the id its latest worker got; the next takes the other (worker_ids)
 
     def needs_successor(self, generation: int) -> bool:
         """Its worker must be replaced: it reached its quota, or runs another generation's code."""
@@ -117,7 +118,9 @@ class WorkerSlot:
 
 def worker_ids(position: int, slots: int) -> tuple[int, int]:
     """Slot p uses worker ids p and p + N in turn, so a replacement and the worker it replaces
-    never share a scoreboard entry."""
+    never share a scoreboard entry: not while both live (quota, reload), and not after a crash
+    either, when a front may not yet have read which request the dead worker held (a new worker
+    clears its entry as it starts)."""
     return position, position + slots
 
 

@@ -74,6 +74,8 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[worker]\nmax_memory = \"lots\"\n", "[worker] max_memory = 'lots': expected a size"),
         ("[worker]\nslowlog_timeout = \"soon\"\n", "slowlog_timeout = 'soon': expected a duration"),
         ("[worker]\nslowlog_file = \"nowhere/slow.log\"\n", "slowlog_file = '"),
+        ("[server]\nretry_crashed = \"always\"\n",
+         '[server] retry_crashed = \'always\': expected "idempotent" or "never"'),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) -> None:
@@ -91,6 +93,11 @@ def test_recycling_and_slowlog_settings(tmp_path: Path) -> None:
     assert cfg.worker.slowlog_file is None  # the error log
     default = config.load(write(tmp_path, ""))
     assert (default.worker.max_memory, default.worker.slowlog_timeout) == (0, None)  # both off
+
+
+def test_retry_crashed_defaults_to_idempotent(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, "")).server.retry_crashed == "idempotent"
+    assert config.load(write(tmp_path, '[server]\nretry_crashed = "never"\n')).server.retry_crashed == "never"
 
 
 def test_missing_file() -> None:
@@ -209,6 +216,7 @@ root = "public"
 listen = ["127.0.0.1:1", "[::1]:2"]
 workers = 4
 fronts = 2
+retry_crashed = "never"
 trusted_proxies = ["10.0.0.0/8"]
 [worker]
 script = "w.php"

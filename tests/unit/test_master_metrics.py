@@ -61,3 +61,26 @@ def test_both_expositions_carry_the_counters() -> None:
     assert body.endswith("# EOF\n")
     om = {s.name: s.value for f in parse_openmetrics(body) for s in f.samples if not s.labels}
     assert om["askr_accepted_connections_total"] == 3 and om["askr_requests_waiting_max"] == 2
+
+
+def retries(retried: int, retry_failed: int, requests: int) -> dict:
+    stats = RequestStats()
+    for _ in range(requests):
+        stats.record(200, 0.001)
+    stats.retried, stats.retry_failed = retried, retry_failed
+    return stats.snapshot()
+
+
+def test_retried_requests_are_summed_over_fronts_and_survive_a_front_restart() -> None:
+    def samples() -> dict[str, float]:
+        text = metrics.render().decode()
+        return {s.name: s.value for family in parse_text(text) for s in family.samples if not s.labels}
+
+    metrics = MasterMetrics(no_status)
+    metrics.front_stats(0, retries(retried=3, retry_failed=1, requests=10))
+    metrics.front_stats(1, retries(retried=2, retry_failed=0, requests=5))
+    now = samples()
+    assert (now["askr_requests_retried_total"], now["askr_requests_retry_failed_total"]) == (5, 1)
+    metrics.front_stats(0, retries(retried=1, retry_failed=1, requests=1))  # front 0 restarted at zero
+    now = samples()
+    assert (now["askr_requests_retried_total"], now["askr_requests_retry_failed_total"]) == (6, 2)
