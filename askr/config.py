@@ -229,6 +229,44 @@ def _choice(*options: str) -> Callable[[Any], str]:
     return check
 
 
+# [compression] algorithms: the codings askr can produce (Accept-Encoding names).
+CODINGS = ("zstd", "br", "gzip")
+# [compression] types: text, and the structured text formats browsers fetch.
+COMPRESSIBLE_TYPES = (
+    "text/*", "application/javascript", "application/json", "application/ld+json",
+    "application/manifest+json", "application/xml", "application/xhtml+xml", "application/rss+xml",
+    "application/atom+xml", "application/wasm", "image/svg+xml", "image/x-icon", "image/bmp",
+    "font/ttf", "font/otf", "application/vnd.ms-fontobject",
+)
+
+
+@_typed("list of codings")
+def _codings(value: Any) -> tuple[str, ...]:
+    if (not isinstance(value, list) or not all(v in CODINGS for v in value)
+            or len(set(value)) != len(value)):
+        raise ValueError('expected a list of distinct codings among "zstd", "br" and "gzip", e.g. '
+                         '["br", "gzip"] ([] compresses nothing; precompressed files are still served)')
+    return tuple(value)
+
+
+@_typed("list of types")
+def _type_patterns(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and re.fullmatch(r"[\w.+-]+/(?:\*|[\w.+-]+)", v) for v in value):
+        raise ValueError('expected a list of "type/subtype" or "type/*", e.g. ["text/*", "application/json"]')
+    return tuple(v.lower() for v in value)
+
+
+def _int_between(low: int, high: int) -> Callable[[Any], int]:
+    @_typed("integer")
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}")
+        return value
+
+    return check
+
+
 IniPairs = tuple[tuple[str, str], ...]
 _INI_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]*")
 
@@ -516,6 +554,33 @@ SETTINGS: tuple[Setting, ...] = (
             "PHP is answered with that directory's a.pdf, under the same rules as sendfile_roots. "
             "Clients cannot reach these directories: their requests for /protected/... are routed "
             "from the document root as usual. Empty (default): off."),
+    Setting("compression", "enabled", True, _bool,
+            "Compress responses (PHP's and static files') with gzip, brotli or zstd for clients that "
+            "accept it (Accept-Encoding); docs/compression.md. On by default, as FrankenPHP's "
+            "php_server (nginx ships with gzip off): an app server often faces browsers directly. "
+            "It costs front CPU per response (a 20 KB page: about 40 µs with zstd, 100-200 µs with "
+            "gzip or brotli). Turn it off when a proxy or CDN in front compresses already."),
+    Setting("compression", "algorithms", ["zstd", "br", "gzip"], _codings,
+            'The codings offered, in the order preferred when the client accepts several equally '
+            '(same q-value): any of "zstd", "br", "gzip".'),
+    Setting("compression", "min_size", "1K", parse_size,
+            "Responses known to be smaller than this are sent as they are (compressing them saves "
+            "too little); a PHP response of unknown length is compressed as it streams."),
+    Setting("compression", "types", list(COMPRESSIBLE_TYPES), _type_patterns,
+            'Content-Types worth compressing: exact types, or "type/*" for a whole family; parameters '
+            '(charset) are ignored. Images, fonts in woff/woff2, archives and media are compressed '
+            "already and are left out of the default."),
+    Setting("compression", "gzip_level", 5, _int_between(1, 9), "gzip (zlib) level, 1 to 9."),
+    Setting("compression", "br_level", 4, _int_between(0, 11),
+            "Brotli quality, 0 to 11 (above 5 it gets much slower for little gain: keep those for "
+            "precompressed files)."),
+    Setting("compression", "zstd_level", 3, _int_between(1, 19), "zstd level, 1 to 19."),
+    Setting("compression", "precompressed", True, _bool,
+            "Serve a precompressed sibling of a static file when the client accepts its coding: "
+            "app.css.zst, app.css.br or app.css.gz next to app.css (nginx's gzip_static, Caddy's "
+            "precompressed), with app.css's Content-Type. A sibling older than its original is "
+            "ignored, so a stale one left by an old build is never served. Checked even when "
+            "enabled is false."),
     Setting("reload", "canary", False, _bool,
             "Every reload starts with a canary: one worker runs the new code for canary_seconds; "
             "if it does not start, dies, or answers 5xx clearly more often than the old workers, the "

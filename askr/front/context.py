@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
+from askr.front.compression import Compression
 from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
 from askr.front.xsendfile import FileOffload
@@ -29,6 +30,7 @@ class FrontContext:
     draining: bool = False
     health_path: bytes | None = None  # [server] health_path (None: off)
     offload: FileOffload | None = None  # [static] sendfile_roots / internal_locations (None: off)
+    compression: Compression | None = None  # [compression]; None: neither enabled nor precompressed
     readiness: str = BOOTING  # the master's latest word (askr/readiness.py), for health_path
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -27,9 +27,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from askr.config import CODINGS
+from askr.front.compression import VARY, Compression, sibling, weak_etag
 from askr.front.responses import DATE, SERVER_HEADER, STATUS_LINES
 from askr.front.router import Router, StaticFile
-from askr.front.static import not_modified, ok_headers, validators
+from askr.front.static import Headers, content_type, not_modified, ok_headers, validators
 
 MAX_FILE = 64 * 1024  # bigger files are not worth the memory: the copy is no longer the cost
 VALID = 1.0
@@ -51,20 +53,17 @@ def _ident(st: os.stat_result) -> Ident:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-class HotFile:
-    """One file's response, ready to send over HTTP/1.1 or HTTP/2."""
+class HotResponse:
+    """One representation of a file (as it is, or compressed), ready to send over HTTP/1.1 or
+    HTTP/2. `etag` is what If-None-Match is compared with (weakly: the quoted tag, without W/)."""
 
-    __slots__ = ("body", "charge", "etag", "h1_not_modified", "h1_ok", "h2_not_modified", "h2_ok", "ident",
-                 "last_modified", "mtime", "path", "racy", "valid_until")
+    __slots__ = ("body", "charge", "etag", "h1_not_modified", "h1_ok", "h2_not_modified", "h2_ok",
+                 "last_modified", "mtime")
 
-    def __init__(self, path: str, st: os.stat_result, body: bytes, raw_path: bytes) -> None:
-        self.path = path
-        self.ident = _ident(st)
+    def __init__(self, body: bytes, etag: bytes, last_modified: bytes, mtime: int, ok: Headers,
+                 not_mod: Headers) -> None:
         self.body = body
-        self.etag, self.last_modified, self.mtime = validators(st)
-        ok = ok_headers(path, self.etag, self.last_modified)
-        ok.append((b"content-length", b"%d" % len(body)))
-        not_mod = [(b"etag", self.etag), (b"last-modified", self.last_modified)]
+        self.etag, self.last_modified, self.mtime = etag, last_modified, mtime
         # HTTP/1.1: everything after Date up to the end of the fields (Connection and the blank
         # line are the request's business), in static.serve_static's order.
         self.h1_ok = SERVER_HEADER + b"".join(b"%s: %s\r\n" % pair for pair in ok)
@@ -72,9 +71,7 @@ class HotFile:
         # HTTP/2: the header list after :status and date.
         self.h2_ok = ((b"server", _SERVER_VALUE), *ok)
         self.h2_not_modified = ((b"server", _SERVER_VALUE), *not_mod)
-        self.charge = len(body) + len(self.h1_ok) + len(path) + len(raw_path) + ENTRY_OVERHEAD
-        self.racy = False
-        self.valid_until = 0.0
+        self.charge = len(body) + len(self.h1_ok) + ENTRY_OVERHEAD
 
     def http1(self, inm: bytes | None, ims: bytes | None, close: bool) -> tuple[int, bytes, int]:
         """(status, the whole response, body bytes in it) for a GET."""
@@ -92,15 +89,74 @@ class HotFile:
         return [(b":status", b"200"), (b"date", DATE.field()), *self.h2_ok], self.body
 
 
+class HotFile(HotResponse):
+    """A file's entry: its identity response, and the compressed ones made so far ([compression]:
+    each built on first demand, from a precompressed sibling or by compressing `body`)."""
+
+    __slots__ = ("compressible", "ident", "path", "racy", "siblings", "valid_until", "variants")
+
+    def __init__(self, path: str, st: os.stat_result, body: bytes, raw_path: bytes,
+                 compression: Compression | None = None) -> None:
+        self.path = path
+        self.ident = _ident(st)
+        etag, last_modified, mtime = validators(st)
+        # worth compressing on the fly (else only precompressed siblings are looked for)
+        self.compressible = (compression is not None and len(body) >= compression.min_size
+                             and compression.compressible(content_type(path), path))
+        ok = ok_headers(path, etag, last_modified)
+        ok.append((b"content-length", b"%d" % len(body)))
+        not_mod = [(b"etag", etag), (b"last-modified", last_modified)]
+        if self.compressible:
+            ok.append(VARY)
+            not_mod.append(VARY)
+        super().__init__(body, etag, last_modified, mtime, ok, not_mod)
+        self.charge += len(path) + len(raw_path)
+        self.variants: dict[str, HotResponse] = {}  # coding -> response, made on first demand
+        # precompressed siblings, looked for when the file is (re)loaded
+        self.siblings: dict[str, StaticFile] = {}
+        if compression is not None and compression.precompressed:
+            for coding in CODINGS:
+                found = sibling(coding, path, st.st_mtime_ns)
+                if found is not None:
+                    self.siblings[coding] = found
+        self.racy = False
+        self.valid_until = 0.0
+
+    def encoded(self, coding: str, compression: Compression) -> HotResponse | None:
+        """This file in `coding`: its precompressed sibling, else its body compressed; None when
+        the sibling cannot be read whole (the ordinary path will answer next time)."""
+        found = self.siblings.get(coding)
+        if found is not None:
+            try:
+                with open(found.path, "rb", buffering=0) as fh:
+                    body = fh.read(MAX_FILE + 1)
+            except OSError:
+                return None
+            if len(body) != found.st.st_size or len(body) > MAX_FILE:
+                return None
+            etag, last_modified, mtime = validators(found.st)
+            return self._variant(coding, body, etag, etag, last_modified, mtime)
+        return self._variant(coding, compression.whole(coding, self.body), self.etag, weak_etag(self.etag),
+                             self.last_modified, self.mtime)
+
+    def _variant(self, coding: str, body: bytes, etag: bytes, sent_etag: bytes, last_modified: bytes,
+                 mtime: int) -> HotResponse:
+        ok = ok_headers(self.path, sent_etag, last_modified)
+        ok += [(b"content-length", b"%d" % len(body)), (b"content-encoding", coding.encode()), VARY]
+        return HotResponse(body, etag, last_modified, mtime, ok, [(b"etag", sent_etag),
+                                                                  (b"last-modified", last_modified), VARY])
+
+
 class HotFiles:
     """Raw request path -> HotFile, bounded by `max_bytes` (see the module docstring)."""
 
-    __slots__ = ("_clock", "_entries", "_wall_ns", "max_bytes", "router", "size", "valid")
+    __slots__ = ("_clock", "_entries", "_wall_ns", "compression", "max_bytes", "router", "size", "valid")
 
     def __init__(self, router: Router, max_bytes: int, valid: float = VALID,
                  clock: Callable[[], float] = time.monotonic,
-                 wall_ns: Callable[[], int] = time.time_ns) -> None:
+                 wall_ns: Callable[[], int] = time.time_ns, compression: Compression | None = None) -> None:
         self.router = router
+        self.compression = compression  # [compression]: None when neither on nor precompressed
         self.max_bytes = max_bytes
         self.valid = valid
         self.size = 0  # bytes charged by the entries held
@@ -136,7 +192,7 @@ class HotFiles:
         ident = _ident(now_st)
         if ident != _ident(st) or len(body) != st.st_size:
             return None
-        entry = HotFile(route.path, now_st, body, raw_path)
+        entry = HotFile(route.path, now_st, body, raw_path, self.compression)
         entry.racy = now_st.st_mtime_ns > self._wall_ns() - RACY_NS
         entry.valid_until = self._clock() + self.valid
         self._forget(raw_path)
@@ -147,6 +203,36 @@ class HotFiles:
             self._entries[raw_path] = entry
             self.size += entry.charge
         return entry  # serves this request even when it is too big to keep
+
+    def respond(self, raw_path: bytes, entry: HotFile, accept: bytes | None) -> HotResponse:
+        """The response for a GET of `entry` with this Accept-Encoding: as compression.
+        serve_static_compressed would answer, a precompressed sibling the client accepts first,
+        else the body compressed, else the file as it is. Each variant is made once, then kept
+        with its entry and charged to the cache's budget."""
+        compression = self.compression
+        if compression is None or accept is None:
+            return entry
+        coding = None
+        if entry.siblings:
+            coding = next((c for c in compression.ranked(accept) if c in entry.siblings), None)
+        if coding is None and entry.compressible:
+            coding = compression.choose(accept)
+        if coding is None:
+            return entry
+        variant = entry.variants.get(coding)
+        if variant is not None:
+            return variant
+        variant = entry.encoded(coding, compression)
+        if variant is None:
+            return entry
+        if self._entries.get(raw_path) is entry:  # kept: keep the variant too, within the budget
+            entry.variants[coding] = variant
+            entry.charge += variant.charge
+            self.size += variant.charge
+            while self.size > self.max_bytes and self._entries:
+                _, evicted = self._entries.popitem(last=False)
+                self.size -= evicted.charge
+        return variant
 
     def _revalidate(self, raw_path: bytes, entry: HotFile, now: float) -> HotFile | None:
         """Route the path again, as a request without the cache would be routed."""

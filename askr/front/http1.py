@@ -28,7 +28,7 @@ from askr.front.stream import Connection, Fields, Stream
 if TYPE_CHECKING:
     from askr.bridge.pool import WorkerChannel
     from askr.front.context import FrontContext
-    from askr.front.hotfiles import HotFile
+    from askr.front.hotfiles import HotResponse
     from askr.front.static import StaticResponse
 
 log = logging.getLogger("askr.front")
@@ -363,7 +363,7 @@ class Http1Connection(Connection):
             self.transport.write(b"".join(head))  # type: ignore[union-attr]
             self.loop.create_task(self._send_file(req, resp.file_path, resp.offset, resp.count, close))
 
-    def send_hot(self, stream: Stream, entry: HotFile) -> None:
+    def send_hot(self, stream: Stream, entry: HotResponse) -> None:
         req: Request = stream  # type: ignore[assignment]
         close = self._closes_after(req)
         req.response_started = True

@@ -34,7 +34,7 @@ from askr.front.stream import Connection, Fields, Stream
 
 if TYPE_CHECKING:
     from askr.front.context import FrontContext
-    from askr.front.hotfiles import HotFile
+    from askr.front.hotfiles import HotResponse
     from askr.front.static import StaticResponse
 
 log = logging.getLogger("askr.front")
@@ -390,7 +390,7 @@ class Http2Connection(Connection):
         h2s.end_after = True
         self.flush_stream(h2s)
 
-    def send_hot(self, stream: Stream, entry: HotFile) -> None:
+    def send_hot(self, stream: Stream, entry: HotResponse) -> None:
         """The header list is built but for :status and date."""
         headers, body = entry.http2(stream.header(b"if-none-match"), stream.header(b"if-modified-since"))
         self._send_whole(stream, headers, body)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from askr.bridge.events import WorkerEvent
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
 from askr.front import static, tls
+from askr.front.compression import compression_of
 from askr.front.context import FrontContext
 from askr.front.hotfiles import HotFiles
 from askr.front.http1 import Http1Connection
@@ -88,7 +89,8 @@ class Front:
                            ProxyTrust(cfg.server.trusted_proxies), self.access,
                            health_path=cfg.server.health_path.encode() or None,
                            offload=FileOffload.from_config(cfg.static.sendfile_roots,
-                                                           cfg.static.internal_locations))
+                                                           cfg.static.internal_locations),
+                           compression=compression_of(cfg))
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
@@ -157,7 +159,8 @@ class Front:
         """Resolves the document root now: after a symlink swap, a new router serves the new tree."""
         cfg = self.config
         router = Router(cfg.server.root, worker_mode=cfg.worker.script is not None)
-        hot = HotFiles(router, cfg.static.cache_size) if cfg.static.cache_size else None
+        hot = HotFiles(router, cfg.static.cache_size, compression=compression_of(cfg)) \
+            if cfg.static.cache_size else None
         return RouteCache(router, hot=hot)
 
     async def sweep_deadlines(self) -> None:

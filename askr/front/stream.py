@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from askr.bridge import wire
 from askr.bridge.pool import Exchange, WorkerChannel
 from askr.front import cgi, health
+from askr.front.compression import Encoder, serve_static_compressed
 from askr.front.router import PhpScript, Redirect, StaticFile
 from askr.front.static import StaticResponse, serve_static
 
 if TYPE_CHECKING:
     from askr.front.context import FrontContext
-    from askr.front.hotfiles import HotFile
+    from askr.front.hotfiles import HotResponse
     from askr.front.xsendfile import FileOffload
 
 log = logging.getLogger("askr.front")
@@ -91,7 +93,7 @@ class Connection(asyncio.Protocol):
     def send_static(self, stream: Stream, resp: StaticResponse) -> None:
         raise NotImplementedError
 
-    def send_hot(self, stream: Stream, entry: HotFile) -> None:
+    def send_hot(self, stream: Stream, entry: HotResponse) -> None:
         """A GET answered from the hot-file cache (validators checked against the request)."""
         raise NotImplementedError
 
@@ -118,7 +120,7 @@ class Stream:
     decides who answers."""
 
     __slots__ = (
-        "body", "body_complete", "body_size", "chunked", "closed", "conn", "content_length",
+        "body", "body_complete", "body_size", "chunked", "closed", "conn", "content_length", "encoder",
         "exchange", "flat_headers", "head_only", "headers", "method", "path", "php_deadline", "php_request",
         "query", "responded", "response_started", "retried", "sent", "started", "status", "url", "version",
         "waiting_route", "window_bytes", "worker",
@@ -152,6 +154,7 @@ class Stream:
         self.status = 0
         self.sent = 0  # response body bytes (access log)
         self.worker = 0  # pid of the PHP worker that answered (access log)
+        self.encoder: Encoder | None = None  # [compression] of a PHP response that streams
 
     def header(self, lower_name: bytes) -> bytes | None:
         entry = self.headers.get(lower_name)
@@ -204,7 +207,7 @@ class Stream:
         if hot is not None and self.method == b"GET" and b"range" not in self.headers:
             entry = hot.get(self.path)
             if entry is not None:
-                conn.send_hot(self, entry)
+                conn.send_hot(self, hot.respond(self.path, entry, self.header(b"accept-encoding")))
                 return
         else:
             hot = None
@@ -219,10 +222,15 @@ class Stream:
         elif kind is StaticFile:
             entry = hot.load(self.path, route) if hot is not None else None  # type: ignore[arg-type]
             if entry is not None:
-                conn.send_hot(self, entry)
+                conn.send_hot(self, hot.respond(self.path, entry, self.header(b"accept-encoding")))  # type: ignore[union-attr]
             else:
                 headers = {name: entry[1] for name, entry in self.headers.items()}
-                conn.send_static(self, serve_static(self.method, headers, route))  # type: ignore[arg-type]
+                compression = ctx.compression
+                if compression is None:
+                    conn.send_static(self, serve_static(self.method, headers, route))  # type: ignore[arg-type]
+                else:
+                    conn.send_static(self, serve_static_compressed(compression, self.method, headers,
+                                                                   route))  # type: ignore[arg-type]
         elif kind is Redirect:
             self.respond(301, ((b"location", cgi.absolute_url(conn, self, route.location)),))  # type: ignore[union-attr]
         else:
@@ -358,18 +366,36 @@ class Stream:
     def php_response(self, status: int, header_block: bytes, body: list[bytes], complete: bool) -> None:
         if complete:
             self.exchange = None  # the worker is done with it, whatever happens to the stream
-        if not self.closed:
-            offload = self.conn.ctx.offload
-            if offload is not None and offload.wanted(header_block):
-                self.send_offloaded(offload, status, header_block)
-            else:
-                self.conn.send_php_head(self, status, header_block, body, complete)
+        if self.closed:
+            return
+        offload = self.conn.ctx.offload
+        if offload is not None and offload.wanted(header_block):
+            self.send_offloaded(offload, status, header_block)
+            return
+        compression = self.conn.ctx.compression
+        if compression is not None and compression.enabled:
+            # Decided once the head is known: whole if PHP is done, else piece by piece.
+            known_size = sum(map(len, body)) if complete and not self.head_only else None
+            encoded = compression.php_head(self.header(b"accept-encoding"), status, header_block, known_size)
+            if encoded is not None:
+                header_block, coding = encoded
+                if coding is not None and not self.head_only:
+                    if complete:
+                        body = [compression.whole(coding, b"".join(body))]
+                    else:
+                        self.encoder = compression.encoder(coding)
+                        data = b"".join(body)
+                        body = [self.encoder.chunk(data)] if data else []
+        self.conn.send_php_head(self, status, header_block, body, complete)
 
     def send_offloaded(self, offload: FileOffload, status: int, header_block: bytes) -> None:
         """PHP named a file (X-Sendfile, X-Accel-Redirect): its body is discarded and its worker
-        let go now, before the file is sent; the front answers with the file."""
+        let go now, before the file is sent; the front answers with the file, compressed as a
+        static file would be."""
         headers = {name: entry[1] for name, entry in self.headers.items()}
-        answer = offload.answer(self.method, headers, status, header_block, self.url)
+        compression = self.conn.ctx.compression
+        serve = serve_static if compression is None else partial(serve_static_compressed, compression)
+        answer = offload.answer(self.method, headers, status, header_block, self.url, serve)
         if isinstance(answer, int):
             self.respond(answer)  # lets the worker go too
             return
@@ -379,8 +405,17 @@ class Stream:
     def php_body(self, body: list[bytes], complete: bool) -> None:
         if complete:
             self.exchange = None
-        if not self.closed:
-            self.conn.send_php_body(self, body, complete)
+        if self.closed:
+            return
+        encoder = self.encoder
+        if encoder is not None:  # compress what PHP flushed, and flush it on (streams stay live)
+            data = b"".join(body)
+            if complete:
+                self.encoder = None
+                body = [encoder.finish(data)]
+            else:
+                body = [encoder.chunk(data)] if data else []
+        self.conn.send_php_body(self, body, complete)
 
     def php_failed(self, crashed: WorkerChannel | None = None) -> None:
         if self.responded or self.closed:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from stat import S_ISREG
 
 from askr.front.router import StaticFile, split_path
@@ -53,6 +53,9 @@ _DROPPED = frozenset((b"content-length", b"transfer-encoding", b"connection", b"
 _NO_FILE_STATUS = frozenset((204, 304))
 # The request headers Symfony reads to decide whether (and how) to offload; only ours reach PHP.
 _ANNOUNCE_NAMES = frozenset((b"x-sendfile-type", b"x-accel-mapping"))
+
+# How a file is answered: static.serve_static, or a variant of it (the front's compression).
+Serve = Callable[[bytes, Mapping[bytes, bytes], StaticFile], StaticResponse]
 
 
 class Refusal(Exception):
@@ -104,8 +107,10 @@ class FileOffload:
         return self._trigger.search(header_block) is not None
 
     def answer(self, method: bytes, request_headers: Mapping[bytes, bytes], status: int,
-               header_block: bytes, url: bytes) -> StaticResponse | int:
-        """The response to send for PHP's head, or an error status to answer (already logged)."""
+               header_block: bytes, url: bytes, serve: Serve = serve_static) -> StaticResponse | int:
+        """The response to send for PHP's head, or an error status to answer (already logged).
+        `serve` answers the file as a static one; a file PHP says is encoded already (its own
+        Content-Encoding) is served as it is."""
         kind, target, kept, php_type = self._split_head(header_block)
         if status in _NO_FILE_STATUS:
             return StaticResponse(status, kept)
@@ -120,7 +125,9 @@ class FileOffload:
         # Whatever the method, the file is answered as to GET (or HEAD), as nginx does after its
         # internal redirect; PHP's own status turns off Range and conditionals.
         as_method = b"HEAD" if method == b"HEAD" else b"GET"
-        resp = serve_static(as_method, request_headers if status == 200 else {}, StaticFile(real, st))
+        if serve is not serve_static and any(name == b"content-encoding" for name, _ in kept):
+            serve = serve_static
+        resp = serve(as_method, request_headers if status == 200 else {}, StaticFile(real, st))
         if status != 200 and resp.status == 200:
             resp.status = status
         if php_type is not None:

@@ -17,6 +17,7 @@ import h2.events
 import pytest
 
 from askr import config as config_mod
+from askr.front.compression import compression_of
 from askr.front.context import FrontContext
 from askr.front.hotfiles import ENTRY_OVERHEAD, MAX_FILE, HotFiles
 from askr.front.http1 import Http1Connection
@@ -95,13 +96,14 @@ class Front:
     """One front's routing and cache over `root`, with connections to talk to it."""
 
     def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, cache: bool = True,
-                 max_bytes: int = 16 * 1024 * 1024) -> None:
+                 max_bytes: int = 16 * 1024 * 1024, compression: bool = False) -> None:
         self.clock = Clock()
         self.router = CountingRouter(str(root))
-        self.hot = HotFiles(self.router, max_bytes, clock=self.clock) if cache else None
         cfg = config_mod.load(overrides={"server.root": str(root)})
+        comp = compression_of(cfg) if compression else None
+        self.hot = HotFiles(self.router, max_bytes, clock=self.clock, compression=comp) if cache else None
         self.ctx = FrontContext(cfg, loop, RouteCache(self.router, hot=self.hot), None,  # type: ignore[arg-type]
-                                str(root).encode(), ProxyTrust(()))
+                                str(root).encode(), ProxyTrust(()), compression=comp)
 
     @property
     def resolved(self) -> int:
@@ -488,3 +490,70 @@ def test_http2_head_is_not_served_from_the_cache(root: Path, loop) -> None:
     pair = H2Pair(front)
     pair.get("/a.txt")
     assert pair.get("/a.txt", method=b"HEAD") == plain.get("/a.txt", method=b"HEAD")
+
+
+# --- [compression]: compressed variants, kept with their entry ----------------------------------
+
+TEXT = b"<p>a hot page, worth compressing</p>\n" * 100
+TAG = f'"{MTIME:x}-{len(TEXT):x}"'
+
+
+@pytest.mark.parametrize("headers", [
+    ("Accept-Encoding: gzip",), ("Accept-Encoding: br",), ("Accept-Encoding: zstd",),
+    ("Accept-Encoding: gzip, deflate, br, zstd",), ("Accept-Encoding: identity",), (),
+    ("Accept-Encoding: gzip", f"If-None-Match: W/{TAG}"),  # 304 for both files: a.txt is another size
+    ("Accept-Encoding: br", f"If-None-Match: {TAG}"),
+    ("Accept-Encoding: br", 'If-None-Match: "other"'),
+])
+@pytest.mark.parametrize("name", ["page.html", "a.txt"])
+def test_compressed_hits_are_byte_identical_to_the_ordinary_path(root: Path, loop, headers, name) -> None:
+    write(root / "page.html", TEXT)
+    plain = Front(root, loop, cache=False, compression=True)
+    cached = Front(root, loop, compression=True)
+    expected = plain.get(f"/{name}", *headers)
+    assert cached.get(f"/{name}", *headers) == expected  # the miss
+    assert cached.get(f"/{name}", *headers) == expected  # the hit, from the variant
+    if name == "page.html" and TAG in "".join(headers):
+        assert expected.startswith(b"HTTP/1.1 304 ") and b"vary: Accept-Encoding\r\n" in expected
+    if name == "page.html" and headers == ("Accept-Encoding: gzip",):
+        assert b"content-encoding: gzip\r\n" in expected and b"vary: Accept-Encoding\r\n" in expected
+
+
+def test_a_variant_is_compressed_once_and_charged_to_the_cache(root: Path, loop, monkeypatch) -> None:
+    write(root / "page.html", TEXT)
+    front = Front(root, loop, compression=True)
+    assert body_of(front.get("/page.html")) == TEXT
+    size = front.hot.size  # type: ignore[union-attr]
+    compressions = []
+    original = front.hot.compression.whole  # type: ignore[union-attr]
+    monkeypatch.setattr(front.hot.compression, "whole",  # type: ignore[union-attr]
+                        lambda coding, data: compressions.append(coding) or original(coding, data))
+    first = front.get("/page.html", "Accept-Encoding: br")
+    assert front.get("/page.html", "Accept-Encoding: br") == first
+    assert compressions == ["br"]
+    assert front.hot.size > size  # type: ignore[union-attr]
+    import brotli
+    assert brotli.decompress(body_of(first)) == TEXT
+
+
+def test_a_changed_file_drops_its_variants(root: Path, loop) -> None:
+    import gzip
+    write(root / "page.html", TEXT)
+    front = Front(root, loop, compression=True)
+    assert gzip.decompress(body_of(front.get("/page.html", "Accept-Encoding: gzip"))) == TEXT
+    write(root / "page.html", TEXT + b"more", mtime=MTIME + 5)
+    front.clock.now += 2
+    assert gzip.decompress(body_of(front.get("/page.html", "Accept-Encoding: gzip"))) == TEXT + b"more"
+
+
+def test_a_precompressed_sibling_is_kept_as_the_variant(root: Path, loop) -> None:
+    import brotli
+    write(root / "page.html", TEXT)
+    sibling = brotli.compress(TEXT, quality=11)
+    write(root / "page.html.br", sibling, mtime=MTIME + 1)
+    plain = Front(root, loop, cache=False, compression=True)
+    cached = Front(root, loop, compression=True)
+    expected = plain.get("/page.html", "Accept-Encoding: gzip, br")
+    assert body_of(expected) == sibling and b"content-type: text/html\r\n" in expected
+    assert cached.get("/page.html", "Accept-Encoding: gzip, br") == expected
+    assert cached.get("/page.html", "Accept-Encoding: gzip, br") == expected

@@ -7,19 +7,24 @@ nothing here opens a socket or starts a process, so the whole module runs in wel
 from __future__ import annotations
 
 import asyncio
+import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import brotli
 import h2.config
 import h2.connection
 import h2.events
 import httptools
 import pytest
+import zstandard
 
 from askr import config
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
+from askr.front.compression import compression_of
 from askr.front.context import FrontContext
 from askr.front.http1 import Http1Connection
 from askr.front.http2 import Http2Connection
@@ -311,7 +316,7 @@ def make(version: str, docroot: Path, loop: asyncio.AbstractEventLoop, server: d
     cfg = config.load(toml)
     pool = FakePool()
     ctx = FrontContext(cfg, loop, RouteCache(Router(str(docroot))), pool,  # type: ignore[arg-type]
-                       str(docroot).encode(), ProxyTrust(()))
+                       str(docroot).encode(), ProxyTrust(()), compression=compression_of(cfg))
     transport = FakeTransport()
     conn: Http1Connection | Http2Connection
     if version == "1.1":
@@ -704,3 +709,95 @@ def test_only_idempotent_methods_are_retried(version, method, retried, docroot, 
     crash(s, s.pool.take(s.pool.submitted[0]))
     assert len(s.pool.submitted) == (2 if retried else 1)
     assert s.client.response(sid).status == (0 if retried else 502)
+
+
+# -- [compression] (on by default) ----------------------------------------------------------------
+PAGE = b"<li>an item of a long streamed page</li>\n" * 100
+
+
+def decoder(coding: str):
+    if coding == "gzip":
+        return zlib.decompressobj(31).decompress
+    if coding == "br":
+        return brotli.Decompressor().process
+    return zstandard.ZstdDecompressor().decompressobj().decompress
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "zstd"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_streamed_php_response_is_compressed_piece_by_piece(version, coding, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", f"{coding}, identity;q=0.5")])
+    s.pool.take(s.pool.submitted[0])
+    head = b'Content-Type: text/event-stream\nContent-Length: 99999\nETag: "e1"'
+    deliver(s, "php_response", 200, head, [b"data: first\n\n"], False)
+    resp = s.client.response(sid)
+    assert resp.headers[b"content-encoding"] == coding.encode()
+    assert resp.headers[b"vary"] == b"Accept-Encoding"
+    assert resp.headers[b"etag"] == b'W/"e1"' and b"content-length" not in resp.headers
+    if version == "1.1":
+        assert resp.headers[b"transfer-encoding"] == b"chunked"
+    feed = decoder(coding)
+    assert feed(resp.body) == b"data: first\n\n"  # the first flush decodes before the rest comes
+    seen = len(resp.body)
+    deliver(s, "php_body", [b"data: second\n\n"], False)
+    assert feed(s.client.response(sid).body[seen:]) == b"data: second\n\n"
+    seen = len(s.client.response(sid).body)
+    deliver(s, "php_body", [PAGE], True)
+    resp = s.client.response(sid)
+    assert resp.complete and feed(resp.body[seen:]) == PAGE
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_complete_php_response_is_compressed_whole_with_its_length(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip")])
+    s.pool.take(s.pool.submitted[0])
+    head = b"Content-Type: text/html; charset=UTF-8"
+    deliver(s, "php_response", 200, head, [PAGE[:2000], PAGE[2000:]], True)
+    resp = s.client.response(sid)
+    assert resp.headers[b"content-encoding"] == b"gzip"
+    assert resp.headers[b"content-length"] == b"%d" % len(resp.body) and gzip.decompress(resp.body) == PAGE
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_php_responses_compression_leaves_alone(version, docroot, loop) -> None:
+    already = gzip.compress(PAGE)
+    cases = [
+        (b"Content-Type: text/html\nContent-Encoding: gzip", [already]),  # zlib.output_compression
+        (b"Content-Type: text/html", [b"<p>short</p>"]),  # under min_size
+        (b"Content-Type: image/png", [PAGE]),
+    ]
+    for head, body in cases:
+        s = make(version, docroot, loop)
+        sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip, br")])
+        s.pool.take(s.pool.submitted[0])
+        deliver(s, "php_response", 200, head, body, True)
+        resp = s.client.response(sid)
+        assert resp.body == b"".join(body)
+        assert resp.headers.get(b"content-encoding") == (b"gzip" if b"Encoding" in head else None)
+        assert b"vary" not in resp.headers
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_head_to_php_gets_the_encoding_headers_of_a_get(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("HEAD", "/index.php", [("Accept-Encoding", "br")])
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, b"Content-Type: text/html", [], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body) == (200, b"")
+    assert resp.headers[b"content-encoding"] == b"br" and resp.headers[b"vary"] == b"Accept-Encoding"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_static_file_is_compressed_and_a_range_is_not(version, docroot, loop) -> None:
+    (docroot / "app.js").write_bytes(PAGE)
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/app.js", [("Accept-Encoding", "zstd")])
+    resp = s.client.response(sid)
+    assert resp.headers[b"content-encoding"] == b"zstd" and resp.headers[b"etag"].startswith(b'W/"')
+    assert decoder("zstd")(resp.body) == PAGE
+    sid = s.client.send("GET", "/app.js", [("Accept-Encoding", "zstd"), ("Range", "bytes=0-9")])
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body) == (206, PAGE[:10]) and b"content-encoding" not in resp.headers
