@@ -6,6 +6,7 @@ at once)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import os
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 from test_stream import VERSIONS, FakePool, FakeTransport, H1Client, H2Client, Setup, deliver
 
 from askr import config
+from askr.front.compression import compression_of
 from askr.front.context import FrontContext
 from askr.front.http1 import Http1Connection
 from askr.front.http2 import Http2Connection
@@ -259,7 +261,8 @@ def make(version: str, tree: Path, loop: asyncio.AbstractEventLoop, static: str 
     cfg = config.load(toml)
     off = FileOffload.from_config(cfg.static.sendfile_roots, cfg.static.internal_locations)
     ctx = FrontContext(cfg, loop, RouteCache(Router(str(tree / "public"))), FakePool(),  # type: ignore[arg-type]
-                       str(tree / "public").encode(), ProxyTrust(()), offload=off)
+                       str(tree / "public").encode(), ProxyTrust(()), offload=off,
+                       compression=compression_of(cfg))
     transport = FakeTransport()
     conn: Http1Connection | Http2Connection
     conn = Http1Connection(ctx) if version == "1.1" else Http2Connection(ctx)
@@ -335,3 +338,33 @@ def test_unconfigured_the_headers_pass_through(version, tree, loop) -> None:
     deliver(s, "php_response", 200, b"X-Sendfile: /etc/passwd", [b"php"], True)
     resp = s.client.response(sid)
     assert (resp.status, resp.body, resp.headers[b"x-sendfile"]) == (200, b"php", b"/etc/passwd")
+
+
+NOTES = b"".join(b"line %d of a report that compresses well\n" % i for i in range(200))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_offloaded_text_file_is_compressed_as_a_static_one(version, tree, loop) -> None:
+    (tree / "private" / "notes.txt").write_bytes(NOTES)
+    s = make(version, tree, loop)
+    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip")])
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, b"X-Sendfile: " + str(tree / "private" / "notes.txt").encode(), [], True)
+    resp = s.client.response(sid)
+    assert resp.status == 200 and resp.headers[b"content-encoding"] == b"gzip"
+    assert gzip.decompress(resp.body) == NOTES and resp.headers[b"vary"] == b"Accept-Encoding"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_phps_own_content_encoding_is_sent_as_it_is(version, tree, loop) -> None:
+    packed = gzip.compress(os.urandom(4096))  # over [compression] min_size: it would be compressed again
+    (tree / "private" / "notes-gzipped.txt").write_bytes(packed)
+    s = make(version, tree, loop)
+    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip, br, zstd")])
+    s.pool.take(s.pool.submitted[0])
+    head = (b"Content-Type: text/plain\nContent-Encoding: gzip\nX-Sendfile: "
+            + str(tree / "private" / "notes-gzipped.txt").encode())
+    deliver(s, "php_response", 200, head, [], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body, resp.headers[b"content-encoding"]) == (200, packed, b"gzip")
+    assert resp.headers[b"content-type"] == b"text/plain"
