@@ -295,10 +295,12 @@ def weak_etag(etag: bytes) -> bytes:
 # -- static files --------------------------------------------------------------------------------
 def sibling(coding: str, original: str, mtime_ns: int) -> StaticFile | None:
     """A precompressed sibling of the file `original` in this coding (app.css.br), if there is one
-    no older than the original (a stale sibling left by an old build would be another file)."""
+    no older than the original (a stale sibling left by an old build would be another file).
+    Never a symlink: the router's (or X-Sendfile's) containment rules were checked for `original`
+    only, a real path, and a link beside it could lead out of the root."""
     path = original + SUFFIXES[coding]
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except (OSError, ValueError):
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns < mtime_ns:

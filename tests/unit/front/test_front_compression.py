@@ -250,6 +250,15 @@ def test_precompressed_sibling_is_served_with_the_originals_type(site) -> None:
     assert headers_of(resp)[b"etag"].startswith(b"W/")
 
 
+def test_a_symlinked_sibling_is_never_served(site, tmp_path_factory) -> None:
+    """app.css.gz -> a file outside the root would bypass the router's containment rules."""
+    outside = tmp_path_factory.mktemp("outside") / "secret.gz"
+    outside.write_bytes(gzip.compress(b"SECRET"))
+    os.symlink(outside, site / "app.css.gz")
+    resp = serve_static_compressed(make(), b"GET", {b"accept-encoding": b"gzip"}, static(site / "app.css"))
+    assert gzip.decompress(resp.body) == TEXT  # compressed afresh from the original
+
+
 def test_precompressed_siblings_are_served_even_with_compression_off(site) -> None:
     (site / "app.css.gz").write_bytes(gzip.compress(TEXT))
     comp = make(enabled=False)

@@ -356,6 +356,19 @@ def test_an_offloaded_text_file_is_compressed_as_a_static_one(version, tree, loo
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_a_precompressed_sibling_linking_out_of_the_root_is_not_served(version, tree, loop) -> None:
+    (tree / "private" / "notes.txt").write_bytes(NOTES)
+    (tree / "outside" / "secret.gz").write_bytes(gzip.compress(b"SECRET"))
+    os.symlink(tree / "outside" / "secret.gz", tree / "private" / "notes.txt.gz")
+    s = make(version, tree, loop)
+    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip")])
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, b"X-Sendfile: " + str(tree / "private" / "notes.txt").encode(), [], True)
+    resp = s.client.response(sid)
+    assert resp.status == 200 and gzip.decompress(resp.body) == NOTES
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_phps_own_content_encoding_is_sent_as_it_is(version, tree, loop) -> None:
     packed = gzip.compress(os.urandom(4096))  # over [compression] min_size: it would be compressed again
     (tree / "private" / "notes-gzipped.txt").write_bytes(packed)
