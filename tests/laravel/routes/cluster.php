@@ -22,7 +22,7 @@ Route::middleware('api')->group(function () {
     Route::post('/cluster/echo', function (Request $request) {
         $body = $request->getContent();
         return response()->json(['length' => strlen($body), 'sha1' => sha1($body),
-                                 'host' => env('CLUSTER_HOST', gethostname())]);
+                                 'host' => env('CLUSTER_HOST', gethostname()), 'code' => CodeVersion::VALUE]);
     });
 
     // Queue a ClusterJob on the default connection (redis in the cluster tests).
