@@ -44,7 +44,8 @@ def test_jobs_dispatched_through_haproxy_run_exactly_once_across_hosts_while_one
     assert dispatch(cluster, batch, range(40, 70)) == []
     stopping.join(90)
     assert not stopping.is_alive() and not leaving.proc.alive()
-    assert cluster.status()[leaving.name] == "DOWN"
+    wait_until(lambda: cluster.status()[leaving.name] == "DOWN", 30, f"HAProxy to mark {leaving.name} DOWN",
+               cluster.status)
     assert dispatch(cluster, batch, range(70, JOBS)) == []  # while it is stopped
 
     runs = wait_until(lambda: (r := cluster.redis.hgetall(f"cluster:{batch}:runs")) and len(r) == JOBS and r,
