@@ -35,6 +35,7 @@ from laravel_fixture import make_laravel_app  # noqa: E402
 from resp import Redis  # noqa: E402
 
 HTTP_PORT = 8080
+TLS_PORT = 8443  # the hosts' port when they terminate TLS themselves (HAProxy passes it through)
 ADMIN_PORT = 9000
 REDIS_PORT = 6379
 WORKER_SCRIPT = REPO / "examples" / "laravel-worker.php"
@@ -136,6 +137,11 @@ class Host:
         self.redis_address = redis_address
         self.workers = workers
         self.queue_workers = queue_workers
+        self.port = HTTP_PORT
+        self.tls: tuple[Path, Path] | None = None  # (cert, key): askr terminates TLS on TLS_PORT
+
+    def use_tls(self, cert: Path, key: Path) -> None:
+        self.tls, self.port = (cert, key), TLS_PORT
 
     def prepare(self, template: Path) -> None:
         (self.dir / "releases").mkdir(parents=True)
@@ -154,10 +160,12 @@ class Host:
         (self.dir / "admin-token").write_text(f"token-{self.name}\n")
         current = self.dir / "current"
         self.config.write_text(toml_text({
-            "server": {"listen": f"{self.address}:{HTTP_PORT}", "root": f"{current}/public",
+            # behind a passthrough HAProxy nobody's X-Forwarded-* may be believed: it adds none
+            "server": {"listen": f"{self.address}:{self.port}", "root": f"{current}/public",
                        "workers": self.workers, "fronts": 1, "user": "root",
-                       "trusted_proxies": [netns.LB_ADDRESS], "drain_delay": "2s",
+                       "trusted_proxies": [] if self.tls else [netns.LB_ADDRESS], "drain_delay": "2s",
                        "graceful_timeout": 10},
+            **({"tls": {"cert": str(self.tls[0]), "key": str(self.tls[1])}} if self.tls else {}),
             "worker": {"script": str(WORKER_SCRIPT), "app_base": str(current),
                        "ini": {"session.save_handler": "redis",
                                "session.save_path": f"tcp://{self.redis_address}:{REDIS_PORT}"}},
@@ -209,9 +217,12 @@ class Cluster:
     """Start with `with Cluster(base) as c:`; everything (processes, namespaces) goes at exit."""
 
     def __init__(self, base: Path, hosts: int = 3, workers: int = 2, queue_workers: int = 1,
-                 haproxy_log: bool = True):
+                 haproxy_log: bool = True, passthrough: bool = False):
+        """passthrough: contrib/haproxy.cfg's TLS-passthrough alternative; the hosts terminate TLS."""
         self.base = base
         self.haproxy_log = haproxy_log
+        self.passthrough = passthrough
+        self.backend = haproxy.PASSTHROUGH_BACKEND if passthrough else haproxy.BACKEND
         self.net = netns.Network(hosts)
         self.hosts = [Host(ns, base, netns.LB_ADDRESS, workers, queue_workers) for ns in self.net.hosts]
         self.redis = Redis(base / "redis.sock")
@@ -220,6 +231,7 @@ class Cluster:
         self.haproxy_proc: Proc | None = None
         self.ca = trustme.CA()
         self.ca_pem = base / "ca.pem"
+        self.site_pem = base / "site.pem"
 
     @property
     def url(self) -> str:
@@ -240,7 +252,16 @@ class Cluster:
         self.net.create()
         self._start_redis()
         template = make_laravel_app(self.base / "fixture")
+        # one certificate for the address clients use, held by HAProxy, or by every host
+        self.ca.cert_pem.write_to_path(str(self.ca_pem))
+        leaf = self.ca.issue_cert(netns.LB_ADDRESS)
+        self.site_pem.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems)
+                                  + leaf.private_key_pem.bytes())
         for host in self.hosts:
+            if self.passthrough:
+                leaf.cert_chain_pems[0].write_to_path(str(self.base / "cert.pem"))
+                leaf.private_key_pem.write_to_path(str(self.base / "key.pem"))
+                host.use_tls(self.base / "cert.pem", self.base / "key.pem")
             host.prepare(template)
             host.start()
         for host in self.hosts:
@@ -257,14 +278,10 @@ class Cluster:
         assert self.redis("PING") == "PONG"
 
     def _start_haproxy(self) -> None:
-        self.ca.cert_pem.write_to_path(str(self.ca_pem))
-        leaf = self.ca.issue_cert(netns.LB_ADDRESS)
-        site = self.base / "site.pem"
-        site.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems) + leaf.private_key_pem.bytes())
         config = self.base / "haproxy.cfg"
         config.write_text(haproxy.config_from_template(
-            [(h.name, f"{h.address}:{HTTP_PORT}") for h in self.hosts], site, self.stats_socket,
-            log=self.haproxy_log))
+            [(h.name, f"{h.address}:{h.port}") for h in self.hosts], self.site_pem, self.stats_socket,
+            log=self.haproxy_log, passthrough=self.passthrough))
         check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True,
                                check=False, timeout=30)
         assert check.returncode == 0, f"haproxy -c: {check.stdout}{check.stderr}"
@@ -273,12 +290,12 @@ class Cluster:
 
     def _stats_answer(self) -> bool:
         try:
-            return bool(haproxy.server_status(self.stats_socket))
+            return bool(haproxy.server_status(self.stats_socket, self.backend))
         except OSError:
             return False
 
     def status(self) -> dict[str, str]:
-        return haproxy.server_status(self.stats_socket)
+        return haproxy.server_status(self.stats_socket, self.backend)
 
     def wait_all_up(self, timeout: float = 60.0) -> None:
         wait_until(lambda: all(s == "UP" for s in self.status().values()), timeout,

@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "contrib" / "haproxy.cfg"
 BACKEND = "askr"
+PASSTHROUGH_BACKEND = "askr_tls"
 
 
 class ConfigTemplateError(Exception):
@@ -48,26 +49,42 @@ class Timings:
     check: str = "1s"
 
 
+def passthrough_variant(text: str) -> str:
+    """The file's TLS-passthrough alternative used as its comment says: `frontend www` and
+    `backend askr` replaced by the commented `mode tcp` frontend and backend."""
+    text = _replace(text, r"^frontend www\n(?:.+\n)+\n", "")
+    text = _replace(text, r"^backend askr\n(?:.+\n)+\n", "")
+    head, marker, tail = text.partition("# frontend www_passthrough\n")
+    if not marker:
+        raise ConfigTemplateError("contrib/haproxy.cfg: no commented '# frontend www_passthrough' "
+                                  "block; update tests/cluster/haproxy.py")
+    return head + "frontend www_passthrough\n" + re.sub(r"(?m)^# ?", "", tail)
+
+
 def config_from_template(servers: list[tuple[str, str]], cert_pem: Path, stats_socket: Path,
-                         timings: Timings = Timings(), log: bool = True) -> str:
+                         timings: Timings = Timings(), log: bool = True, passthrough: bool = False) -> str:
     """contrib/haproxy.cfg for `servers` [(name, address)], with a test certificate, a stats
     socket of our own, logs on stderr (with log=False only failed requests: a benchmark's millions
-    of lines would cost CPU) and shorter timings. Everything else is the file as shipped."""
+    of lines would cost CPU) and shorter timings. Everything else is the file as shipped.
+    passthrough: its TLS-passthrough alternative instead (askr terminates TLS; no certificate)."""
     text = TEMPLATE.read_text()
+    if passthrough:
+        text = passthrough_variant(text)
     text = _replace(text, r"^    log /dev/log local0$", "    log stderr format raw local0 info")
     if not log:
         text = _replace(text, r"^    option dontlognull$",
                         "    option dontlognull\n    option dontlog-normal")
     text = _replace(text, r"^    daemon\n", "")  # haproxy -W -db: in the foreground, under the test
     text = _replace(text, r"stats socket /run/haproxy/admin\.sock", f"stats socket {stats_socket}")
-    text = _replace(text, r"crt /etc/haproxy/certs/site\.pem", f"crt {cert_pem}")
+    if not passthrough:
+        text = _replace(text, r"crt /etc/haproxy/certs/site\.pem", f"crt {cert_pem}")
     text = _replace(text, r"^    timeout connect 5s$", f"    timeout connect {timings.connect}")
     text = _replace(text, r"^    timeout server 65s$", f"    timeout server {timings.server}")
     text = _replace(text, r"^    timeout check 2s$", f"    timeout check {timings.check}")
     text = _replace(text, r"^    default-server check port 9000 inter 2s fastinter 500ms downinter 2s ",
                     f"    default-server check port 9000 inter {timings.inter} fastinter {timings.fastinter} "
                     f"downinter {timings.downinter} ")
-    shipped = re.findall(r"^    server app\d+ 10\.0\.0\.\d+:8080$", text, flags=re.MULTILINE)
+    shipped = re.findall(r"^    server app\d+ 10\.0\.0\.\d+:(?:8080|8443)$", text, flags=re.MULTILINE)
     if len(shipped) != len(servers):
         raise ConfigTemplateError(f"contrib/haproxy.cfg has {len(shipped)} server lines, the test bed "
                                   f"{len(servers)} hosts")
@@ -103,6 +120,7 @@ class StatusRecorder:
     shorter than HAProxy's check interval, so no state HAProxy holds for a check is missed)."""
 
     sock_path: Path
+    backend: str = BACKEND
     interval: float = 0.1
     transitions: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -122,7 +140,7 @@ class StatusRecorder:
 
     def poll(self) -> None:
         now = time.monotonic()
-        for server, status in server_status(self.sock_path).items():
+        for server, status in server_status(self.sock_path, self.backend).items():
             seen = self.transitions.setdefault(server, [])
             if not seen or seen[-1][1] != status:
                 seen.append((now, status))

@@ -9,8 +9,8 @@ Layout (every address below lives only inside these namespaces):
 
 Each member namespace has a veth pair whose other end is a port of the bridge, created directly
 inside the namespaces (nothing is added to the machine's own namespace). `<tag>` is
-`askrc<pid>`: unique per run, and a later run removes what a killed run left behind (names with
-the prefix whose pid is gone).
+`askrc<pid>-<n>`: unique per run (and per network within it), and a later run removes what a
+killed run left behind (names with the prefix whose pid is gone).
 """
 
 from __future__ import annotations
@@ -156,8 +156,11 @@ class Network:
     """The bridge namespace, the client namespace and `hosts` host namespaces, wired up.
     Use as a context manager, or call close(): every namespace is removed, whatever happened."""
 
+    made = 0  # networks made by this process: each gets its own names
+
     def __init__(self, hosts: int):
-        self.tag = f"{PREFIX}{os.getpid()}"
+        Network.made += 1
+        self.tag = f"{PREFIX}{os.getpid()}-{Network.made}"
         self.lb = Netns(f"{self.tag}-lb", LB_ADDRESS)
         self.client = Netns(f"{self.tag}-client", CLIENT_ADDRESS)
         self.hosts = [Netns(f"{self.tag}-h{i}", f"{SUBNET}.{10 + i}") for i in range(1, hosts + 1)]
