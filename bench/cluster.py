@@ -12,8 +12,8 @@ through HAProxy's stats socket) runs `wrk` from the client namespace against HAP
 markdown table. One more row is wrk straight at one host, without HAProxy: what HAProxy costs.
 
 On a machine with few cores every host, HAProxy, Redis and wrk share the same CPUs, so more hosts
-add processes, not capacity: past one front per core the table shows the cost of the layer and
-that balancing works, not how far real machines scale.
+add processes, not capacity: the table shows the cost of the layer and that balancing works, not
+how far real machines scale.
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ def set_in_rotation(cluster: bed.Cluster, count: int) -> None:
     bed.wait_until(lambda: cluster.status() == want, 30, f"{count} host(s) in rotation", cluster.status)
 
 
+def answered(cluster: bed.Cluster) -> dict[str, int]:
+    """2xx responses HAProxy has had from each host so far."""
+    return {name: int(row["hrsp_2xx"] or 0)
+            for name, row in haproxy.server_stats(cluster.stats_socket, cluster.backend).items()}
+
+
 def wrk(cluster: bed.Cluster, url: str, args: argparse.Namespace, seconds: int) -> WrkResult:
     argv = cluster.net.client.command([WRK, "-t", str(args.threads), "-c", str(args.connections),
                                        "-d", f"{seconds}s", "--latency", url])
@@ -64,10 +70,17 @@ def measure(args: argparse.Namespace, base: Path) -> str:
         targets = {f"{n} host{'s' if n > 1 else ''} behind HAProxy": n for n in (1, 2, 3)}
         targets["1 host, no HAProxy (plain HTTP)"] = 0
 
+        shares: dict[str, list[str]] = {}
+
         def run(label: str, seconds: int) -> WrkResult:
             count = targets[label]
             set_in_rotation(cluster, count or 3)
-            return wrk(cluster, direct if count == 0 else through, args, seconds)
+            before = answered(cluster)
+            result = wrk(cluster, direct if count == 0 else through, args, seconds)
+            after = answered(cluster)
+            served = [after[h.name] - before[h.name] for h in cluster.hosts[:count]]
+            shares[label] = [f"{100 * n / max(1, sum(served)):.0f}%" for n in served]
+            return result
 
         for label in targets:
             print(f"warm-up {label} ({WARMUP_SECONDS} s)", file=sys.stderr)
@@ -85,17 +98,17 @@ def measure(args: argparse.Namespace, base: Path) -> str:
             f"{load:.2f} at start · `wrk -t{args.threads} -c{args.connections} -d{args.duration}s` from "
             f"the client namespace, median of {args.rounds} alternating round(s)",
             "",
-            "| target | req/s (median) | range | p50 ms | p99 ms | errors | ÷ 1 host |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+            "| target | req/s (median) | range | p50 ms | p99 ms | errors | ÷ 1 host | "
+            "share per host (last round) |",
+            "|---|---:|---:|---:|---:|---:|---:|---|"]
     for label, r in results.items():
         rows.append(f"| {label} | {r.rps:,.0f} | {r.spread} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-                    f"{r.errors_text()} | {r.rps / one:.2f}x |")
+                    f"{r.errors_text()} | {r.rps / one:.2f}x | {' / '.join(shares[label]) or '-'} |")
     rows += ["", f"- All hosts, HAProxy, Redis and wrk share this machine's {os.cpu_count()} cores: "
-             "a host adds processes, not CPU. Each host has one front process, which uses at most "
-             "one core, so hosts help only until there is a front per core; past that the rows show "
-             "what the HAProxy layer costs (TLS, a second hop, all on the same cores) and that "
-             "every host in rotation takes its share. On separate machines each host brings its "
-             "own cores."]
+             "a host adds processes competing for them, not CPU, so the rows cannot show how hosts "
+             "scale; they show that every host in rotation takes its share, with or without "
+             "errors, and what the HAProxy layer (TLS, a second hop) costs on the same cores. On "
+             "separate machines each host brings its own cores."]
     return "\n".join(rows) + "\n"
 
 

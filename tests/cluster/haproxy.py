@@ -105,12 +105,17 @@ def command(sock_path: Path | str, line: str, timeout: float = 10.0) -> str:
     return b"".join(chunks).decode()
 
 
-def server_status(sock_path: Path | str, backend: str = BACKEND) -> dict[str, str]:
-    """{server: status} from `show stat`: UP, DOWN, "UP 1/2" (going down), MAINT, DRAIN, ..."""
+def server_stats(sock_path: Path | str, backend: str = BACKEND) -> dict[str, dict[str, str]]:
+    """{server: its `show stat` row}: status (UP, DOWN, "UP 1/2" going down, MAINT, ...),
+    hrsp_2xx (responses by class), ..."""
     text = command(sock_path, "show stat").lstrip("# ")
     rows = csv.DictReader(text.splitlines())
-    return {r["svname"]: r["status"] for r in rows
+    return {r["svname"]: r for r in rows
             if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def server_status(sock_path: Path | str, backend: str = BACKEND) -> dict[str, str]:
+    return {name: row["status"] for name, row in server_stats(sock_path, backend).items()}
 
 
 @dataclass
