@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--user", metavar="NAME", help="run fronts and PHP as this user ([server] user)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve https with this certificate ([tls] cert)")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key ([tls] key)")
+    serve.add_argument("--watch", metavar="GLOB", nargs="*",
+                       help="development: rolling reload when a file matching a GLOB changes (relative "
+                       "to the app base; default: " + " ".join(config_mod.DEFAULT_WATCH) + ") ([dev] watch)")
     for name, text in (("status", "show the running server's state (admin API)"),
                        ("reload", "rolling reload of the running server, and wait for its outcome"),
                        ("drain", "take the running server out of its load balancer: readiness "
@@ -94,6 +97,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["tls.key"] = args.tls_key
     if args.canary:
         out["reload.canary"] = True
+    if args.watch is not None:  # --watch alone: the default globs
+        out["dev.watch"] = args.watch or True
     return out
 
 

@@ -286,6 +286,25 @@ def _types_table(value: Any) -> dict[str, str]:
     return {k.lower().lstrip("."): v for k, v in value.items()}
 
 
+DEFAULT_WATCH = ("**/*.php", ".env", "config/**")  # askr serve --watch with no globs
+WATCH_QUIET = 0.3  # seconds without a change before a --watch reload
+WATCH_VENDOR_QUIET = 2.0  # the same when vendor/ changed: a composer run writes for a while
+
+
+@_typed('list of globs or boolean')
+def _watch_globs(value: Any) -> tuple[str, ...]:
+    if value is True:
+        return DEFAULT_WATCH
+    if value is False:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError('expected a list of globs, e.g. ["**/*.php", ".env"], or true for the defaults')
+    for glob in value:
+        if glob.startswith("/") or ".." in Path(glob).parts:
+            raise ValueError(f"{glob!r}: globs are relative to the app base and stay inside it")
+    return tuple(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     section: str
@@ -337,8 +356,15 @@ SETTINGS: tuple[Setting, ...] = (
             "±15% across workers, and a replacement boots before the old worker retires."),
     Setting("server", "request_timeout", 60, _seconds,
             "Wall-clock seconds one PHP request may take, from dispatch to the end of its response; "
-            "past it the client gets 504 and the worker is killed and replaced (Debian's PHP counts "
+            "past it the client gets 504, and the worker logs its PHP backtrace and is killed and replaced "
+            "(Debian's PHP counts "
             "max_execution_time in CPU time, so sleep() and blocked I/O escape that limit)."),
+    Setting("server", "retry_crashed", "idempotent", _choice("idempotent", "never"),
+            'A request whose PHP worker died (a segfault, the OOM killer, kill -9) before any of its '
+            'response came: "idempotent" (default) sends it once more, to another worker, when it '
+            "is a GET, HEAD or OPTIONS without a body; a second crash gets the 502 (two workers at "
+            'most, never a loop). "never": the 502 at once, as nginx + php-fpm answer. A request '
+            "killed for request_timeout is never retried (docs/fpm-compatibility.md)."),
     Setting("server", "graceful_timeout", 30, _seconds,
             "On SIGTERM, seconds in-flight requests get to finish (new connections are refused, idle "
             "keep-alives closed, responses in flight sent with Connection: close); what is still "
@@ -397,6 +423,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker", "php_cli", "php", _str,
             "The PHP command-line program that runs queue workers and the scheduler (PHP's CLI SAPI, "
             "so PHP_SAPI is cli and pcntl signal handling works): a name looked up in PATH, or a path."),
+    Setting("worker", "max_memory", 0, parse_size,
+            "Recycle a PHP worker (classic or worker mode) whose anonymous memory (RssAnon: its heap, "
+            "PHP's and C extensions' alike; not OPcache's shared memory or libraries) is over this "
+            'after a request, e.g. "256M" (0 = never): a replacement boots before the old worker '
+            "retires, as with max_requests (docs/deployment.md, \"Memory-based recycling\")."),
+    Setting("worker", "slowlog_timeout", None, _seconds,
+            "Log the PHP backtrace (function, file:line of each call, as php-fpm's "
+            "request_slowlog_timeout) of a request still running after this many seconds; the "
+            "request goes on undisturbed; counted as slowlogged_requests in /api/status. Unset: no "
+            "slowlog. A request_timeout kill always logs the backtrace first "
+            '(docs/fpm-compatibility.md, "Slowlog"). E.g. 5 or "5s".'),
+    Setting("worker", "slowlog_file", None, _str,
+            "Where slowlog records go (appended, php-fpm's slowlog layout), opened by the PHP zygote "
+            "as the user PHP runs as. Default: the error log (stderr), as WARNING records.", path=True),
     Setting("queue", "script", None, _str,
             "Queue workers: a PHP script that boots the app and runs queue:work in-process "
             "(examples/askr-queue.php). askr runs it with --max-jobs, --max-time and [queue] args as "
@@ -467,10 +507,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Least severe event logged."),
     Setting("log", "access", "off", _choice("off", "combined", "json"),
             'Access log: "combined" (nginx\'s format plus the duration in seconds and the PHP worker\'s '
-            'pid) or "json", one line per response; "off" (default) for none.'),
+            'pid) or "json", one line per response; "off" (default) for none. The client address is '
+            "the connection's peer, or the client a trusted proxy ([server] trusted_proxies) names."),
     Setting("log", "access_file", None, _str,
             "Where the access log goes (appended; reopened on reload for logrotate). Default: stderr, "
             "with the event log.", path=True),
+    Setting("log", "slow_request", 1, _seconds,
+            "A PHP request whose response takes at least this many seconds (from its complete head to "
+            "the end of its response) counts as slow: slow_requests in /api/status, "
+            "askr_slow_requests_total (php-fpm's \"slow requests\"; for the backtrace of a request "
+            "still running, see [worker] slowlog_timeout)."),
     Setting("limits", "max_body_size", "8M", parse_size,
             "Largest request body accepted; larger ones get 413 without the rest being read."),
     # Upper bounds: a request's head must fit one message of the worker's queue (256 KiB).
@@ -495,6 +541,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits", "max_queue", 1024, _int(0),
             "Requests that may wait for a busy PHP worker pool, counted by each front (so up to "
             "fronts x max_queue in all); beyond that, 503 with Retry-After."),
+    Setting("dev", "watch", [], _watch_globs,
+            "Development: a rolling reload whenever a file matching one of these globs changes (as "
+            "SIGHUP; askr serve --watch). Globs are relative to the app base ([worker] app_base, else "
+            "the parent of [server] root), ** matches any number of directories; true watches "
+            f"{', '.join(DEFAULT_WATCH)}. A reload follows {WATCH_QUIET:g} s without further changes "
+            f"({WATCH_VENDOR_QUIET:g} s when vendor/ changed, so a composer run reloads once, at its "
+            "end); changes during a reload queue one more. A glob's directory must exist. Empty "
+            "(default): off. Not for production: every change rolls every worker."),
 )
 _BY_SECTION: dict[str, dict[str, Setting]] = {}
 for _s in SETTINGS:
@@ -669,6 +723,10 @@ def _check_environment(source: str, parsed: dict[str, dict[str, Any]]) -> list[s
                         "set php_cli to its path")
     if worker["app_base"] is not None and not Path(worker["app_base"]).is_dir():
         problems.append(f"{source}: [worker] app_base = {worker['app_base']!r}: no such directory")
+    if worker["slowlog_file"] is not None and not Path(worker["slowlog_file"]).parent.is_dir():
+        problems.append(f"{source}: [worker] slowlog_file = {worker['slowlog_file']!r}: its directory does "
+                        "not exist; create it (writable by [server] user) or remove slowlog_file to log "
+                        "to the error log")
     if tls["cert"] is not None and tls["key"] is not None:
         try:
             check_pair(tls["cert"], tls["key"])
@@ -684,11 +742,55 @@ def _check_environment(source: str, parsed: dict[str, dict[str, Any]]) -> list[s
             if os.geteuid() != 0 and pwd.getpwnam(server["user"]).pw_uid != os.geteuid():
                 problems.append(f"{source}: [server] user = {server['user']!r}: only root can run "
                                 "processes as another user; start askr as root or remove user")
+    problems += _check_watch(source, parsed)
     if server["group"] is not None:
         try:
             grp.getgrnam(server["group"])
         except KeyError:
             problems.append(f"{source}: [server] group = {server['group']!r}: no such group")
+    return problems
+
+
+def watch_base(config_or_parsed: Any) -> str:
+    """The directory [dev] watch globs are relative to: [worker] app_base when it was set, else
+    the parent of [server] root, as written (not resolved: a `current` symlink is followed again
+    whenever the watch restarts, after each reload)."""
+    if isinstance(config_or_parsed, dict):
+        root, app_base = config_or_parsed["server"]["root"], config_or_parsed["worker"]["app_base"]
+    else:
+        root, app_base = config_or_parsed.server.root, config_or_parsed.worker.app_base
+    parent = os.path.dirname(os.path.abspath(root))
+    # a derived app_base is the root's resolved parent: then keep the unresolved one
+    if app_base is None or os.path.realpath(app_base) == os.path.realpath(parent):
+        return parent
+    return app_base
+
+
+def watch_literal_prefix(glob: str) -> str:
+    """The directories of `glob` before its first wildcard ("src/**/*.php" -> "src")."""
+    parts = []
+    for part in Path(glob).parts[:-1]:
+        if any(c in part for c in "*?["):
+            break
+        parts.append(part)
+    return os.path.join(*parts) if parts else ""
+
+
+def _check_watch(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
+    """Every [dev] watch glob's directory exists (the defaults may match nothing)."""
+    globs = parsed["dev"]["watch"]
+    if not globs or tuple(globs) == DEFAULT_WATCH:
+        return []
+    base = watch_base(parsed)
+    if not Path(base).is_dir():
+        return [f"{source}: [dev] watch: the app base {base!r} is not a directory; set [worker] app_base"]
+    problems = []
+    for glob in globs:
+        prefix = watch_literal_prefix(glob)
+        if prefix and not Path(base, prefix).is_dir():
+            problems.append(f"{source}: [dev] watch = {glob!r}: {os.path.join(base, prefix)!r} does not "
+                            "exist; watch globs are relative to the app base ([worker] app_base, else the "
+                            "parent of [server] root): fix the glob or create the directory")
     return problems
 
 

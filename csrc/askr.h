@@ -9,6 +9,8 @@
 
 #include "askr_chan.h"
 
+#include <signal.h>
+
 #include "php.h"
 #include "SAPI.h"
 #include "php_main.h"
@@ -33,6 +35,16 @@ void request_finish(askr_request *r, bool started, uint8_t flags);
 void response_end(askr_request *r, uint8_t flags);
 /* Classic mode's request loop: the worker's exit code. */
 int classic_loop(void);
+
+/* askr_watchdog.c: the slowlog and the backtrace before a request_timeout kill. The master sends
+ * TRACE_SIGNAL (askr/master/workers.py) to a worker it is about to kill for request_timeout. */
+#define TRACE_SIGNAL (SIGRTMIN + 3)
+/* Start the watchdog thread (after fork, in the worker): slowlog_timeout in ms (0 = off), the
+ * slowlog file's fd (-1 = the error log). False, logged, when it cannot run. */
+bool watchdog_start(uint64_t slowlog_timeout_ms, int slowlog_fd);
+/* A client request starts / has ended (its response is complete). */
+void watchdog_request_began(void);
+void watchdog_request_ended(void);
 
 /* askr_worker_mode.c: askr_handle_request() and the worker script's run. */
 PHP_FUNCTION(askr_handle_request);

@@ -134,6 +134,48 @@ void log_line(const char *level, const char *msg, size_t len)
 	free(flat);
 }
 
+void log_block(const char *level, const char *msg, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	char head[160];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	while (len > 0 && msg[len - 1] == '\n') {
+		len--;
+	}
+	if (g_log.json) {
+		log_line_json(&ts, level, msg, len);
+		return;
+	}
+	localtime_r(&ts.tv_sec, &tm);
+	int n = snprintf(head, sizeof(head), "%04d-%02d-%02d %02d:%02d:%02d,%03ld %s [%s] ",
+		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		ts.tv_nsec / 1000000, level, g_log.name);
+	size_t lines = 1;
+	for (size_t i = 0; i < len; i++) {
+		lines += msg[i] == '\n';
+	}
+	char *out = malloc(len + lines * ((size_t)n + 1) + 1);
+	if (!out) {
+		return;
+	}
+	size_t j = 0;
+	const char *p = msg, *end = msg + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		memcpy(out + j, head, (size_t)n);
+		j += (size_t)n;
+		memcpy(out + j, p, l);
+		j += l;
+		out[j++] = '\n';
+		p += l + 1;
+	}
+	write_all(STDERR_FILENO, out, j);
+	free(out);
+}
+
 void askr_log(const char *level, const char *fmt, ...)
 {
 	char buf[1024];
@@ -532,6 +574,51 @@ uint8_t end_flags(void)
 	return W.cfg->max_requests && W.served == W.cfg->max_requests ? END_FLAG_QUOTA : 0;
 }
 
+uint64_t memory_anon_bytes(void)
+{
+	/* statm's resident minus shared (file-backed and shmem pages: libraries, OPcache's shared
+	 * memory) is RssAnon: the heap this process holds, PHP's and C libraries' alike. Opened once
+	 * per worker (after fork: /proc/self is whoever opened it); pread re-reads it (~1 us). */
+	static int fd = -1;
+	char buf[128];
+	unsigned long size, resident, shared;
+	if (fd < 0 && (fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)) < 0) {
+		return 0;
+	}
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0) {
+		return 0;
+	}
+	buf[n] = '\0';
+	if (sscanf(buf, "%lu %lu %lu", &size, &resident, &shared) != 3 || shared > resident) {
+		return 0;
+	}
+	return (uint64_t)(resident - shared) * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+void recycle_check(void)
+{
+	if (!W.max_memory || W.recycle_asked || W.must_exit || W.stop || W.chan->dead
+		|| (W.cfg->max_requests && W.served >= W.cfg->max_requests)) {
+		return;                    /* no limit, or already on its way out */
+	}
+	uint64_t used = memory_anon_bytes();
+	if (used <= W.max_memory) {
+		return;
+	}
+	/* Like max_requests: the master starts a replacement and retires us once it is ready; we
+	 * serve on meanwhile, so capacity never dips. The client already has its response. */
+	W.recycle_asked = true;
+	askr_chan *c = W.chan;
+	if (out_reserve(c, FRAME_HDR + 9)) {
+		out_frame_header(c, F_RECYCLE, 9);
+		c->out[c->out_len] = RECYCLE_MAX_MEMORY;
+		put_u64(c->out + c->out_len + 1, used);
+		c->out_len += 9;
+		out_flush(c);
+	}
+}
+
 bool stop_requested(void)
 {
 	return W.stop || scoreboard_stop_requested(W.cfg->worker_id);
@@ -674,6 +761,13 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 	return 1;
 }
 
+static uint64_t clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int next_request(void)
 {
 	const worker_config *cfg = W.cfg;
@@ -728,6 +822,18 @@ int next_request(void)
 		dst[n] = '\0';
 		slot[SB_STARTED] = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 		slot[SB_SERVED] = W.served;
+		W.req_mono_ns = clock_ns(CLOCK_MONOTONIC);
+		W.req_cpu_ns = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 	}
 	return 1;
+}
+
+void request_done(uint64_t peak_bytes)
+{
+	volatile uint64_t *slot = scoreboard_slot(W.cfg->worker_id);
+	if (slot) {
+		slot[SB_LAST_US] = (clock_ns(CLOCK_MONOTONIC) - W.req_mono_ns) / 1000u;
+		slot[SB_LAST_CPU_US] = (clock_ns(CLOCK_PROCESS_CPUTIME_ID) - W.req_cpu_ns) / 1000u;
+		slot[SB_LAST_PEAK] = peak_bytes;
+	}
 }

@@ -27,8 +27,9 @@
 enum {
 	F_REQUEST = 0x01, F_BODY = 0x02, F_BODY_END = 0x03, F_STOP = 0x04, /* front -> worker */
 	F_HELLO = 0x10, F_HEAD = 0x11, F_RESP_BODY = 0x12, F_END = 0x13,    /* worker -> front */
-	F_TAKEN = 0x14, F_EARLY_HINTS = 0x15, F_BOOT_FAILED = 0x16,
+	F_TAKEN = 0x14, F_EARLY_HINTS = 0x15, F_BOOT_FAILED = 0x16, F_RECYCLE = 0x17,
 };
+#define RECYCLE_MAX_MEMORY 1    /* F_RECYCLE's reason: the worker's memory is over max_memory */
 #define END_FLAG_EXITING 0x01   /* the worker exits after this response */
 #define END_FLAG_QUOTA   0x02   /* max_requests reached: replace me, I serve until told to stop */
 #define EXIT_BOOT_FAILED 3      /* worker mode: the script never reached askr_handle_request() */
@@ -87,7 +88,13 @@ enum {
 	SB_REQUEST, SB_PID, SB_STOP, SB_SERVED, SB_ERRORS,
 	SB_STARTED,                   /* when the request held began, Unix time in microseconds */
 	SB_URI,                       /* its REQUEST_URI, NUL-terminated, SB_URI_BYTES at most */
-	SB_WORDS = SB_URI + 16,
+	/* The latest finished request (php-fpm's "request duration", "last request cpu" and
+	 * "last request memory"): written once it is over, read by /api/status?full. */
+	SB_LAST_US = SB_URI + 16,     /* its wall-clock duration, µs */
+	SB_LAST_CPU_US,               /* user + system CPU this process used for it, µs */
+	SB_LAST_PEAK,                 /* PHP's peak memory during it (memory_get_peak_usage()), bytes */
+	SB_SLOWLOGGED,                /* requests the slowlog logged (written by the watchdog thread only) */
+	SB_WORDS,
 };
 #define SB_URI_BYTES (16 * sizeof(uint64_t))
 
@@ -121,6 +128,10 @@ static inline void scoreboard_claim(uint32_t worker_id)
 		slot[SB_STOP] = 0;
 		slot[SB_SERVED] = 0;
 		slot[SB_ERRORS] = 0;
+		slot[SB_LAST_US] = 0;
+		slot[SB_LAST_CPU_US] = 0;
+		slot[SB_LAST_PEAK] = 0;
+		slot[SB_SLOWLOGGED] = 0;
 		slot[SB_PID] = (uint64_t)getpid();
 	}
 }
@@ -143,6 +154,9 @@ typedef struct {
 extern askr_log_config g_log;
 
 void log_line(const char *level, const char *msg, size_t len);
+/* A multi-line record (a backtrace): every line gets the log prefix (text), or the record is one
+ * JSON object; either way one write, so it does not interleave with other processes' lines. */
+void log_block(const char *level, const char *msg, size_t len);
 void askr_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------------ */
@@ -340,11 +354,15 @@ typedef struct {
 	askr_request req;
 	askr_request boot;
 	unsigned long served;
+	uint64_t req_mono_ns;         /* when the request in hand was taken (CLOCK_MONOTONIC) */
+	uint64_t req_cpu_ns;          /* this process's CPU time then (CLOCK_PROCESS_CPUTIME_ID) */
 	bool stop;                    /* the front sent STOP: take no further request */
 	bool hello_sent;
 	bool in_handler;              /* askr_handle_request() is running the handler */
 	bool fatal_in_handler;        /* a fatal error unwound out of the handler */
 	bool must_exit;               /* PHP is unusable: exit after this response */
+	uint64_t max_memory;          /* --max-memory: bytes of anonymous memory, 0 = no limit */
+	bool recycle_asked;           /* RECYCLE sent: the master is replacing us */
 	char last_error[1024];        /* PHP's last error line, for a boot failure report */
 } askr_worker;
 extern askr_worker W;
@@ -357,8 +375,14 @@ bool send_hello(void);
 void report_boot_failure(const char *why);
 /* END flags for the response being completed. */
 uint8_t end_flags(void);
+/* The worker's anonymous resident memory in bytes (RssAnon), 0 if unknown. */
+uint64_t memory_anon_bytes(void);
+/* After a response is complete: over max_memory, ask (once) to be replaced (RECYCLE). */
+void recycle_check(void);
 bool stop_requested(void);
 /* The next request, decoded into W.req. 1 = got one, 0 = stop, -1 = error. */
 int next_request(void);
+/* The request in hand is over: its duration, CPU time and PHP's `peak_bytes` into the scoreboard. */
+void request_done(uint64_t peak_bytes);
 
 #endif

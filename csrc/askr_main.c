@@ -38,9 +38,17 @@
 /* The worker's life                                                   */
 /* ------------------------------------------------------------------ */
 
+/* Zygote options every worker it forks inherits (--max-memory, --slowlog-*). */
+static struct {
+	uint64_t max_memory;
+	uint64_t slowlog_timeout_ms;
+	int slowlog_fd;               /* --slowlog-file opened by the zygote, or -1: the error log */
+} g_opts = { 0, 0, -1 };
+
 static int worker_run(const worker_config *cfg, const char *script)
 {
 	W.cfg = cfg;
+	W.max_memory = g_opts.max_memory;
 	W.script = script;
 	snprintf(g_log.name, sizeof(g_log.name), "%s#%u", g_log.base, cfg->position);
 	if (!channels_open()) {
@@ -49,6 +57,7 @@ static int worker_run(const worker_config *cfg, const char *script)
 	W.req.chan = W.chan;
 	W.req.worker_id = cfg->worker_id;
 	scoreboard_claim(cfg->worker_id);
+	watchdog_start(g_opts.slowlog_timeout_ms, g_opts.slowlog_fd);
 	/* Classic: ready now. Worker mode: ready when the script first asks for a request. */
 	return script ? serve_worker_script() : classic_loop();
 }
@@ -248,7 +257,8 @@ static void usage(void)
 {
 	fputs("usage: askr-php --zygote --control-fd FD --generation G [--ini-file PATH]\n"
 		"                [--ini KEY=VALUE]... [--mode classic|worker] [--worker-script PATH]\n"
-		"                [--app-base DIR]\n"
+		"                [--app-base DIR] [--max-memory BYTES] [--slowlog-timeout-ms MS]\n"
+		"                [--slowlog-file PATH]\n"
 		"                [--worker-log-name NAME] [--scoreboard PATH]\n", stderr);
 }
 
@@ -258,7 +268,7 @@ int main(int argc, char **argv)
 	bool zygote = false, sapi_started = false, module_started = false;
 	unsigned long generation = 0;
 	const char *ini_file = NULL, *mode = "classic", *log_name = "php", *scoreboard = NULL;
-	const char *worker_script = NULL;
+	const char *worker_script = NULL, *slowlog_file = NULL;
 	char *ini = NULL;
 	size_t ini_len = 0, ini_cap = 0;
 
@@ -276,6 +286,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--worker-log-name")) log_name = v;
 		else if (!strcmp(a, "--scoreboard")) scoreboard = v;
 		else if (!strcmp(a, "--log-format")) g_log.json = !strcmp(v, "json");
+		else if (!strcmp(a, "--max-memory")) g_opts.max_memory = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--slowlog-timeout-ms")) g_opts.slowlog_timeout_ms = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--slowlog-file")) slowlog_file = v;
 		else if (!strcmp(a, "--ini")) {
 			if (!ini_append(&ini, &ini_len, &ini_cap, v)) {
 				fprintf(stderr, "askr-php: bad --ini %s\n", v);
@@ -310,6 +323,14 @@ int main(int argc, char **argv)
 	} else if (strcmp(mode, "classic")) {
 		ctl_send(ctl_fd, "failed unknown mode %s\n", mode);
 		goto out;
+	}
+	if (slowlog_file) {
+		/* Opened once here, as the user PHP runs as; each worker appends whole records to it. */
+		g_opts.slowlog_fd = open(slowlog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (g_opts.slowlog_fd < 0) {
+			ctl_send(ctl_fd, "failed cannot open slowlog_file %s: %s\n", slowlog_file, strerror(errno));
+			goto out;
+		}
 	}
 	if (scoreboard && !scoreboard_map(scoreboard)) {
 		ctl_send(ctl_fd, "failed cannot map the scoreboard %s: %s\n", scoreboard, strerror(errno));

@@ -465,11 +465,14 @@ void response_end(askr_request *r, uint8_t flags)
 /* End the full PHP request (if started), then complete the response. */
 void request_finish(askr_request *r, bool started, uint8_t flags)
 {
+	/* the peak before shutdown frees it all (and resets it for the next request) */
+	uint64_t peak = started && !r->is_boot ? (uint64_t)zend_memory_peak_usage(false) : 0;
 	if (started) {
 		php_request_shutdown(NULL);    /* flushes output and sends headers via our hooks */
 	}
 	if (!r->is_boot) {
 		response_end(r, flags);
+		request_done(peak);
 	}
 	r->active = false;
 	SG(server_context) = NULL;
@@ -529,14 +532,17 @@ int classic_loop(void)
 		if (rc <= 0) {
 			return rc < 0 ? 1 : 0;
 		}
+		watchdog_request_began();
 		serve_classic(&W.req);
 		scoreboard_set(W.cfg->worker_id, 0);
+		watchdog_request_ended();
 		if (W.chan->dead) {
 			return 0;                      /* front vanished mid-request */
 		}
 		if (W.must_exit) {
 			return 1;
 		}
+		recycle_check();                   /* the client has its response */
 	}
 }
 

@@ -146,6 +146,7 @@ static bool context_begin(askr_request *r)
  * it), zend_deactivate() and the memory manager (9-15): the script's request goes on. */
 static void context_end(askr_request *r)
 {
+	uint64_t peak = r->is_boot ? 0 : (uint64_t)zend_memory_peak_usage(false);
 	zend_try {
 		php_output_end_all();      /* 3 */
 	} zend_end_try();
@@ -167,7 +168,9 @@ static void context_end(askr_request *r)
 	zend_set_memory_limit(PG(memory_limit));
 	if (!r->is_boot) {
 		response_end(r, end_flags());
+		request_done(peak);
 		scoreboard_set(W.cfg->worker_id, 0);
+		watchdog_request_ended();
 	}
 	r->active = false;
 	SG(server_context) = NULL;
@@ -245,6 +248,7 @@ PHP_FUNCTION(askr_handle_request)
 		context_begin(&W.boot);
 		RETURN_FALSE;
 	}
+	watchdog_request_began();
 	if (!context_begin(&W.req)) {
 		askr_log("ERROR", "could not set up a request context; worker exits after this response");
 		W.must_exit = true;
@@ -253,6 +257,7 @@ PHP_FUNCTION(askr_handle_request)
 		RETURN_FALSE;
 	}
 	zend_set_timeout(INI_INT("max_execution_time"), 0);
+	zend_memory_reset_peak_usage();  /* the request's own peak (scoreboard), not the boot's */
 
 	zval retval;
 	volatile bool bailed = false;
@@ -287,6 +292,7 @@ PHP_FUNCTION(askr_handle_request)
 	zend_unset_timeout();
 	request_limits_restore();
 	context_end(&W.req);
+	recycle_check();               /* the client has its response */
 	context_begin(&W.boot);
 	RETURN_TRUE;
 }

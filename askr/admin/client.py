@@ -53,18 +53,52 @@ def render(status: dict[str, Any]) -> str:
         f"workers: {status['workers_ready']} ready of {status['workers_configured']} "
         f"({status['busy']} busy, {status['idle']} idle), {status['restarts']} restarts",
     ]
+    recycled = status.get("recycled")
+    if recycled:
+        lines.append("recycled: " + " · ".join(f"{reason} {n}" for reason, n in recycled.items()))
     reload = status.get("last_reload")
     if reload:
         lines.append(f"last reload ({reload['requested_by']}): {reload['outcome']}")
     for name, failing in status.get("failing", {}).items():
         lines.append(f"{name}: {failing['failures']} failed starts in a row: {failing['last_error']}")
-    lines.append(f"{'worker':8} {'pid':>8} {'gen':>4} {'state':9} {'busy':5} {'requests':>9} {'rss':>9}")
+    lines.extend(_render_requests(status))
+    lines.append(f"{'worker':8} {'pid':>8} {'gen':>4} {'state':9} {'busy':5} {'requests':>9} {'rss':>9} "
+                 f"{'anon':>9}{LAST_REQUEST_HEAD}")
     for w in status["workers"]:
-        rss = f"{w['rss_kib'] / 1024:.1f}M" if w["rss_kib"] else "-"
+        rss, anon = (f"{w[key] / 1024:.1f}M" if w.get(key) else "-" for key in ("rss_kib", "rss_anon_kib"))
         lines.append(f"php#{w['position']:<4} {w['pid']:>8} {w['generation']:>4} {w['state']:9} "
-                     f"{'yes' if w['busy'] else 'no':5} {w['requests']:>9} {rss:>9}")
+                     f"{'yes' if w['busy'] else 'no':5} {w['requests']:>9} {rss:>9} {anon:>9}"
+                     f"{_last_request(w)}")
     lines.extend(_render_jobs(status))
     return "\n".join(lines)
+
+
+LAST_REQUEST_HEAD = f"  {'last req':>9} {'cpu':>8} {'peak mem':>9}"
+
+
+def _render_requests(status: dict[str, Any]) -> list[str]:
+    """php-fpm's pool counters (listen queue, max listen queue, max children reached, slow
+    requests, accepted conn) on one line, with the requests whose backtrace the slowlog logged."""
+    if "requests_waiting" not in status:
+        return []
+    slowlogged = status.get("slowlogged_requests")
+    return [f"requests: {status['requests_waiting']} waiting for a worker (at most "
+            f"{status['max_requests_waiting']}), all workers busy {status['all_workers_busy']} times, "
+            f"{status['slow_requests']} slow (>= {status['slow_request_seconds']:g} s), "
+            + (f"{slowlogged} slowlogged, " if slowlogged is not None else "")
+            + f"{status['accepted_connections']} connections accepted"]
+
+
+def _last_request(worker: dict[str, Any]) -> str:
+    """The worker's latest finished request (from /api/status?full): duration, CPU, PHP's peak."""
+    if worker.get("last_request_seconds") is None:
+        return f"  {'-':>9} {'-':>8} {'-':>9}"
+    last, cpu = _duration(worker["last_request_seconds"]), _duration(worker["last_request_cpu_seconds"])
+    return f"  {last:>9} {cpu:>8} {worker['last_request_peak_bytes'] / 1048576:>8.1f}M"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
 def _render_jobs(status: dict[str, Any]) -> list[str]:
@@ -140,7 +174,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"state: {body['state']}")
             return 0
         if args.command == "status":
-            code, body = call(base, token, "GET", "/api/status")
+            code, body = call(base, token, "GET", "/api/status?full")
             if code != 200:
                 raise AdminError(f"GET /api/status: HTTP {code}: {body.get('error', body)}")
             print(json.dumps(body, indent=1) if args.json else render(body))

@@ -42,8 +42,10 @@ class WorkerGone(WorkerEvent):
 
 @dataclass(frozen=True, slots=True)
 class WorkerQuota(WorkerEvent):
-    """It reached max_requests: start its replacement, then retire it."""
+    """It reached a recycling limit: start its replacement, then retire it."""
 
+    reason: str = "max_requests"  # or "max_memory"
+    value: int = 0  # max_memory: the bytes of anonymous memory it held after its request
     name: ClassVar[str] = "worker_quota"
 
 

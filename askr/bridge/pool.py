@@ -11,7 +11,8 @@ request the response belongs to.
 At most `ready + min(QUEUED_PER_WORKER * ready, max_queue)` requests are in the queue or running;
 the rest wait here in FIFO order (bounded by what is left of max_queue; past it, 503).
 A worker that dies while holding a request is found through the scoreboard (a shared-memory
-slot per worker: the id it holds, and its pid), so that request fails (502) instead of hanging.
+slot per worker: the id it holds, and its pid), so that request fails (502) instead of hanging,
+or, when it is safe to, its stream queues it once more (`resubmit`, [server] retry_crashed).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ log = logging.getLogger("askr.front")
 # is shared and FIFO, so depth does not change who is served first; a request in it can no
 # longer be withdrawn, only its answer discarded if its client leaves.
 QUEUED_PER_WORKER = 4
+# probe_waiting() on submit at most this often (seconds): a probe reads every worker's slot
+PROBE_SPACING = 0.001
 
 
 class ResponseSink(Protocol):
@@ -51,8 +54,10 @@ class ResponseSink(Protocol):
     def php_body(self, body: list[bytes], complete: bool) -> None:
         """More body (possibly none) after php_response; `complete` when END came."""
 
-    def php_failed(self) -> None:
-        """The worker vanished before finishing this response."""
+    def php_failed(self, crashed: WorkerChannel | None = None) -> None:
+        """The worker vanished before finishing this response. `crashed` is its channel when it
+        died holding the request before any of the response (HEAD) came: the stream may queue
+        the request again (`WorkerPool.resubmit`). None when the request was lost otherwise."""
 
     def php_backpressure(self, paused: bool) -> None:
         """The worker is not taking request body as fast as it arrives (paused) or caught up."""
@@ -101,7 +106,7 @@ class _Discard:
     def php_body(self, body: list[bytes], complete: bool) -> None:
         pass
 
-    def php_failed(self) -> None:
+    def php_failed(self, crashed: WorkerChannel | None = None) -> None:
         pass
 
     def php_backpressure(self, paused: bool) -> None:
@@ -162,6 +167,9 @@ class WorkerChannel(asyncio.Protocol):
                         status, block, body = -1, b"", []
                     hint = wire.decode_status(buf, start)
                     exchange.sink.php_informational(hint, bytes(buf[start + 2 : pos]))
+            elif kind == wire.RECYCLE:  # after a response: over max_memory
+                reason, value = wire.decode_recycle(bytes(buf[start:pos]))
+                self.pool.worker_quota(self, reason, value)
             elif kind == wire.BOOT_FAILED:
                 worker_id, pid, reason = wire.decode_boot_failed(bytes(buf[start:pos]))
                 self.pool.on_event(events.WorkerBootFailed(worker_id, pid, reason))
@@ -244,6 +252,13 @@ class WorkerPool:
         self.sent: dict[int, Exchange] = {}  # in the queue, not yet taken
         self.waiting: deque[Exchange] = deque()  # not yet in the queue
         self.unaccounted: set[int] = set()  # sent ids neither queued nor held at the last check
+        # php-fpm's "listen queue" / "max listen queue" / "max children reached", for this
+        # front's requests (probe_waiting)
+        self.waiting_now = 0
+        self.peak_waiting = 0
+        self.saturations = 0
+        self._saturated = False
+        self._next_probe = 0.0
         # ids carry this front's pid, so answers to a previous front's requests are told apart
         self.next_id = (os.getpid() & 0xFFFFFFFF) << 32
 
@@ -251,14 +266,46 @@ class WorkerPool:
         return WorkerChannel(self)
 
     # -- dispatch ----------------------------------------------------------------------------
-    def submit(self, exchange: Exchange) -> bool:
+    def submit(self, exchange: Exchange, now: float = 0.0) -> bool:
         """Queue `exchange` for the next free worker; False when the wait is full (503)."""
+        if now >= self._next_probe:  # at most once a PROBE_SPACING: it reads every worker's slot
+            self._next_probe = now + PROBE_SPACING
+            self.probe_waiting(arriving=1)
         if not self.waiting and self._send(exchange):
             return True
         if len(self.waiting) >= self.max_queue - self._kernel_waiting_cap():
             return False
         self.waiting.append(exchange)
         return True
+
+    def probe_waiting(self, arriving: int = 0) -> int:
+        """How many of this front's requests wait for a worker now (plus `arriving`, about to be
+        submitted): those no worker has taken (the scoreboard says which ids workers hold; an
+        answer's TAKEN comes only with its response) while every worker is busy. With a worker
+        idle nothing waits: it takes the next request within microseconds. Records the peak and
+        counts each time every worker became busy with requests waiting (php-fpm's "max children
+        reached")."""
+        held = [self._holding(channel) for channel in self.channels]
+        busy = sum(1 for request_id in held if request_id)
+        if not self.ready or busy < self.ready:
+            waiting = 0
+        else:
+            taken = set(held)
+            waiting = len(self.waiting) + arriving + sum(1 for rid in self.sent if rid not in taken)
+        self.waiting_now = waiting
+        if waiting > self.peak_waiting:
+            self.peak_waiting = waiting
+        if waiting and not self._saturated:
+            self.saturations += 1
+        self._saturated = waiting > 0
+        return waiting
+
+    def resubmit(self, exchange: Exchange) -> None:
+        """Queue a request again after the worker that took it died (a retry, with a fresh id,
+        so nothing of the dead worker's can be taken for the answer): ahead of the requests
+        waiting, which came after it, and never refused for a full wait (it was admitted)."""
+        if self.waiting or not self._send(exchange):
+            self.waiting.appendleft(exchange)
 
     def _kernel_waiting_cap(self) -> int:
         """Requests that may wait in the kernel queue (not yet taken), counted in max_queue."""
@@ -333,9 +380,10 @@ class WorkerPool:
         self.on_event(events.WorkerReady(channel.worker_id, channel.pid, channel.generation))
         self._refill()
 
-    def worker_quota(self, channel: WorkerChannel) -> None:
-        """The worker reached max_requests: the master starts its replacement, then retires it."""
-        self.on_event(events.WorkerQuota(channel.worker_id, channel.pid))
+    def worker_quota(self, channel: WorkerChannel, reason: str = "max_requests", value: int = 0) -> None:
+        """The worker reached max_requests (or max_memory): the master starts its replacement,
+        then retires it."""
+        self.on_event(events.WorkerQuota(channel.worker_id, channel.pid, reason, value))
 
     def retire(self, worker_id: int, pid: int) -> None:
         """Stop `worker_id` taking requests: it finishes the one it holds, then exits.
@@ -411,7 +459,9 @@ class WorkerPool:
         else:
             self.running -= 1
         if exchange is not None and not exchange.cancelled:
-            exchange.sink.php_failed()
+            # What the front gave up on (504 and the master's kill, a client gone) was cancelled
+            # first: what is left here is a crash.
+            exchange.sink.php_failed(None if channel.head_seen else channel)
         self.on_event(events.WorkerGone(channel.worker_id, channel.pid))
 
     def _held_by_dead_worker(self, channel: WorkerChannel) -> Exchange | None:

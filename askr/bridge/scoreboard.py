@@ -4,9 +4,11 @@ every PHP worker), by the fronts (read-write: the stop word) and by the master (
 The C worker (csrc/askr_chan.h, `SB_*`) writes a slot as native u64 words: the request id it holds
 (0 when idle), its pid, the stop word (set by a front to retire it), requests served, 5xx
 responses sent, when its latest request began (Unix µs), then that request's REQUEST_URI
-(NUL-terminated, 128 bytes at most). This module is the one Python reader and writer of that
-layout. A slot counts only while its pid is the worker's asked about: a replacement may reuse
-the id, and a dead worker's slot keeps its last words.
+(NUL-terminated, 128 bytes at most), then the latest finished request's duration and CPU time
+(µs) and PHP's peak memory during it (bytes), then the requests its slowlog logged. This module
+is the one Python reader and writer of that layout. A slot counts only while its pid is the
+worker's asked about: a replacement may reuse the id, and a dead worker's slot keeps its last
+words.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import mmap
 import struct
 from dataclasses import dataclass
 
-SLOT = struct.Struct("=QQQQQQ128s")
+SLOT = struct.Struct("=QQQQQQ128sQQQQ")
+_HELD = struct.Struct("=QQ")  # the request id and the pid: all the hot paths read
 _STOP_WORD = struct.Struct("=Q")
 _STOP_OFFSET = 16  # the third word
 
@@ -29,6 +32,10 @@ class SlotState:
     errors: int  # 5xx responses sent
     began_us: int  # when the latest request began, Unix µs
     uri: str  # that request's REQUEST_URI
+    last_us: int = 0  # the latest finished request: its duration, µs
+    last_cpu_us: int = 0  # the CPU time (user + system) the worker used for it, µs
+    last_peak: int = 0  # PHP's peak memory during it, bytes
+    slowlogged: int = 0  # requests the slowlog logged ([worker] slowlog_timeout)
 
 
 IDLE = SlotState(0, 0, 0, 0, "")
@@ -53,12 +60,16 @@ class Scoreboard:
         offset = worker_id * SLOT.size
         if board is None or worker_id < 0 or offset + SLOT.size > len(board):
             return -1
-        return offset if SLOT.unpack_from(board, offset)[1] == pid else -1
+        return offset if _HELD.unpack_from(board, offset)[1] == pid else -1
 
     def holding(self, worker_id: int, pid: int) -> int:
         """The request id worker `pid` holds in slot `worker_id` (0: none, or not its slot)."""
-        offset = self._offset(worker_id, pid)
-        return SLOT.unpack_from(self._board, offset)[0] if offset >= 0 else 0  # type: ignore[arg-type]
+        board = self._board
+        offset = worker_id * SLOT.size
+        if board is None or worker_id < 0 or offset + SLOT.size > len(board):
+            return 0
+        request_id, owner = _HELD.unpack_from(board, offset)
+        return request_id if owner == pid else 0
 
     def stop(self, worker_id: int, pid: int) -> bool:
         """Set worker `pid`'s stop word (it takes no further request); False if not its slot."""
@@ -73,5 +84,7 @@ class Scoreboard:
         offset = self._offset(worker_id, pid) if pid else -1
         if offset < 0:
             return IDLE
-        request_id, _, _, served, errors, began, uri = SLOT.unpack_from(self._board, offset)  # type: ignore[arg-type]
-        return SlotState(request_id, served, errors, began, uri.split(b"\0", 1)[0].decode("latin-1"))
+        request_id, _, _, served, errors, began, uri, last_us, last_cpu_us, last_peak, slowlogged = (
+            SLOT.unpack_from(self._board, offset))  # type: ignore[arg-type]
+        return SlotState(request_id, served, errors, began, uri.split(b"\0", 1)[0].decode("latin-1"),
+                         last_us, last_cpu_us, last_peak, slowlogged)

@@ -17,9 +17,12 @@ END = 0x13
 TAKEN = 0x14  # u64 request id, u8 its queue flags: the worker took this request from the queue
 EARLY_HINTS = 0x15  # like HEAD, a 1xx informational response sent before the final one
 BOOT_FAILED = 0x16  # u32 worker id, u32 pid, UTF-8 reason: the worker script never got ready
+RECYCLE = 0x17  # u8 reason, u64 bytes: after a response, the worker asks to be replaced
 
 END_FLAG_EXITING = 0x01  # the worker exits after this response
 END_FLAG_QUOTA = 0x02  # max_requests reached: it serves on until a replacement is ready
+RECYCLE_REASONS = {1: "max_memory"}  # RECYCLE's reason byte (RECYCLE_MAX_MEMORY in csrc/askr_chan.h)
+_RECYCLE = struct.Struct("!BQ")
 
 HEADER = struct.Struct("!BI")
 HEADER_SIZE = HEADER.size
@@ -122,3 +125,9 @@ def decode_head(payload: bytes) -> tuple[int, list[bytes]]:
     (status,) = _U16.unpack_from(payload, 0)
     rest = payload[2:]
     return status, rest.split(b"\n") if rest else []
+
+
+def decode_recycle(payload: bytes) -> tuple[str, int]:
+    """RECYCLE: why the worker asks to be replaced, and the figure behind it (bytes of memory)."""
+    code, value = _RECYCLE.unpack_from(payload)
+    return RECYCLE_REASONS.get(code, f"reason {code}"), value

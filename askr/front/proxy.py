@@ -44,11 +44,9 @@ class ProxyTrust:
         host = _public_host(header, forwarded_host) or ""
         port = _text(header(b"x-forwarded-port"))
         out: list[bytes] = []
-        client = next((a for a in reversed(chain) if not self.trusts(_strip_port(a))), None)
-        if client is None and chain:
-            client = chain[0]  # every hop is trusted: the first is the client
+        client = self._client(chain)
         if client is not None:
-            out += [b"REMOTE_ADDR", _strip_port(client).encode()]
+            out += [b"REMOTE_ADDR", client.encode()]
         https: bool | None = None
         if proto:
             https = proto.split(",")[0].strip().lower() == "https"
@@ -65,6 +63,22 @@ class ProxyTrust:
         if port and port.split(",")[0].strip().isdigit():
             out += [b"SERVER_PORT", port.split(",")[0].strip().encode()]
         return out
+
+    def client(self, header: Callable[[bytes], bytes | None]) -> str | None:
+        """The client's address as a trusted proxy reports it (what REMOTE_ADDR becomes), or None."""
+        xff = header(b"x-forwarded-for")
+        if xff is not None:
+            chain = [part.strip() for part in xff.decode("latin-1").split(",") if part.strip()]
+        else:
+            chain = self._forwarded(header(b"forwarded"))[0]
+        return self._client(chain)
+
+    def _client(self, chain: list[str]) -> str | None:
+        """The nearest hop of `chain` that is not itself a trusted proxy (port stripped)."""
+        client = next((a for a in reversed(chain) if not self.trusts(_strip_port(a))), None)
+        if client is None and chain:
+            client = chain[0]  # every hop is trusted: the first is the client
+        return _strip_port(client) if client is not None else None
 
     def host(self, header: Callable[[bytes], bytes | None]) -> str | None:
         """The public host the proxy was asked for (PHP's Host header becomes this)."""

@@ -179,8 +179,8 @@ class Front:
             await asyncio.sleep(STATS_INTERVAL)
             in_flight = sum(c.requests_in_flight() for c in ctx.connections if isinstance(c, Connection))
             idle = ctx.loop.time() - stats.last_request if stats.last_request else None
-            self.send_event({"event": "stats", **stats.snapshot(),
-                             "waiting": len(pool.waiting) + len(pool.sent),
+            self.send_event({"event": "stats", **stats.snapshot(), "waiting": pool.probe_waiting(),
+                             "peak_waiting": pool.peak_waiting, "saturations": pool.saturations,
                              "in_flight": in_flight, "idle_seconds": idle})
 
     async def read_control(self) -> None:

@@ -1,6 +1,7 @@
 """One request's life, whichever HTTP version carries it: routing, the hot-file and static answers,
-the PHP exchange (503 when the queue is full, 504 past request_timeout, 502 when the worker dies),
-the front's own answers, stats and the access log.
+the PHP exchange (503 when the queue is full, 504 past request_timeout, 502 when the worker dies,
+or one retry on another worker: [server] retry_crashed), the front's own answers, stats and the
+access log.
 
 The protocol modules are codecs around this: `http1.Http1Connection` and `http2.Http2Connection`
 parse bytes into `Stream`s and frame what a stream answers. A stream drives its connection
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from askr.bridge import wire
-from askr.bridge.pool import Exchange
+from askr.bridge.pool import Exchange, WorkerChannel
 from askr.front import cgi, health
 from askr.front.router import PhpScript, Redirect, StaticFile
 from askr.front.static import StaticResponse, serve_static
@@ -31,6 +32,10 @@ Fields = Sequence[tuple[bytes, bytes]]  # extra response header fields, lower-ca
 RETRY_AFTER: Fields = ((b"retry-after", b"1"),)
 _SINGLETONS = frozenset((b"host", b"content-length"))
 _ACCESS_PROTOCOL = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2.0"}
+# The methods a request may be retried with when its PHP worker crashed before answering: the safe
+# ones (RFC 9110 9.2.1), which an app must be able to run twice. PUT and DELETE are idempotent by
+# the RFC too, but change state, and an app's handler may not honour that: they get the 502.
+_RETRYABLE_METHODS = frozenset((b"GET", b"HEAD", b"OPTIONS"))
 
 
 class Connection(asyncio.Protocol):
@@ -58,6 +63,7 @@ class Connection(asyncio.Protocol):
         self.peer_ip = str((transport.get_extra_info("peername") or ("-",))[0])
         proxies = self.ctx.proxies
         self.trusted_peer = proxies.trusts(self.peer_ip) if proxies.enabled else None
+        self.ctx.stats.accepted += 1
         transport.set_write_buffer_limits(high=self.HIGH_WATER)  # type: ignore[attr-defined]
 
     def requests_in_flight(self) -> int:
@@ -112,9 +118,9 @@ class Stream:
 
     __slots__ = (
         "body", "body_complete", "body_size", "chunked", "closed", "conn", "content_length",
-        "exchange", "flat_headers", "head_only", "headers", "method", "path", "php_deadline", "query",
-        "responded", "response_started", "sent", "started", "status", "url", "version", "waiting_route",
-        "window_bytes", "worker",
+        "exchange", "flat_headers", "head_only", "headers", "method", "path", "php_deadline", "php_request",
+        "query", "responded", "response_started", "retried", "sent", "started", "status", "url", "version",
+        "waiting_route", "window_bytes", "worker",
     )
 
     def __init__(self, conn: Connection, version: str) -> None:
@@ -134,6 +140,8 @@ class Stream:
         self.window_bytes = 0  # body bytes in the current body_timeout window
         self.waiting_route: PhpScript | None = None  # PHP runs once the collected body is complete
         self.exchange: Exchange | None = None
+        self.php_request = b""  # the REQUEST frame, kept for a retry; b"" once it may not be retried
+        self.retried = False  # a crashed worker's request went to another worker once already
         self.head_only = False
         self.php_deadline = 0.0  # [server] request_timeout (negative: not yet anchored to the clock)
         self.response_started = False
@@ -228,7 +236,9 @@ class Stream:
     def start_php(self, route: PhpScript) -> None:
         conn = self.conn
         params = cgi.request_params(conn, self, route)
-        frames = [wire.encode_request(params, cgi.php_headers(conn, self), conn.conn_params)]
+        request = wire.encode_request(params, cgi.php_headers(conn, self), conn.conn_params)
+        self.php_request = request
+        frames = [request]
         if self.body:
             frames.extend(wire.encode_body(b) for b in self.body)
             self.body = []
@@ -238,7 +248,7 @@ class Stream:
         self.php_deadline = -conn.ctx.config.server.request_timeout
         exchange = Exchange(frames, self, self._php_started)
         self.exchange = exchange
-        if not conn.ctx.pool.submit(exchange):
+        if not conn.ctx.pool.submit(exchange, conn.loop.time()):
             self.exchange = None
             exchange.cancelled = True
             log.warning("all PHP workers busy and %d requests queued; answering 503", conn.limits.max_queue)
@@ -310,8 +320,13 @@ class Stream:
         ctx = conn.ctx
         seconds = conn.loop.time() - self.started if self.started else 0.0
         ctx.stats.record(self.status, seconds)
+        if self.worker and seconds >= ctx.config.log.slow_request:
+            ctx.stats.slow += 1  # a PHP request slower than [log] slow_request
         if ctx.access is not None:
-            ctx.access.write(conn.peer_ip, self.method, self.url, _ACCESS_PROTOCOL[self.version], self.status,
+            client = conn.peer_ip
+            if conn.trusted_peer:  # the client the trusted proxy names, as PHP's REMOTE_ADDR
+                client = ctx.proxies.client(self.header) or client
+            ctx.access.write(client, self.method, self.url, _ACCESS_PROTOCOL[self.version], self.status,
                              self.sent, self.header(b"referer"), self.header(b"user-agent"), seconds,
                              self.worker)
 
@@ -351,22 +366,48 @@ class Stream:
         if not self.closed:
             self.conn.send_php_body(self, body, complete)
 
-    def php_failed(self) -> None:
+    def php_failed(self, crashed: WorkerChannel | None = None) -> None:
         if self.responded or self.closed:
             return
         self.exchange = None
-        if not self.response_started:
-            log.error("PHP worker died while handling %s %s (HTTP/%s); answering 502",
-                      self.method.decode(), self.url.decode("latin-1"), self.version)
-            self.respond(502)
-        else:
+        if self.response_started:
             log.error("PHP worker died while streaming %s (HTTP/%s); cutting the response",
                       self.url.decode("latin-1"), self.version)
             self.conn.cut(self)
+            return
+        what = f"{self.method.decode()} {self.url.decode('latin-1')} (HTTP/{self.version})"
+        if crashed is None:
+            log.error("PHP worker died while handling %s; answering 502", what)
+        elif self.retried:
+            self.conn.ctx.stats.retry_failed += 1
+            log.error("PHP worker pid %d (worker id %d) died on %s too: the retry also failed; "
+                      "answering 502", crashed.pid, crashed.worker_id, what)
+        elif self.php_request and self._may_retry():
+            self.retried = True
+            self.conn.ctx.stats.retried += 1
+            log.warning("PHP worker pid %d (worker id %d) died before answering %s; retrying it once on "
+                        "another worker", crashed.pid, crashed.worker_id, what)
+            exchange = Exchange([self.php_request, wire.BODY_END_FRAME], self, self._php_started)
+            self.php_request = b""
+            self.exchange = exchange
+            self.conn.ctx.pool.resubmit(exchange)  # the request_timeout deadline stays as it was
+            return
+        else:
+            log.error("PHP worker pid %d (worker id %d) died while handling %s; answering 502",
+                      crashed.pid, crashed.worker_id, what)
+        self.respond(502)
+
+    def _may_retry(self) -> bool:
+        """[server] retry_crashed = "idempotent": a request PHP may run twice without harm, with no
+        body (a body may be half-read by the dead worker and is not kept to send again)."""
+        return (self.conn.ctx.config.server.retry_crashed == "idempotent"
+                and self.method in _RETRYABLE_METHODS
+                and not self.chunked and not self.content_length and not self.body_size)
 
     def php_informational(self, status: int, header_block: bytes) -> None:
         """103 Early Hints from headers_send(103): only its Link headers go out (cookies and the
         like belong to the final response)."""
+        self.php_request = b""  # the response has begun: a crash from here on is not retried
         if self.closed or self.response_started or status == 101:
             return
         links = [line.partition(b":")[2].strip() for line in header_block.split(b"\n")

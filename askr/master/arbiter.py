@@ -43,22 +43,37 @@ from askr.master.events import (
     CanaryDue,
     DrainDelayOver,
     Event,
+    FilesChanged,
     FrontEvent,
     GiveUp,
+    KillDue,
     QueueRespawn,
     QueueRolled,
     RollTimeout,
     Signal,
     Wake,
+    WatchQuiet,
     ZygoteFailed,
     ZygoteLine,
     ZygoteStarted,
 )
 from askr.master.fronts import FrontHandle, Fronts
 from askr.master.generation import Generations
+from askr.master.history import SAMPLE_SECONDS, History
 from askr.master.reload import Reloads
 from askr.master.systemd import Notifier
-from askr.master.workers import BACKOFF_MAX, BACKOFF_START, BOOT_ATTEMPTS, ExitKind, WorkerProc, WorkerSlot
+from askr.master.watch import Watcher, WatchReloads
+from askr.master.workers import (
+    BACKOFF_MAX,
+    BACKOFF_START,
+    BOOT_ATTEMPTS,
+    RECYCLE_REASONS,
+    TRACE_GRACE,
+    TRACE_SIGNAL,
+    ExitKind,
+    WorkerProc,
+    WorkerSlot,
+)
 from askr.master.zygote import Zygote, ZygoteError
 from askr.metrics import MasterMetrics
 
@@ -93,14 +108,21 @@ class Arbiter:
         self.runtime_dir = ""
         self.exit_code = 0
         self.giving_up: WorkerSlot | None = None  # no worker could boot: exiting once its error is in
+        self.recycled = dict.fromkeys(RECYCLE_REASONS, 0)  # healthy workers replaced, by reason
+        self.slowlogged_gone = 0  # what exited workers' slowlogs logged (live ones: the scoreboard)
         self._tasks: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.clock = time.monotonic  # for worker ages and backoff (tests step it by hand)
         self.send_signal = os.kill  # to PHP workers (tests record instead)
         self.metrics = MasterMetrics(self.status)
         self.fronts = Fronts(config, self.run_as, self.post, self.metrics, self.track)
+        self.history = History()  # the dashboard's charts (GET /api/history)
+        self.fronts.history = self.history
         self.queue = QueueWorkers(config, lambda index: self.post(QueueRespawn(index)), self.run_as)
         self.scheduler = Scheduler(config, self.run_as)
+        # [dev] watch: the watchfiles task posts FilesChanged; the loop debounces and reloads
+        self.watcher = Watcher(config, self.post) if config.dev.watch else None
+        self.watch_reloads = WatchReloads(self)
 
     # -- events in ---------------------------------------------------------------------------
     def post(self, event: Event) -> None:
@@ -164,9 +186,14 @@ class Arbiter:
             self.queue.start(self.gens.number)
             self.scheduler.start(self.gens.number)
             self.admin = AdminServer(self.admin_sock, self.config.admin, self.status, self.reload_from,
-                                     self.metrics.render, self.health, self.drain_from)
+                                     self.metrics.render, self.health, self.drain_from, self.history_document)
+            self.admin.set_status_views(full=lambda: status.snapshot(self, full=True),
+                                        openmetrics=self.metrics.render_openmetrics)
             await self.admin.start()
+            self.track(self._sample_history())
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))
+            if self.watcher is not None:
+                self.track(self.watcher.run())
             while not self.stopped():
                 self.step(await self.events.get())
             await self.finish_stop()
@@ -206,6 +233,16 @@ class Arbiter:
                 pass  # reconcile() starts what is due
             case GiveUp():
                 self.give_up()
+            case KillDue(worker_id, pid):
+                proc = self.procs.get(worker_id)
+                if proc is not None and proc.pid == pid:
+                    log.warning("php#%d (pid %d) did not exit %.0f s after being asked for its backtrace; "
+                                "killing it", proc.position, pid, TRACE_GRACE)
+                    self.kill(proc)
+            case FilesChanged(paths):
+                self.watch_reloads.files_changed(paths)
+            case WatchQuiet():
+                self.watch_reloads.quiet()
             case DrainDelayOver():
                 if not self.stopping:
                     self.drain_and_stop()
@@ -288,6 +325,7 @@ class Arbiter:
         worker_id = self.free_worker_id(slot.position)
         if worker_id is None:  # the worker being retired still holds the other id
             return
+        slot.last_worker_id = worker_id
         proc = WorkerProc(worker_id, slot.position, generation=zygote.generation, started_at=self.clock())
         self.procs[worker_id] = proc
         if successor:
@@ -298,16 +336,27 @@ class Arbiter:
                      self.fronts.queue_workers.fileno(), slot.position)
 
     def free_worker_id(self, position: int) -> int | None:
-        return next((i for i in workers.worker_ids(position, len(self.slots)) if i not in self.procs), None)
+        """An id no live worker has; of two, not the slot's previous worker's (worker_ids)."""
+        free = [i for i in workers.worker_ids(position, len(self.slots)) if i not in self.procs]
+        last = self.slots[position].last_worker_id
+        return next((i for i in free if i != last), free[0] if free else None)
 
     def quota(self, position: int) -> int:
         return workers.quota(self.config.server.max_requests, position, len(self.slots))
 
-    def kill(self, proc: WorkerProc) -> None:
-        """On purpose: its exit is replaced at once and not counted as a failure."""
+    def kill(self, proc: WorkerProc, backtrace_first: bool = False) -> None:
+        """On purpose: its exit is replaced at once and not counted as a failure. With
+        `backtrace_first`, the worker is asked to log where PHP is (TRACE_SIGNAL: it logs its
+        backtrace and exits by itself), and gets SIGKILL only if it is still there TRACE_GRACE
+        later."""
         proc.state = "killed"
-        if proc.pid:
-            with contextlib.suppress(ProcessLookupError):
+        if not proc.pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if backtrace_first:
+                self.send_signal(proc.pid, TRACE_SIGNAL)
+                self.later(TRACE_GRACE, KillDue(proc.worker_id, proc.pid))
+            else:
                 self.send_signal(proc.pid, signal.SIGKILL)
 
     def retire(self, proc: WorkerProc) -> None:
@@ -318,6 +367,17 @@ class Arbiter:
 
     def status(self) -> dict:
         return status.snapshot(self)
+
+    def history_document(self, since: float | None) -> dict:
+        return self.history.document(since, self.reloads.current.report if self.reloads.current else None)
+
+    async def _sample_history(self) -> None:
+        """One traffic sample a second for the dashboard (history.py)."""
+        while True:
+            await asyncio.sleep(SAMPLE_SECONDS)
+            alive = [p for p in self.procs.values() if p.pid]
+            busy = sum(bool(self.scoreboard.read(p.worker_id, p.pid).request_id) for p in alive)
+            self.history.sample(busy, len(alive))
 
     # -- readiness for load balancers (askr/readiness.py) -------------------------------------
     def readiness(self) -> readiness.Readiness:
@@ -381,6 +441,8 @@ class Arbiter:
             self.gens.replace_lost(zygote)
         else:
             self.reloads.zygote_started(zygote)
+            if self.watcher is not None:
+                self.watcher.rebase()  # the reload resolved the root again: so does the watch
 
     def live_generations(self) -> set[int]:
         """Generations still needed: those with a live worker, and the one a reload would roll
@@ -401,6 +463,8 @@ class Arbiter:
             worker_id, pid, code, sig = (int(x) for x in fields[1:5])
             proc = self.procs.get(worker_id)
             if proc is not None and proc.pid in (pid, 0):
+                # its slot keeps its last words until the id is reused, which needs this exit
+                self.slowlogged_gone += self.scoreboard.read(worker_id, pid).slowlogged
                 del self.procs[worker_id]
                 self.worker_exited(proc, pid, code, sig)
         elif what == "closed" and not self.stopping and zygote is self.gens.current:
@@ -487,17 +551,26 @@ class Arbiter:
         if isinstance(event, worker_events.WorkerReady):
             self.worker_ready(slot, proc)
         elif isinstance(event, worker_events.WorkerQuota):
-            if slot.current is proc and not self.stopping:
+            if slot.current is proc and not self.stopping and not slot.quota_reached:
                 slot.quota_reached = True
+                self.recycled[event.reason] = self.recycled.get(event.reason, 0) + 1
                 if slot.successor is None:
-                    log.info("php#%d (pid %d) reached max_requests (%d); starting its replacement",
-                             proc.position, proc.pid, self.quota(proc.position))
+                    log.info("php#%d (pid %d) %s; starting its replacement", proc.position, proc.pid,
+                             self.recycle_reason(proc, event))
         elif isinstance(event, worker_events.RequestTimeout):
-            log.error("php#%d (pid %d) exceeded request_timeout on %s; killing it", proc.position,
-                      proc.pid, event.uri or "?")
-            self.kill(proc)
+            log.error("php#%d (pid %d) exceeded request_timeout on %s; killing it once it has logged its "
+                      "PHP backtrace", proc.position, proc.pid, event.uri or "?")
+            self.kill(proc, backtrace_first=True)
         elif isinstance(event, worker_events.WorkerBootFailed):
             self.boot_failed(slot, event)
+
+    def recycle_reason(self, proc: WorkerProc, event: worker_events.WorkerQuota) -> str:
+        if event.reason == "max_memory":
+            return (f"holds {event.value / 2**20:.1f} MiB of anonymous memory after a request, over "
+                    f"max_memory ({self.config.worker.max_memory / 2**20:.1f} MiB)")
+        if event.reason == "max_requests":
+            return f"reached max_requests ({self.quota(proc.position)})"
+        return f"asked to be replaced ({event.reason})"
 
     def boot_failed(self, slot: WorkerSlot, event: worker_events.WorkerBootFailed) -> None:
         # the first line says it; PHP's stack trace is in the worker's own log line
@@ -601,6 +674,8 @@ class Arbiter:
         return live
 
     def cleanup(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         for task in self._tasks:
             task.cancel()
         for handle in self._timers:

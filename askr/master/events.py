@@ -95,8 +95,28 @@ class QueueRespawn:
     index: int
 
 
+@dataclass(frozen=True, slots=True)
+class FilesChanged:
+    """[dev] watch: files matching the globs changed (paths relative to the app base)."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchQuiet:
+    """[dev] watch: a quiet period may be over; a reload is due if nothing changed since."""
+
+
+@dataclass(frozen=True, slots=True)
+class KillDue:
+    """A worker asked to log its backtrace before a kill had its grace: SIGKILL it if still there."""
+
+    worker_id: int
+    pid: int
+
+
 RELOAD = "reload"
 RESTART = "restart"
 
 Event = (Signal | ZygoteLine | FrontEvent | ZygoteStarted | ZygoteFailed | Wake | GiveUp | DrainDelayOver
-         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn)
+         | RollTimeout | CanaryDue | QueueRolled | QueueRespawn | KillDue | FilesChanged | WatchQuiet)

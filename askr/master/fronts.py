@@ -29,6 +29,7 @@ from askr.certificates import TICKET_KEYS_SIZE
 from askr.config import Config
 from askr.master import sockets
 from askr.master.events import Event, FrontEvent
+from askr.master.history import History
 from askr.metrics import MasterMetrics
 
 log = logging.getLogger("askr.master")
@@ -57,6 +58,7 @@ class Fronts:
         self.post = post
         self.metrics = metrics
         self.track = track  # runs a coroutine as a task the arbiter cancels on shutdown
+        self.history: History | None = None  # the dashboard's traffic history, fed each stats report
         self.handles: list[FrontHandle] = []
         self.listen_shards: list[list[socket.socket]] = []  # per front: its socket per address
         self.redirect_sock: socket.socket | None = None
@@ -155,6 +157,8 @@ class Fronts:
                 msg = json.loads(line)
                 if msg.get("event") == "stats":  # counters only: no lifecycle decision, no queueing
                     self.metrics.front_stats(front.index, msg)
+                    if self.history is not None:
+                        self.history.front_report(front.index, msg)
                 elif (event := events.parse(msg)) is not None:
                     self.post(FrontEvent(event))
                 else:

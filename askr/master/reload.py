@@ -67,7 +67,8 @@ class Reload:
 
     def __post_init__(self) -> None:
         self.report = {"requested_by": self.why, "started_at": time.time(), "finished_at": None,
-                       "outcome": "in progress", "from_generation": self.from_generation}
+                       "outcome": "in progress", "from_generation": self.from_generation,
+                       "canary": None}  # "watching", then "healthy" or "unhealthy"
 
     @property
     def previous_generation(self) -> int:
@@ -123,6 +124,7 @@ class Reloads:
         master.fronts.command_all({"cmd": "reload"})
         if reload.canary and reload.previous is not None:
             reload.phase = Phase.CANARY
+            reload.report["canary"] = "watching"
             log.info("canary: php#%d runs generation %d for %g s", 0, master.gens.number,
                      master.config.reload.canary_seconds)
         else:
@@ -203,6 +205,7 @@ class Reloads:
 
     def _verdict(self, reload: Reload, verdict: str) -> None:
         self.master.metrics.canaries["unhealthy" if verdict else "healthy"] += 1
+        reload.report["canary"] = "unhealthy" if verdict else "healthy"
         if verdict:
             log.error("canary UNHEALTHY — aborting reload; remaining workers keep old code (%s)", verdict)
             self._roll_back(reload, f"canary unhealthy: {verdict}")
@@ -280,6 +283,7 @@ class Reloads:
             reload.finish(outcome, master.gens.number)
             master.metrics.reload_finished(outcome)
         self.last, self.current = reload.report, None
+        master.history.reload_finished(reload.report)
         master.gens.close_idle(master.live_generations())
         if self.next is not None:
             why, canary_wanted = self.next

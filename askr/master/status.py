@@ -10,12 +10,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from askr import __version__, readiness
+from askr.bridge.scoreboard import SlotState
 
 if TYPE_CHECKING:
     from askr.master.arbiter import Arbiter
 
 
-def snapshot(arbiter: Arbiter) -> dict[str, Any]:
+def snapshot(arbiter: Arbiter, full: bool = False) -> dict[str, Any]:
+    """The status document; `full` (?full) adds each worker's latest finished request."""
     now, mono = time.time(), arbiter.clock()
     workers = []
     for proc in sorted(arbiter.procs.values(), key=lambda p: (p.position, p.started_at)):
@@ -27,9 +29,13 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
             "generation": proc.generation, "state": proc.state, "busy": busy,
             "current_uri": slot.uri if busy else None,
             "current_seconds": round(max(0.0, now - began), 3) if began is not None else None,
-            "requests": slot.served, "errors_5xx": slot.errors, "rss_kib": rss_kib(proc.pid),
+            "requests": slot.served, "errors_5xx": slot.errors,
+            "slowlogged_requests": slot.slowlogged,
+            **memory_kib(proc.pid),
             "started_at": round(now - (mono - proc.started_at), 3),
         })
+        if full:
+            workers[-1].update(last_request(slot))
     alive = [w for w in workers if w["pid"]]
     slots = arbiter.slots.values()
     return {
@@ -46,15 +52,30 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
         "busy": sum(w["busy"] for w in alive),
         "idle": sum(w["state"] == "ready" and not w["busy"] for w in alive),
         "restarts": sum(s.restarts for s in slots),
+        "recycled": dict(arbiter.recycled),
+        # requests [worker] slowlog_timeout logged; `slow_requests` (below) counts [log] slow_request's
+        "slowlogged_requests": arbiter.slowlogged_gone + sum(w["slowlogged_requests"] for w in workers),
         "failing": {f"php#{s.position}": {"failures": s.failures, "last_error": s.last_error,
                                           "circuit": "open" if s.circuit_open else "closed"}
                     for s in slots if s.failures},
         "reloading": arbiter.reloads.current is not None,
         "last_reload": arbiter.reloads.report(),
+        **arbiter.metrics.request_counters(),
+        "slow_request_seconds": arbiter.config.log.slow_request,
         "workers": workers,
         "queue_workers": arbiter.queue.status(),
         "scheduler": arbiter.scheduler.status(),
     }
+
+
+def last_request(slot: SlotState) -> dict[str, Any]:
+    """A worker's latest finished request, as php-fpm's ?full shows it ("request duration",
+    "last request cpu", "last request memory"); None before its first."""
+    if not slot.last_us:  # none finished yet (any request takes more than a microsecond)
+        return {"last_request_seconds": None, "last_request_cpu_seconds": None,
+                "last_request_peak_bytes": None}
+    return {"last_request_seconds": slot.last_us / 1e6, "last_request_cpu_seconds": slot.last_cpu_us / 1e6,
+            "last_request_peak_bytes": slot.last_peak}
 
 
 def traffic(arbiter: Arbiter, now: float) -> dict[str, Any]:
@@ -73,12 +94,17 @@ def traffic(arbiter: Arbiter, now: float) -> dict[str, Any]:
             "quiet_after_seconds": arbiter.config.admin.drain_quiet}
 
 
-def rss_kib(pid: int) -> int | None:
+def memory_kib(pid: int) -> dict[str, int | None]:
+    """VmRSS (every resident page, shared ones too) and RssAnon (what [worker] max_memory
+    compares: the process's own heap, without OPcache's shared memory or libraries)."""
+    found: dict[str, int | None] = {"rss_kib": None, "rss_anon_kib": None}
+    names = {"VmRSS:": "rss_kib", "RssAnon:": "rss_anon_kib"}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                key = names.get(line.split(maxsplit=1)[0] if line.strip() else "")
+                if key:
+                    found[key] = int(line.split()[1])
     except (OSError, ValueError):
         pass
-    return None
+    return found

@@ -8,6 +8,7 @@ not, and says how long to wait before the next start: exponential backoff, then 
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from enum import Enum
 
@@ -16,6 +17,9 @@ BACKOFF_MAX = 10.0
 QUICK_DEATH = 2.0  # a worker that dies sooner than this after starting counts as a failure
 EXIT_BOOT_FAILED = 3  # csrc/askr_chan.h: the worker script never reached askr_handle_request()
 BOOT_ATTEMPTS = 3  # boot failures in a row, with no worker ever ready, before askr gives up
+RECYCLE_REASONS = ("max_requests", "max_memory")  # why a worker is replaced while healthy
+TRACE_SIGNAL = signal.SIGRTMIN + 3  # csrc/askr.h: log your PHP backtrace, then exit (request_timeout)
+TRACE_GRACE = 1.0  # seconds a worker gets for that before SIGKILL
 CIRCUIT_FAILURES = 5  # failed starts in a row that open a slot's circuit (then retry every BACKOFF_MAX)
 
 
@@ -61,6 +65,7 @@ class WorkerSlot:
     restarts: int = 0
     last_error: str = ""
     circuit_open: bool = False  # CIRCUIT_FAILURES failed starts in a row: retried slowly
+    last_worker_id: int = -1  # the id its latest worker got; the next takes the other (worker_ids)
 
     def needs_successor(self, generation: int) -> bool:
         """Its worker must be replaced: it reached its quota, or runs another generation's code."""
@@ -113,7 +118,9 @@ class WorkerSlot:
 
 def worker_ids(position: int, slots: int) -> tuple[int, int]:
     """Slot p uses worker ids p and p + N in turn, so a replacement and the worker it replaces
-    never share a scoreboard entry."""
+    never share a scoreboard entry: not while both live (quota, reload), and not after a crash
+    either, when a front may not yet have read which request the dead worker held (a new worker
+    clears its entry as it starts)."""
     return position, position + slots
 
 

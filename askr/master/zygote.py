@@ -52,6 +52,12 @@ class Zygote:
                 cmd += ["--app-base", os.path.realpath(worker.app_base)]
         else:
             cmd += ["--mode", "classic"]
+        if worker.max_memory:
+            cmd += ["--max-memory", str(worker.max_memory)]
+        if worker.slowlog_timeout is not None:
+            cmd += ["--slowlog-timeout-ms", str(max(1, round(worker.slowlog_timeout * 1000)))]
+        if worker.slowlog_file is not None:
+            cmd += ["--slowlog-file", os.path.abspath(worker.slowlog_file)]
         for key, value in self.config.worker.ini:
             cmd += ["--ini", f"{key}={value}"]
         if self.config.log.format == "json":

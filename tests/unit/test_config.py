@@ -71,6 +71,11 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[queue]\nargs = \"--tries=3\"\n", "[queue] args = '--tries=3': expected a list of strings"),
         ("[scheduler]\ninterval = 0\n", "[scheduler] interval = 0: expected a number of seconds > 0"),
         ("[queue]\nstop_timout = 5\n", "unknown key [queue] stop_timout. Did you mean 'stop_timeout'?"),
+        ("[worker]\nmax_memory = \"lots\"\n", "[worker] max_memory = 'lots': expected a size"),
+        ("[worker]\nslowlog_timeout = \"soon\"\n", "slowlog_timeout = 'soon': expected a duration"),
+        ("[worker]\nslowlog_file = \"nowhere/slow.log\"\n", "slowlog_file = '"),
+        ("[server]\nretry_crashed = \"always\"\n",
+         '[server] retry_crashed = \'always\': expected "idempotent" or "never"'),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) -> None:
@@ -80,6 +85,19 @@ def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, needle: str) ->
     message = str(err.value)
     assert needle in message
     assert str(path) in message
+
+
+def test_recycling_and_slowlog_settings(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[worker]\nmax_memory = "256M"\nslowlog_timeout = "500ms"\n'))
+    assert (cfg.worker.max_memory, cfg.worker.slowlog_timeout) == (256 * 2**20, 0.5)
+    assert cfg.worker.slowlog_file is None  # the error log
+    default = config.load(write(tmp_path, ""))
+    assert (default.worker.max_memory, default.worker.slowlog_timeout) == (0, None)  # both off
+
+
+def test_retry_crashed_defaults_to_idempotent(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, "")).server.retry_crashed == "idempotent"
+    assert config.load(write(tmp_path, '[server]\nretry_crashed = "never"\n')).server.retry_crashed == "never"
 
 
 def test_missing_file() -> None:
@@ -198,6 +216,7 @@ root = "public"
 listen = ["127.0.0.1:1", "[::1]:2"]
 workers = 4
 fronts = 2
+retry_crashed = "never"
 trusted_proxies = ["10.0.0.0/8"]
 [worker]
 script = "w.php"
@@ -262,3 +281,25 @@ def test_bad_health_and_drain_settings(tmp_path: Path, toml: str, needle: str) -
     with pytest.raises(ConfigError) as err:
         config.load(write(tmp_path, toml))
     assert needle in str(err.value)
+
+
+def test_dev_watch_globs(tmp_path) -> None:
+    (tmp_path / "public").mkdir()
+    (tmp_path / "src").mkdir()
+    root = {"server.root": str(tmp_path / "public")}
+    assert config.load(None, root).dev.watch == ()  # off by default
+    assert config.load(None, {**root, "dev.watch": True}).dev.watch == config.DEFAULT_WATCH
+    assert config.load(None, {**root, "dev.watch": ["src/**/*.php"]}).dev.watch == ("src/**/*.php",)
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch = 'lib/\*\*/\*.php': .*lib' does not exist"):
+        config.load(None, {**root, "dev.watch": ["lib/**/*.php"]})
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch.*relative to the app base"):
+        config.load(None, {**root, "dev.watch": ["/etc/*.conf"]})
+    with pytest.raises(config.ConfigError, match=r"\[dev\] watch.*expected a list of globs"):
+        config.load(None, {**root, "dev.watch": "**/*.php"})
+
+
+def test_watch_literal_prefix() -> None:
+    assert config.watch_literal_prefix("src/**/*.php") == "src"
+    assert config.watch_literal_prefix("a/b/*.php") == "a/b"
+    assert config.watch_literal_prefix("**/*.php") == ""
+    assert config.watch_literal_prefix(".env") == ""

@@ -27,6 +27,7 @@ import pytest
 
 from askr import paths
 from askr.bridge import scoreboard, wire
+from askr.master import workers
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
@@ -233,6 +234,10 @@ SCRIPTS = {
     "wait_gate.php": "<?php $t = microtime(true) + 30;"
                      " while (!file_exists($_GET['gate']) && microtime(true) < $t) usleep(2000); echo 'ok';",
     "hello.php": '<?php echo "Hello, world\\n";',
+    # runs (in usleep() or microtime(), inside hold_on()) for 30 s once it has touched ?started=
+    "hold.php": "<?php\n"
+                "function hold_on(float $until) { while (microtime(true) < $until) { usleep(2000); } }\n"
+                "touch($_GET['started']); hold_on(microtime(true) + 30); echo 'held';",
     "headers.php": """<?php
 header('X-Askr: yes');
 http_response_code(201);
@@ -554,6 +559,57 @@ def test_max_requests_flags_quota_then_serves_until_stopped(zygote: Zygote, docr
     finally:
         w.close()
     zygote.wait_line(rf"exited 50 {w.pid} 0 0")
+
+
+def rss_anon(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+
+def test_max_memory_sends_recycle_once_after_the_response(php_bin: Path, workdir: Path,
+                                                          docroot: Path) -> None:
+    """Over --max-memory after a response: a RECYCLE frame after END (reason max_memory, the
+    bytes of RssAnon it holds), once; the worker serves on until it is stopped."""
+    sub = workdir / "recycle"
+    sub.mkdir()
+    z = Zygote(php_bin, sub, ["--max-memory", str(2**20)])  # a worker holds more than 1 MiB
+    try:
+        w = z.spawn(80)
+        first = w.request(params(docroot, "hello.php"))
+        assert (first.status, first.end_flags) == (200, 0)
+        kind, payload = w.read_frame()
+        assert kind == wire.RECYCLE
+        reason, held = wire.decode_recycle(payload)
+        assert reason == "max_memory" and held > 2**20
+        assert abs(held - rss_anon(w.pid)) < 4 * 2**20  # what /proc says it holds
+        for _ in range(2):  # asked once: the next frames are plain responses
+            assert w.request(params(docroot, "hello.php")).status == 200
+        w.sock.sendall(wire.STOP_FRAME)
+        assert w.at_eof()
+        z.wait_line(rf"exited 80 {w.pid} 0 0")
+    finally:
+        z.stop()
+
+
+def test_trace_signal_logs_the_backtrace_then_the_worker_exits(zygote: Zygote, docroot: Path) -> None:
+    """The master's request_timeout signal: the watchdog thread logs where PHP is (blocked in
+    usleep() here), then the worker kills itself."""
+    w = zygote.spawn(90)
+    try:
+        started = docroot.parent / "hold.started"
+        w.send_request(params(docroot, "hold.php", query=f"started={started}"))
+        deadline = time.monotonic() + TIMEOUT
+        while not started.exists():  # bounded: the request is running once it exists
+            assert time.monotonic() < deadline, zygote.stderr
+            time.sleep(0.01)
+        os.kill(w.pid, workers.TRACE_SIGNAL)
+        zygote.wait_line(rf"exited 90 {w.pid} -1 9")
+    finally:
+        w.close()
+    err = zygote.stderr
+    assert re.search(r"\[php#90\] request_timeout: GET \? running [\d.]+ s in pid \d+ \(php#90\); "
+                     r"PHP backtrace:", err), err
+    assert f"] hold_on() {docroot / 'hold.php'}:3" in err, err
 
 
 def test_kill_9_is_reported(zygote: Zygote) -> None:

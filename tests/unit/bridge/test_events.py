@@ -11,7 +11,7 @@ from askr.bridge.events import RequestTimeout, WorkerBootFailed, WorkerGone, Wor
 
 
 @pytest.mark.parametrize("event", [
-    WorkerReady(3, 1234, 2), WorkerGone(3, 1234), WorkerQuota(0, 9),
+    WorkerReady(3, 1234, 2), WorkerGone(3, 1234), WorkerQuota(0, 9), WorkerQuota(0, 9, "max_memory", 2**30),
     WorkerBootFailed(1, 5, "PHP Fatal error: x"), RequestTimeout(2, 77, "/slow?x=1"),
 ])
 def test_round_trip(event: events.WorkerEvent) -> None:
@@ -25,6 +25,12 @@ def test_the_wire_names_are_the_documented_ones() -> None:
     assert WorkerReady(1, 2, 3).to_dict() == ready
     assert RequestTimeout(1, 2, "/x").to_dict() == {"event": "request_timeout", "worker_id": 1, "pid": 2,
                                                      "uri": "/x"}
+
+
+def test_a_quota_without_a_reason_is_max_requests() -> None:
+    """What a front of the previous release sends during an upgrade."""
+    old = {"event": "worker_quota", "worker_id": 1, "pid": 2}
+    assert events.parse(old) == WorkerQuota(1, 2, "max_requests", 0)
 
 
 def test_unknown_or_malformed_lines_are_none() -> None:

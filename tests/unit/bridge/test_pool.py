@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from askr.bridge import wire
 from askr.bridge.events import WorkerEvent, WorkerGone, WorkerQuota, WorkerReady
-from askr.bridge.pool import Exchange, WorkerPool
+from askr.bridge.pool import Exchange, WorkerChannel, WorkerPool
 from askr.bridge.scoreboard import SLOT
 
 PID = 4321
@@ -37,8 +37,9 @@ class Sink:
         if complete:
             self.done.set()
 
-    def php_failed(self) -> None:
-        self.calls.append(("failed",))
+    def php_failed(self, crashed: WorkerChannel | None = None) -> None:
+        """Recorded with the pid of the worker that crashed holding the request (None: lost)."""
+        self.calls.append(("failed", crashed.pid if crashed is not None else None))
         self.done.set()
 
     def php_backpressure(self, paused: bool) -> None:
@@ -192,7 +193,7 @@ def test_a_worker_that_dies_mid_request_fails_it_and_is_reported(board) -> None:
         await until(lambda: pool.running == 1, "TAKEN")
         worker.channel.close()
         await asyncio.wait_for(sink.done.wait(), 10)
-        assert sink.calls == [("failed",)]
+        assert sink.calls == [("failed", PID)]  # a crash before any response: the stream may retry
         assert events[-1] == WorkerGone(WORKER_ID, PID)
         assert (pool.ready, pool.running) == (0, 0)
 
@@ -206,11 +207,44 @@ def test_a_worker_that_dies_before_its_taken_arrives_is_found_through_the_scoreb
         pool.submit(request(sink))
         request_id, _, _ = await worker.take()
         # what the C worker stores when it takes a request
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/")
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0)
         worker.channel.close()  # crashed before its TAKEN reached the front
         await asyncio.wait_for(sink.done.wait(), 10)
-        assert sink.calls == [("failed",)]
+        assert sink.calls == [("failed", PID)]
         assert pool.sent == {}
+
+    run(board, scenario)
+
+
+def test_a_worker_that_dies_after_its_head_is_not_reported_as_a_retryable_crash(board) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
+        await ready(pool, worker, events)
+        sink = Sink()
+        pool.submit(request(sink))
+        request_id, _, _ = await worker.take()
+        worker.say(taken(request_id), head(200), wire.frame(wire.RESP_BODY, b"part"))
+        await until(lambda: sink.calls, "the head")
+        worker.channel.close()
+        await until(lambda: len(sink.calls) == 2, "the failure")
+        assert sink.calls == [("response", 200, b"", b"part", False), ("failed", None)]
+
+    run(board, scenario)
+
+
+def test_a_resubmitted_request_gets_a_fresh_id_and_goes_ahead_of_those_waiting(board) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
+        # no worker ready: everything waits, up to max_queue (3)
+        waiting = [request(Sink()) for _ in range(3)]
+        assert all(pool.submit(exchange) for exchange in waiting)
+        assert not pool.submit(request(Sink()))  # full: 503 for a new request ...
+        retry = request(Sink())
+        pool.resubmit(retry)  # ... never for one already admitted, which goes first
+        assert list(pool.waiting) == [retry, *waiting]
+        await ready(pool, worker, events)
+        first_id = (await worker.take())[0]
+        assert first_id == retry.request_id and retry in pool.sent.values()
+        ids = {first_id, *[(await worker.take())[0] for _ in range(3)]}
+        assert len(ids) == 4  # every queueing has its own id: a dead worker's cannot match
 
     run(board, scenario)
 
@@ -246,10 +280,26 @@ def test_quota_and_exit_flags(board) -> None:
     run(board, scenario)
 
 
+def test_a_recycle_frame_after_the_response_reports_max_memory(board) -> None:
+    """RECYCLE comes after END (the client has its answer); the worker stays in service."""
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
+        await ready(pool, worker, events)
+        sink = Sink()
+        pool.submit(request(sink))
+        request_id, _, _ = await worker.take()
+        recycle = wire.frame(wire.RECYCLE, bytes([1]) + (300 * 2**20).to_bytes(8, "big"))
+        worker.say(taken(request_id), head(200), end(), recycle)
+        await asyncio.wait_for(sink.done.wait(), 10)
+        await until(lambda: WorkerQuota(WORKER_ID, PID, "max_memory", 300 * 2**20) in events, "the event")
+        assert pool.ready == 1  # serves on until its replacement is ready
+
+    run(board, scenario)
+
+
 def test_retire_sets_the_stop_word_and_sends_stop(board) -> None:
     async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"")
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0)
         pool.retire(WORKER_ID, PID)
         assert SLOT.unpack_from(board, WORKER_ID * SLOT.size)[2] == 1
         await until(lambda: worker.read_channel() == wire.STOP_FRAME, "STOP")
@@ -292,5 +342,29 @@ def test_an_unknown_frame_type_closes_the_channel(board) -> None:
         worker.say(wire.frame(0x7F, b"?"))
         await until(lambda: pool.ready == 0, "the channel to close")
         assert events[-1] == WorkerGone(WORKER_ID, PID)
+
+    run(board, scenario)
+
+
+def test_probe_counts_requests_waiting_only_while_every_worker_is_busy(board) -> None:
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
+        await ready(pool, worker, events)
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0)
+        first = Sink()
+        pool.submit(request(first))
+        assert pool.probe_waiting() == 0  # the worker is idle: it takes it in a moment
+        request_id, _, _ = await worker.take()
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0)
+        assert pool.probe_waiting() == 0  # held (its TAKEN comes with the answer): not waiting
+        for _ in range(2):
+            pool.submit(request(Sink()))
+        assert pool.probe_waiting() == 2  # the only worker is busy: both wait
+        assert pool.probe_waiting(arriving=1) == 3  # and one being submitted would too
+        assert (pool.peak_waiting, pool.saturations) == (3, 1)  # one episode, however many probes
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0)
+        assert pool.probe_waiting() == 0  # the worker is free again: the episode is over
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0)
+        assert pool.probe_waiting() == 2
+        assert (pool.peak_waiting, pool.saturations, pool.waiting_now) == (3, 2, 2)
 
     run(board, scenario)

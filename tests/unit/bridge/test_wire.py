@@ -76,3 +76,8 @@ def test_split_frames_takes_only_complete_frames() -> None:
         assert len(frames) == sum(n <= cut for n in whole)
     assert wire.split_frames(wire.frame(wire.END)) == ([(wire.END, wire.HEADER_SIZE, wire.HEADER_SIZE)],
                                                        wire.HEADER_SIZE)
+
+
+def test_recycle_reasons() -> None:
+    assert wire.decode_recycle(bytes([1]) + (5 << 20).to_bytes(8, "big")) == ("max_memory", 5 << 20)
+    assert wire.decode_recycle(bytes([9]) + bytes(8)) == ("reason 9", 0)

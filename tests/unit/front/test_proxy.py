@@ -55,3 +55,11 @@ def test_plain_http_through_the_proxy() -> None:
 def test_strip_forward_headers() -> None:
     flat = [b"Host", b"a", b"X-Forwarded-For", b"1.2.3.4", b"Forwarded", b"for=x", b"X-Other", b"y"]
     assert strip_forward_headers(flat) == [b"Host", b"a", b"X-Other", b"y"]
+
+
+def test_client_is_the_address_remote_addr_gets() -> None:
+    trust = ProxyTrust(("10.0.0.0/8",))
+    headers = {b"x-forwarded-for": b"203.0.113.7:5555, 10.0.0.2"}
+    assert trust.client(headers.get) == "203.0.113.7"
+    assert trust.client({b"forwarded": b'for="[2001:db8::1]:80";proto=https'}.get) == "2001:db8::1"
+    assert trust.client({}.get) is None  # no forwarding header: the caller keeps the peer

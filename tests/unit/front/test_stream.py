@@ -18,6 +18,7 @@ import httptools
 import pytest
 
 from askr import config
+from askr.bridge import wire
 from askr.bridge.pool import Exchange
 from askr.front.context import FrontContext
 from askr.front.http1 import Http1Connection
@@ -108,11 +109,15 @@ class FakePool:
         self.full = False
         self.timeouts: list[bytes] = []
 
-    def submit(self, exchange: Exchange) -> bool:
+    def submit(self, exchange: Exchange, now: float = 0.0) -> bool:
         if self.full:
             return False
         self.submitted.append(exchange)
         return True
+
+    def resubmit(self, exchange: Exchange) -> None:
+        """A retry after a crash: queued even when the wait is full."""
+        self.submitted.append(exchange)
 
     def take(self, exchange: Exchange) -> FakeChannel:
         """A worker takes `exchange`, as WorkerPool.taken does."""
@@ -296,9 +301,11 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-def make(version: str, docroot: Path, loop: asyncio.AbstractEventLoop, **limits: object) -> Setup:
+def make(version: str, docroot: Path, loop: asyncio.AbstractEventLoop, server: dict | None = None,
+         **limits: object) -> Setup:
     toml = docroot.parent / "askr.toml"
-    lines = [f'[server]\nroot = "{docroot}"\nworkers = 1\nrequest_timeout = 5\n[limits]']
+    extra = "".join(f"{k} = {v!r}\n" for k, v in (server or {}).items()).replace("'", '"')
+    lines = [f'[server]\nroot = "{docroot}"\nworkers = 1\nrequest_timeout = 5\n{extra}[limits]']
     lines += [f"{k} = {v!r}" for k, v in limits.items()]
     toml.write_text("\n".join(lines) + "\n")
     cfg = config.load(toml)
@@ -557,3 +564,143 @@ def test_head_to_php_sends_no_body(version, docroot, loop) -> None:
     deliver(s, "php_response", 200, b"content-type: text/html", [], True)
     resp = s.client.response(sid)
     assert resp.status == 200 and resp.body == b""
+
+
+# -- a crashed worker's request, retried once on another ([server] retry_crashed) -----------------
+def crash(s: Setup, channel: FakeChannel) -> None:
+    """The worker holding the last exchange died before any of its response: the pool reports
+    it with the dead worker's channel (WorkerPool.worker_gone)."""
+    s.pool.submitted[-1].sink.php_failed(channel)
+    run_pending(s.conn)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_get_whose_worker_crashed_before_answering_is_retried_once(version, docroot, loop, caplog) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php?a=1")
+    first = s.pool.submitted[0]
+    request = first.frames[0]
+    s.conn.check_deadline(100.0)  # request_timeout (5 s) starts counting
+    crash(s, s.pool.take(first))
+    assert s.client.response(sid).status == 0  # nothing reached the client
+    assert len(s.pool.submitted) == 2
+    retry = s.pool.submitted[1]
+    assert retry is not first and retry.frames == [request, wire.BODY_END_FRAME]
+    assert s.ctx.stats.retried == 1 and s.ctx.stats.retry_failed == 0
+    assert "died before answering GET /index.php?a=1" in caplog.text and "retrying it once" in caplog.text
+    s.conn.check_deadline(104.0)
+    assert s.client.response(sid).status == 0
+    s.conn.check_deadline(105.5)  # the deadline counts from the first try, not the retry
+    assert s.client.response(sid).status == 504
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_retry_answers_the_client(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    crash(s, s.pool.take(s.pool.submitted[0]))
+    s.pool.take(s.pool.submitted[1])
+    deliver(s, "php_response", 200, b"Content-Type: text/plain", [b"ok"], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body, resp.complete) == (200, b"ok", True)
+    assert s.ctx.stats.count == 1 and s.ctx.stats.by_class[2] == 1  # one request, one response
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_second_crash_is_502_not_a_loop(version, docroot, loop, caplog) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    crash(s, s.pool.take(s.pool.submitted[0]))
+    crash(s, s.pool.take(s.pool.submitted[1]))
+    assert s.client.response(sid).status == 502
+    assert len(s.pool.submitted) == 2
+    assert (s.ctx.stats.retried, s.ctx.stats.retry_failed) == (1, 1)
+    assert f"died on GET /index.php (HTTP/{version}) too: the retry also failed" in caplog.text
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_post_with_a_body_is_not_retried(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("POST", "/index.php", [("Content-Type", "text/plain")], body=b"abc")
+    crash(s, s.pool.take(s.pool.submitted[0]))
+    assert s.client.response(sid).status == 502
+    assert len(s.pool.submitted) == 1 and s.ctx.stats.retried == 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_get_with_a_body_is_not_retried(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php", body=b"abc")
+    crash(s, s.pool.take(s.pool.submitted[0]))
+    assert s.client.response(sid).status == 502
+    assert len(s.pool.submitted) == 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_not_retried_once_the_response_head_came(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    channel = s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, b"", [b"part"], False)
+    crash(s, channel)  # the pool says None once HEAD came; the stream holds even if it did not
+    resp = s.client.response(sid)
+    assert resp.status == 200 and not resp.complete
+    assert (s.client.cut() if version == "1.1" else resp.reset)
+    assert len(s.pool.submitted) == 1 and s.ctx.stats.retried == 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_not_retried_after_early_hints(version, docroot, loop) -> None:
+    """A 103 may already be with the client (it acts on its Link headers): the response began."""
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    channel = s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_informational", 103, b"Link: </a.css>; rel=preload")
+    crash(s, channel)
+    assert s.client.response(sid).status == 502
+    assert len(s.pool.submitted) == 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_retry_crashed_never_answers_502_at_once(version, docroot, loop) -> None:
+    s = make(version, docroot, loop, server={"retry_crashed": "never"})
+    sid = s.client.send("GET", "/index.php")
+    crash(s, s.pool.take(s.pool.submitted[0]))
+    assert s.client.response(sid).status == 502
+    assert len(s.pool.submitted) == 1 and s.ctx.stats.retried == 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_lost_request_is_502_without_retry(version, docroot, loop) -> None:
+    """Lost (WorkerPool.check_lost), not crashed: the pool gives no dead worker, and no retry."""
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    deliver(s, "php_failed")
+    assert s.client.response(sid).status == 502
+    assert len(s.pool.submitted) == 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_timed_out_request_is_not_retried_when_its_worker_is_killed(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    first = s.pool.submitted[0]
+    channel = s.pool.take(first)
+    s.conn.check_deadline(100.0)
+    s.conn.check_deadline(105.5)
+    assert s.client.response(sid).status == 504
+    assert first.cancelled  # so WorkerPool.worker_gone reports nothing when the master kills it
+    first.sink.php_failed(channel)  # and even if it did, the stream has answered
+    assert len(s.pool.submitted) == 1 and s.ctx.stats.retried == 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(("method", "retried"), [("GET", True), ("HEAD", True), ("OPTIONS", True),
+                                                 ("POST", False), ("PUT", False), ("DELETE", False)])
+def test_only_idempotent_methods_are_retried(version, method, retried, docroot, loop) -> None:
+    """Safe methods only, even without a body: POST, PUT and DELETE may have changed state."""
+    s = make(version, docroot, loop)
+    sid = s.client.send(method, "/index.php")
+    crash(s, s.pool.take(s.pool.submitted[0]))
+    assert len(s.pool.submitted) == (2 if retried else 1)
+    assert s.client.response(sid).status == (0 if retried else 502)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from askr import config
-from askr.bridge.events import WorkerBootFailed, WorkerGone, WorkerQuota, WorkerReady
+from askr.bridge.events import RequestTimeout, WorkerBootFailed, WorkerGone, WorkerQuota, WorkerReady
 from askr.bridge.scoreboard import SLOT, Scoreboard
 from askr.master import workers
 from askr.master.arbiter import Arbiter
@@ -27,6 +27,7 @@ from askr.master.events import (
     DrainDelayOver,
     FrontEvent,
     GiveUp,
+    KillDue,
     RollTimeout,
     Signal,
     Wake,
@@ -203,6 +204,44 @@ def test_quota_starts_the_successor_first_and_retires_the_old_worker_once_it_is_
     run(tmp_path, scenario, "workers = 3\nmax_requests = 10\n")
 
 
+def test_max_memory_recycles_like_a_quota_and_is_counted_by_reason(tmp_path: Path) -> None:
+    async def scenario(world: World) -> None:
+        arbiter = world.arbiter
+        old_pid = world.pid(0)
+        world.step(FrontEvent(WorkerQuota(0, old_pid, "max_memory", 300 * 2**20)))
+        world.step(FrontEvent(WorkerQuota(0, old_pid, "max_memory", 301 * 2**20)))  # counted once
+        assert world.starting() == [2] and world.retired() == []  # successor first
+        world.ready(2)
+        assert world.retired() == [old_pid]
+        assert arbiter.status()["recycled"] == {"max_requests": 0, "max_memory": 1}
+        world.step(FrontEvent(WorkerQuota(1, world.pid(1))))  # max_requests, the default reason
+        assert arbiter.status()["recycled"] == {"max_requests": 1, "max_memory": 1}
+        metrics = arbiter.metrics.render().decode()
+        assert 'askr_php_workers_recycled_total{reason="max_memory"} 1.0' in metrics
+        assert 'askr_php_workers_recycled_total{reason="max_requests"} 1.0' in metrics
+    run(tmp_path, scenario, 'workers = 2\nmax_requests = 10\n[worker]\nmax_memory = "256M"\n')
+
+
+def test_request_timeout_asks_for_the_backtrace_then_kills_after_the_grace(tmp_path: Path) -> None:
+    async def scenario(world: World) -> None:
+        pid = world.pid(0)
+        world.step(FrontEvent(RequestTimeout(0, pid, "/slow")))
+        assert world.signals == [(pid, workers.TRACE_SIGNAL)]  # no SIGKILL yet
+        assert world.arbiter.procs[0].state == "killed"
+        world.step(KillDue(0, pid))  # TRACE_GRACE later, still there: killed
+        assert world.signals[-1] == (pid, signal.SIGKILL)
+        world.exits(0, sig=signal.SIGKILL)
+        assert world.arbiter.slots[0].failures == 0 and world.starting() == [1]  # on purpose
+        new_pid = world.pid(1)  # (the slot's other worker id: worker_ids)
+        world.ready(1)
+        world.step(FrontEvent(RequestTimeout(1, new_pid, "/slow")))
+        world.exits(1, sig=signal.SIGKILL)  # it logged its backtrace and left by itself
+        signals = len(world.signals)
+        world.step(KillDue(1, new_pid))
+        assert len(world.signals) == signals  # nothing left to kill
+    run(tmp_path, scenario, "workers = 1\n")
+
+
 def test_a_successor_waits_for_the_worker_id_the_retiring_worker_still_holds(tmp_path: Path) -> None:
     async def scenario(world: World) -> None:
         world.step(FrontEvent(WorkerQuota(0, world.pid(0))))
@@ -220,19 +259,22 @@ def test_a_crash_loop_backs_off_then_opens_the_circuit_and_a_ready_worker_closes
         slot = world.arbiter.slots[0]
         world.now += workers.QUICK_DEATH
         world.exits(0, sig=signal.SIGSEGV)  # a crash after a long life: replaced at once
-        assert slot.failures == 0 and world.starting() == [0]
-        delays = []
+        assert slot.failures == 0 and world.starting() == [1]  # on the slot's other worker id
+        delays, ids = [], []
+        current = 1
         for _ in range(6):  # each new worker dies at once
-            world.exits(0, sig=signal.SIGKILL)
+            world.exits(current, sig=signal.SIGKILL)
             delays.append(round(slot.not_before - world.now, 3))
             world.step(Wake())
             assert world.starting() == []  # not before its delay
             world.now = slot.not_before
             world.step(Wake())
-            assert world.starting() == [0]
+            (current,) = world.starting()
+            ids.append(current)
         assert delays == [0.1, 0.2, 0.4, 0.8, 10.0, 10.0]
+        assert ids == [0, 1, 0, 1, 0, 1]  # a dead worker's scoreboard entry is never reused at once
         assert slot.circuit_open and world.arbiter.status()["failing"]["php#0"]["circuit"] == "open"
-        world.ready(0)
+        world.ready(current)
         assert not slot.circuit_open and slot.failures == 0
         assert world.arbiter.status()["failing"] == {}
     run(tmp_path, scenario, "workers = 1\n")
@@ -243,7 +285,7 @@ def test_killed_on_purpose_is_no_failure(tmp_path: Path) -> None:
         world.arbiter.kill(world.arbiter.procs[0])
         assert world.signals == [(world.pid(0), signal.SIGKILL)]
         world.exits(0, sig=signal.SIGKILL)
-        assert world.arbiter.slots[0].failures == 0 and world.starting() == [0]
+        assert world.arbiter.slots[0].failures == 0 and world.starting() == [1]
         assert world.arbiter.metrics.worker_crashes == 0
     run(tmp_path, scenario, "workers = 1\n")
 
@@ -333,7 +375,7 @@ def test_a_replacement_that_never_gets_ready_is_killed_after_roll_timeout(tmp_pa
 
 def test_a_canary_that_answers_5xx_is_judged_unhealthy(tmp_path: Path, board: mmap.mmap) -> None:
     def served(worker_id: int, pid: int, n: int, errors: int) -> None:
-        SLOT.pack_into(board, worker_id * SLOT.size, 0, pid, 0, n, errors, 0, b"")
+        SLOT.pack_into(board, worker_id * SLOT.size, 0, pid, 0, n, errors, 0, b"", 0, 0, 0, 0)
 
     async def scenario(world: World) -> None:
         arbiter = world.arbiter
@@ -480,8 +522,8 @@ def test_with_two_fronts_every_worker_serves_both(tmp_path: Path) -> None:
 
 
 def test_a_late_report_of_a_slots_previous_worker_is_not_taken_for_the_next(tmp_path: Path) -> None:
-    """Every front reports a worker's exit; the second report may come when the replacement
-    (same worker id) is spawned but its pid not yet known. It must not lend the new worker its
+    """Every front reports a worker's exit; the second report may come when a later worker on
+    the same worker id is spawned but its pid not yet known. It must not lend the new worker its
     pid: the new worker's own exit would then go unrecognised, and never be replaced."""
     async def scenario(world: World) -> None:
         arbiter = world.arbiter
@@ -489,16 +531,20 @@ def test_a_late_report_of_a_slots_previous_worker_is_not_taken_for_the_next(tmp_
         world.now += 60  # a long-lived worker: no backoff
         world.step(FrontEvent(WorkerGone(0, first)))  # front 0's report
         world.exits(0)
-        assert arbiter.procs[0].pid == 0  # the replacement, spawned
-        world.step(FrontEvent(WorkerGone(0, first)))  # front 1's report, late
+        assert world.starting() == [1]  # its replacement takes the slot's other id ...
+        world.ready(1)
+        world.now += 60
+        world.exits(1)
+        assert arbiter.procs[0].pid == 0  # ... and the next one id 0 again: spawned
+        world.step(FrontEvent(WorkerGone(0, first)))  # front 1's report of the first, late
         assert arbiter.procs[0].pid == 0
         world.starting()
-        second = world.pid(0)
-        assert second not in (0, first)
+        third = world.pid(0)
+        assert third not in (0, first)
         world.ready(0)
         world.now += 60
         world.exits(0)
-        assert 0 in arbiter.procs and arbiter.procs[0].pid == 0  # replaced again
+        assert 1 in arbiter.procs and arbiter.procs[1].pid == 0  # replaced again
     run(tmp_path, scenario, "workers = 1\nfronts = 2\n")
 
 
