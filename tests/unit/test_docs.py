@@ -26,7 +26,7 @@ def test_relative_links_resolve(page: Path) -> None:
 def test_the_operator_pages_exist_and_are_linked() -> None:
     readme = (REPO / "README.md").read_text()
     for name in ("architecture", "configuration", "deployment", "admin", "building", "debian-ubuntu",
-                 "security", "tls-and-http2", "queue-and-scheduler", "worker-mode"):
+                 "security", "tls-and-http2", "queue-and-scheduler", "worker-mode", "multi-host"):
         assert (REPO / "docs" / f"{name}.md").is_file()
         assert f"(docs/{name}.md)" in readme, name
 

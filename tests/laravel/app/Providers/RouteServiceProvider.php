@@ -12,6 +12,7 @@ class RouteServiceProvider extends ServiceProvider
         $this->routes(function () {
             Route::middleware('api')->group(base_path('routes/api.php'));
             Route::middleware('web')->group(base_path('routes/web.php'));
+            Route::group([], base_path('routes/cluster.php'));
         });
     }
 }
