@@ -823,7 +823,7 @@ int next_request(void)
 		slot[SB_STARTED] = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 		slot[SB_SERVED] = W.served;
 		W.req_mono_ns = clock_ns(CLOCK_MONOTONIC);
-		W.req_cpu_ns = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+		W.req_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);  /* PHP's thread: not the watchdog's, and cheaper */
 	}
 	return 1;
 }
@@ -833,7 +833,7 @@ void request_done(uint64_t peak_bytes)
 	volatile uint64_t *slot = scoreboard_slot(W.cfg->worker_id);
 	if (slot) {
 		slot[SB_LAST_US] = (clock_ns(CLOCK_MONOTONIC) - W.req_mono_ns) / 1000u;
-		slot[SB_LAST_CPU_US] = (clock_ns(CLOCK_PROCESS_CPUTIME_ID) - W.req_cpu_ns) / 1000u;
+		slot[SB_LAST_CPU_US] = (clock_ns(CLOCK_THREAD_CPUTIME_ID) - W.req_cpu_ns) / 1000u;
 		slot[SB_LAST_PEAK] = peak_bytes;
 	}
 }

@@ -234,6 +234,8 @@ class Compression:
         own gzencode) or not to be transformed (Cache-Control: no-transform)."""
         if not self.enabled or status < 200 or status in _NOT_COMPRESSED or not header_block:
             return None
+        if known_size is not None and known_size < self.min_size:
+            return None  # before parsing the head: most API answers end here, at no cost
         lines = header_block.split(b"\n")
         content_type: bytes | None = None
         length = vary = etag = -1
