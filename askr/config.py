@@ -417,7 +417,8 @@ SETTINGS: tuple[Setting, ...] = (
             "±15% across workers, and a replacement boots before the old worker retires."),
     Setting("server", "request_timeout", 60, _seconds,
             "Wall-clock seconds one PHP request may take, from dispatch to the end of its response; "
-            "past it the client gets 504, and the worker logs its PHP backtrace and is killed and replaced "
+            "past it the client gets 504, and the worker is killed and replaced (with [worker] "
+            "slowlog_timeout set, it logs its PHP backtrace first) "
             "(Debian's PHP counts "
             "max_execution_time in CPU time, so sleep() and blocked I/O escape that limit)."),
     Setting("server", "retry_crashed", "idempotent", _choice("idempotent", "never"),
@@ -493,8 +494,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Log the PHP backtrace (function, file:line of each call, as php-fpm's "
             "request_slowlog_timeout) of a request still running after this many seconds; the "
             "request goes on undisturbed; counted as slowlogged_requests in /api/status. Unset: no "
-            "slowlog. A request_timeout kill always logs the backtrace first "
-            '(docs/fpm-compatibility.md, "Slowlog"). E.g. 5 or "5s".'),
+            "slowlog. With it set, a request_timeout kill also logs the backtrace first "
+            '(docs/fpm-compatibility.md, "Slowlog"); it runs a watchdog thread in each worker, '
+            'which costs about 3 µs per request. E.g. 5 or "5s".'),
     Setting("worker", "slowlog_file", None, _str,
             "Where slowlog records go (appended, php-fpm's slowlog layout), opened by the PHP zygote "
             "as the user PHP runs as. Default: the error log (stderr), as WARNING records.", path=True),

@@ -558,9 +558,11 @@ class Arbiter:
                     log.info("php#%d (pid %d) %s; starting its replacement", proc.position, proc.pid,
                              self.recycle_reason(proc, event))
         elif isinstance(event, worker_events.RequestTimeout):
-            log.error("php#%d (pid %d) exceeded request_timeout on %s; killing it once it has logged its "
-                      "PHP backtrace", proc.position, proc.pid, event.uri or "?")
-            self.kill(proc, backtrace_first=True)
+            # The backtrace comes from the worker's watchdog thread, which runs with a slowlog only
+            traced = self.config.worker.slowlog_timeout is not None
+            log.error("php#%d (pid %d) exceeded request_timeout on %s; killing it%s", proc.position,
+                      proc.pid, event.uri or "?", " once it has logged its PHP backtrace" if traced else "")
+            self.kill(proc, backtrace_first=traced)
         elif isinstance(event, worker_events.WorkerBootFailed):
             self.boot_failed(slot, event)
 

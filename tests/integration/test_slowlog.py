@@ -88,9 +88,10 @@ def test_slowlog_file_gets_fpm_layout_records(config_server, tmp_path):
 
 @pytest.mark.parametrize("mode", ["classic", "worker"])
 def test_request_timeout_logs_the_backtrace_before_the_kill(config_server, mode):
-    """No slowlog configured: the 504's log still says where PHP was stuck, before the worker's
-    exit is reported."""
-    server = config_server(workers=1, server={"request_timeout": 1}, worker=worker_option(mode) or None)
+    """A slowlog configured (its watchdog thread takes the backtrace), though too long to fire:
+    the 504's log still says where PHP was stuck, before the worker's exit is reported."""
+    worker = worker_option(mode, slowlog_timeout=60)
+    server = config_server(workers=1, server={"request_timeout": 1}, worker=worker)
     resp = httpx.get(server.url + "/nested_sleep.php?s=30", timeout=30)
     assert resp.status_code == 504
     trace = server.wait_for_log(r"request_timeout: GET /nested_sleep\.php\?s=30 running \d\.\d+ s "

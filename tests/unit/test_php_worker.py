@@ -591,22 +591,30 @@ def test_max_memory_sends_recycle_once_after_the_response(php_bin: Path, workdir
         z.stop()
 
 
-def test_trace_signal_logs_the_backtrace_then_the_worker_exits(zygote: Zygote, docroot: Path) -> None:
-    """The master's request_timeout signal: the watchdog thread logs where PHP is (blocked in
-    usleep() here), then the worker kills itself."""
-    w = zygote.spawn(90)
+def test_trace_signal_logs_the_backtrace_then_the_worker_exits(php_bin: Path, workdir: Path,
+                                                               docroot: Path) -> None:
+    """The master's request_timeout signal to a worker with a slowlog (whose watchdog thread takes
+    the trace): the thread logs where PHP is (blocked in usleep() here), then the worker kills
+    itself."""
+    sub = workdir / "trace"
+    sub.mkdir()
+    z = Zygote(php_bin, sub, ["--slowlog-timeout-ms", "600000"])  # started, too long to fire
     try:
-        started = docroot.parent / "hold.started"
-        w.send_request(params(docroot, "hold.php", query=f"started={started}"))
-        deadline = time.monotonic() + TIMEOUT
-        while not started.exists():  # bounded: the request is running once it exists
-            assert time.monotonic() < deadline, zygote.stderr
-            time.sleep(0.01)
-        os.kill(w.pid, workers.TRACE_SIGNAL)
-        zygote.wait_line(rf"exited 90 {w.pid} -1 9")
+        w = z.spawn(90)
+        try:
+            started = docroot.parent / "hold.started"
+            w.send_request(params(docroot, "hold.php", query=f"started={started}"))
+            deadline = time.monotonic() + TIMEOUT
+            while not started.exists():  # bounded: the request is running once it exists
+                assert time.monotonic() < deadline, z.stderr
+                time.sleep(0.01)
+            os.kill(w.pid, workers.TRACE_SIGNAL)
+            z.wait_line(rf"exited 90 {w.pid} -1 9")
+        finally:
+            w.close()
+        err = z.stderr
     finally:
-        w.close()
-    err = zygote.stderr
+        z.stop()
     assert re.search(r"\[php#90\] request_timeout: GET \? running [\d.]+ s in pid \d+ \(php#90\); "
                      r"PHP backtrace:", err), err
     assert f"] hold_on() {docroot / 'hold.php'}:3" in err, err

@@ -239,6 +239,16 @@ def test_request_timeout_asks_for_the_backtrace_then_kills_after_the_grace(tmp_p
         signals = len(world.signals)
         world.step(KillDue(1, new_pid))
         assert len(world.signals) == signals  # nothing left to kill
+    run(tmp_path, scenario, "workers = 1\n[worker]\nslowlog_timeout = 60\n")
+
+
+def test_request_timeout_without_a_slowlog_kills_at_once(tmp_path: Path) -> None:
+    """No [worker] slowlog_timeout: no watchdog thread in the worker to log a backtrace, so
+    SIGKILL straight away (TRACE_SIGNAL would only wait out the grace)."""
+    async def scenario(world: World) -> None:
+        pid = world.pid(0)
+        world.step(FrontEvent(RequestTimeout(0, pid, "/slow")))
+        assert world.signals == [(pid, signal.SIGKILL)]
     run(tmp_path, scenario, "workers = 1\n")
 
 
