@@ -89,24 +89,34 @@ static void log_line_json(const struct timespec *ts, const char *level, const ch
 	free(body);
 }
 
-void log_line(const char *level, const char *msg, size_t len)
+/* A record's start: the time, level and name prefix in `head` (its length returned), or, in
+ * JSON mode, the whole record written at once (0 returned: nothing left to do). */
+static int log_head(char *head, size_t size, const char *level, const char *msg, size_t len)
 {
 	struct timespec ts;
 	struct tm tm;
-	char head[160];
-
 	clock_gettime(CLOCK_REALTIME, &ts);
+	if (g_log.json) {
+		log_line_json(&ts, level, msg, len);
+		return 0;
+	}
+	localtime_r(&ts.tv_sec, &tm);
+	int n = snprintf(head, size, "%04d-%02d-%02d %02d:%02d:%02d,%03ld %s [%s] ",
+		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		ts.tv_nsec / 1000000, level, g_log.name);
+	return n < 0 ? 0 : n;
+}
+
+void log_line(const char *level, const char *msg, size_t len)
+{
+	char head[160];
 	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r')) {
 		len--;
 	}
-	if (g_log.json) {
-		log_line_json(&ts, level, msg, len);
+	int n = log_head(head, sizeof(head), level, msg, len);
+	if (n == 0) {
 		return;
 	}
-	localtime_r(&ts.tv_sec, &tm);
-	int n = snprintf(head, sizeof(head), "%04d-%02d-%02d %02d:%02d:%02d,%03ld %s [%s] ",
-		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		ts.tv_nsec / 1000000, level, g_log.name);
 	/* One record per line for the line-based reader on the other end: PHP's multi-line
 	 * messages (uncaught exceptions with a stack trace) get their newlines escaped as "\n". */
 	char *flat = NULL;
@@ -136,22 +146,14 @@ void log_line(const char *level, const char *msg, size_t len)
 
 void log_block(const char *level, const char *msg, size_t len)
 {
-	struct timespec ts;
-	struct tm tm;
 	char head[160];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
 	while (len > 0 && msg[len - 1] == '\n') {
 		len--;
 	}
-	if (g_log.json) {
-		log_line_json(&ts, level, msg, len);
+	int n = log_head(head, sizeof(head), level, msg, len);
+	if (n == 0) {
 		return;
 	}
-	localtime_r(&ts.tv_sec, &tm);
-	int n = snprintf(head, sizeof(head), "%04d-%02d-%02d %02d:%02d:%02d,%03ld %s [%s] ",
-		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		ts.tv_nsec / 1000000, level, g_log.name);
 	size_t lines = 1;
 	for (size_t i = 0; i < len; i++) {
 		lines += msg[i] == '\n';
