@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
-from askrtest import allow_root  # the suite's helpers live beside the integration tests
+from askrtest import allow_root, stop_process  # the suite's helpers live beside the integration tests
 
 REPO = Path(__file__).resolve().parent.parent
 PHP_FIXTURES = Path(__file__).resolve().parent / "php"
@@ -79,14 +79,7 @@ class RunningServer:
             self._cond.notify_all()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)  # type: ignore[return-value]
 
 
 def askr_command() -> list[str]:

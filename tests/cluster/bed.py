@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 import haproxy  # noqa: E402
 import netns  # noqa: E402
-from askrtest import toml_text  # noqa: E402
+from askrtest import stop_process, toml_text, wait_until  # noqa: E402  (wait_until: the tests take it from here)
 from laravel_fixture import make_laravel_app  # noqa: E402
 from resp import Redis  # noqa: E402
 
@@ -106,14 +106,7 @@ class Proc:
         return self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
 
 def askr_argv(*args: str) -> list[str]:
@@ -323,16 +316,3 @@ class Cluster:
             if proc is not None:
                 parts.append(f"--- {proc.name} (last lines)\n" + "\n".join(list(proc.lines)[-40:]))
         return "\n".join(parts)
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str,
-               detail: Callable[[], str] | None = None, interval: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
-                                 + (f": {detail()}" if detail else ""))
-        time.sleep(interval)

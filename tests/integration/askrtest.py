@@ -180,16 +180,31 @@ def run_askr(args: list[str], cwd: Path | None = None, timeout: float = 60,
     return proc.returncode, out
 
 
-def wait_until(predicate, timeout: float = 60.0, what: str = "the condition", interval: float = 0.1):
-    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s."""
+def wait_until(predicate, timeout: float = 60.0, what: str = "the condition",
+               detail=None, interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s,
+    saying `detail()` too when given (the state that would explain the wait)."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
+                                 + (f": {detail()}" if detail else ""))
         time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+    """Send `sig` and wait up to `timeout` s; SIGKILL past it. The exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
 
 
 def front_pids(server) -> dict[int, int]:
