@@ -9,36 +9,19 @@ import json
 import shutil
 import subprocess
 import urllib.parse
-import zlib
 from pathlib import Path
 
 import brotli
 import httpx
 import pytest
-import zstandard
 from askrtest import TESTS, wait_until, write_config
 from cdp import CHROMIUM, Browser
+from codings import decode, incremental_decoder
 from rawhttp import Conn
 
 CODINGS = ["gzip", "br", "zstd"]
 FIXTURE = TESTS / "php" / "compress"
 CURL = shutil.which("curl")
-
-
-def decode(coding: str, data: bytes) -> bytes:
-    if coding == "gzip":
-        return gzip.decompress(data)
-    if coding == "br":
-        return brotli.decompress(data)
-    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-
-
-def incremental_decoder(coding: str):
-    if coding == "gzip":
-        return zlib.decompressobj(31).decompress
-    if coding == "br":
-        return brotli.Decompressor().process
-    return zstandard.ZstdDecompressor().decompressobj().decompress
 
 
 @pytest.fixture(scope="module")

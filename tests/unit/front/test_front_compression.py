@@ -11,6 +11,7 @@ from pathlib import Path
 import brotli
 import pytest
 import zstandard
+from codings import decode
 
 from askr import config
 from askr.front.compression import (
@@ -27,14 +28,6 @@ from askr.front.static import serve_static
 ALL = ("zstd", "br", "gzip")
 LEVELS = {"gzip": 5, "br": 4, "zstd": 3}
 TEXT = b"<p>Hello, compressed world! " * 200  # 5.6 KB of HTML
-
-
-def decode(coding: str, data: bytes) -> bytes:
-    if coding == "gzip":
-        return gzip.decompress(data)
-    if coding == "br":
-        return brotli.decompress(data)
-    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
 def make(algorithms: tuple[str, ...] = ALL, min_size: int = 1024, precompressed: bool = True,
