@@ -294,7 +294,8 @@ static void add_php_paths(void)
 	sandbox_add_path(SANDBOX_RW, INI_STR("upload_tmp_dir"));
 	add_error_log(PG(error_log));
 	sandbox_add_path(SANDBOX_RW, INI_STR("opcache.file_cache"));
-	sandbox_add_path(SANDBOX_RW, INI_STR("opcache.lockfile_path"));  /* OPcache's lock file, made after us */
+	/* OPcache makes (and unlinks) its lock file there right after this hook: the zygote only. */
+	sandbox_add_path(SANDBOX_RW_STARTUP, INI_STR("opcache.lockfile_path"));
 	sandbox_add_path(SANDBOX_RO, INI_STR("opcache.preload"));
 }
 

@@ -298,7 +298,7 @@ static int add_path_rule(int ruleset, const char *path, sandbox_access access, u
 	}
 	struct stat st;
 	uint64_t rights = LL_FS_READ;
-	if (access == SANDBOX_RW) rights |= LL_FS_WRITE;
+	if (access == SANDBOX_RW || access == SANDBOX_RW_STARTUP) rights |= LL_FS_WRITE;
 	if (access == SANDBOX_EXEC) rights |= LANDLOCK_ACCESS_FS_EXECUTE;
 	if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode)) {
 		rights &= LL_FS_FILE;
@@ -351,7 +351,9 @@ static int landlock_layer(int abi, proc_scope proc, const char *const *exec_also
 	}
 	int rc = 0;
 	for (size_t i = 0; i < P.nrules && !rc; i++) {
-		rc = add_path_rule(ruleset, P.rules[i].path, P.rules[i].access, attr.handled_access_fs);
+		if (P.rules[i].access != SANDBOX_RW_STARTUP || proc == PROC_ALL) {
+			rc = add_path_rule(ruleset, P.rules[i].path, P.rules[i].access, attr.handled_access_fs);
+		}
 	}
 	/* Every process may read its own /proc/self (statm for max_memory, mem for the slowlog's
 	 * watchdog); the zygote's layer must cover the /proc/<pid> of workers not yet forked. */
@@ -425,8 +427,8 @@ static const char *syscall_label(int nr)
 }
 
 /* A tiny BPF assembler: jumps name labels, resolved at the end (BPF jumps are 8-bit offsets). */
-enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_START_LO, L_END, L_END_LO, L_TRAP,
-	L_EPERM, L_COUNT };
+enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_TRAP, L_EPERM, L_SIGACTION,
+	L_SIGACTION_SET, L_KEEP_HANDLER, L_COUNT = L_KEEP_HANDLER + 8 };
 typedef struct {
 	uint16_t code;
 	int jt, jf;
@@ -467,6 +469,8 @@ static void mark(bpf_prog *p, int label)
 #define OFF_IP_LO offsetof(struct seccomp_data, instruction_pointer)
 #define OFF_IP_HI (offsetof(struct seccomp_data, instruction_pointer) + 4)
 #define OFF_ARG0_LO offsetof(struct seccomp_data, args[0])
+#define OFF_ARG1_LO offsetof(struct seccomp_data, args[1])
+#define OFF_ARG1_HI (offsetof(struct seccomp_data, args[1]) + 4)
 
 /* Where this process's C library code lies: a denied call made from there is the PHP process's
  * own (its SIGSYS handler turns it into EPERM and counts it). One made from anywhere else is a
@@ -492,6 +496,26 @@ static int libc_cb(struct dl_phdr_info *info, size_t size, void *out)
 	return 0;
 }
 
+/* Jump to `inside` when the call comes from [range.start, range.end), else to `outside`: 64-bit
+ * values compared as two 32-bit words. `labels`: three free labels for its own jumps. */
+static void emit_ip_in(bpf_prog *p, code_range range, int inside, int outside, int labels)
+{
+	int start_lo = labels, end = labels + 1, end_lo = labels + 2;
+	LD(OFF_IP_HI);
+	JGT((uint32_t)(range.start >> 32), end, L_NEXT);
+	JEQ((uint32_t)(range.start >> 32), start_lo, outside);
+	mark(p, start_lo);
+	LD(OFF_IP_LO);
+	JGE((uint32_t)range.start, end, outside);
+	mark(p, end);
+	LD(OFF_IP_HI);
+	JGT((uint32_t)(range.end >> 32), outside, L_NEXT);
+	JEQ((uint32_t)(range.end >> 32), end_lo, inside);
+	mark(p, end_lo);
+	LD(OFF_IP_LO);
+	JGE((uint32_t)range.end, outside, inside);
+}
+
 /* The filter. trap: trap denials made from our libc (see above); else every denial is EPERM. */
 static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_filter *out, int *len)
 {
@@ -507,6 +531,9 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 	JEQ(SYS_clone3, L_ENOSYS, L_NEXT);          /* its flags are in memory BPF cannot read: glibc falls back to clone */
 	JEQ(SYS_clone, L_CLONE, L_NEXT);
 	JEQ(SYS_personality, L_PERSONALITY, L_NEXT);
+	if (trap && libc.end) {
+		JEQ(SYS_rt_sigaction, L_SIGACTION, L_NEXT);
+	}
 	for (size_t i = 0; i < sizeof(DENIED) / sizeof(DENIED[0]); i++) {
 		JEQ((uint32_t)DENIED[i].nr, L_DENY, L_NEXT);
 	}
@@ -529,22 +556,27 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 	RET(SECCOMP_RET_ALLOW);
 	mark(p, L_ENOSYS);
 	RET(SECCOMP_RET_ERRNO | ENOSYS);
+	if (trap && libc.end) {
+		/* Our SIGSYS handler stays: PHP code (pcntl_signal) cannot replace it, and posix_spawn's
+		 * child (popen, shell_exec), which resets handlers before its execve, keeps it, so a
+		 * denied execve there is counted and fails with EPERM rather than killing the child.
+		 * Queries (no new action) and programs PHP executed are left alone. */
+		int allow = L_KEEP_HANDLER + 6;
+		mark(p, L_SIGACTION);
+		LD(OFF_ARG0_LO);
+		JEQ(SIGSYS, L_NEXT, allow);
+		LD(OFF_ARG1_LO);
+		JEQ(0, L_NEXT, L_SIGACTION_SET);
+		LD(OFF_ARG1_HI);
+		JEQ(0, allow, L_SIGACTION_SET);
+		mark(p, L_SIGACTION_SET);
+		emit_ip_in(p, libc, L_EPERM, allow, L_KEEP_HANDLER);
+		mark(p, allow);
+		RET(SECCOMP_RET_ALLOW);
+	}
 	mark(p, L_DENY);
 	if (trap && libc.end) {
-		/* start <= ip < end, on 64-bit values loaded as two 32-bit words */
-		LD(OFF_IP_HI);
-		JGT((uint32_t)(libc.start >> 32), L_END, L_NEXT);
-		JEQ((uint32_t)(libc.start >> 32), L_START_LO, L_EPERM);
-		mark(p, L_START_LO);
-		LD(OFF_IP_LO);
-		JGE((uint32_t)libc.start, L_END, L_EPERM);
-		mark(p, L_END);
-		LD(OFF_IP_HI);
-		JGT((uint32_t)(libc.end >> 32), L_EPERM, L_NEXT);
-		JEQ((uint32_t)(libc.end >> 32), L_END_LO, L_TRAP);
-		mark(p, L_END_LO);
-		LD(OFF_IP_LO);
-		JGE((uint32_t)libc.end, L_EPERM, L_TRAP);
+		emit_ip_in(p, libc, L_TRAP, L_EPERM, L_KEEP_HANDLER + 3);
 	} else if (trap) {
 		JA(L_TRAP);
 	} else {

@@ -10,8 +10,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* What a path rule grants (a policy line's first word). */
-typedef enum { SANDBOX_RO, SANDBOX_RW, SANDBOX_EXEC } sandbox_access;
+/* What a path rule grants (a policy line's first word). SANDBOX_RW_STARTUP: read-write for the
+ * zygote's module startup only (OPcache makes its lock file after the sandbox is on), not in
+ * the workers' own layer. */
+typedef enum { SANDBOX_RO, SANDBOX_RW, SANDBOX_EXEC, SANDBOX_RW_STARTUP } sandbox_access;
 
 /* Read the policy the master wrote on `fd` (read to EOF, then closed). False, with `err` filled,
  * when it is malformed. */
