@@ -15,11 +15,12 @@
  * (CGI request semantics our users migrate from), nginx unit's nxt_php_sapi.c (request
  * state in SG(server_context), engine started once before forking).
  *
- * The program is four files along the seam nginx unit draws between its SAPI and libunit:
+ * The program's files follow the seam nginx unit draws between its SAPI and libunit:
  *   askr_chan.c/.h      channel, wire codec, scoreboard, logging, request queue: no PHP headers
  *   askr_sapi.c         the SAPI hooks, classic mode, the PHP functions askr adds
  *   askr_worker_mode.c  worker mode's per-request context (follows php-src's main/main.c)
  *   askr_main.c         this file
+ *   askr_sandbox.c/.h   [sandbox]: Landlock and seccomp (PHP-free too)
  */
 
 #define _GNU_SOURCE   /* pipe2, memrchr (used by PHP headers) */

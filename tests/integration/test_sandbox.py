@@ -52,13 +52,15 @@ def layout(base: Path) -> dict[str, Path]:
 
 def php_ini(paths: dict[str, Path], **more: str) -> dict[str, str]:
     base = paths["base"]
-    return {"ffi.enable": "1", "sys_temp_dir": str(base / "phptmp"), "upload_tmp_dir": str(base / "phptmp"),
+    # opcache.lockfile_path (default /tmp) is writable for the zygote's startup, preloading included
+    tmp = str(base / "phptmp")
+    return {"ffi.enable": "1", "sys_temp_dir": tmp, "upload_tmp_dir": tmp, "opcache.lockfile_path": tmp,
             "session.save_path": str(base / "sessions"), **more}
 
 
 def sandbox_config(paths: dict[str, Path], mode: str = "classic", sandbox: dict | None = None,
-                   tls: bool = True, **kw) -> Path:
-    worker: dict = {"ini": php_ini(paths)}  # the app base: the root's parent, app/
+                   tls: bool = True, worker: dict | None = None, **kw) -> Path:
+    worker = worker or {"ini": php_ini(paths)}  # the app base: the root's parent, app/
     if mode == "worker":
         worker["script"] = str(paths["app"] / "worker.php")
     path = write_config(paths["conf"], root=paths["app"] / "public", workers=1, worker=worker,
@@ -191,6 +193,20 @@ def test_enabled_false_is_todays_behaviour(askr_server, tmp_path) -> None:
     assert status["sandbox"] == {"enabled": False, "required": False, "allow_exec": True, "landlock_abi": 0,
                                  "seccomp": False, "denied_syscalls": 0}
     assert "sandbox" not in server.log
+
+
+def test_opcache_preload_runs_sandboxed(askr_server, tmp_path) -> None:
+    """opcache.preload runs app code in the zygote during module startup: inside the sandbox too."""
+    paths = layout(tmp_path)
+    ini = php_ini(paths, **{"opcache.preload": str(paths["app"] / "preload.php")})
+    if os.geteuid() == 0:
+        ini["opcache.preload_user"] = "root"  # PHP refuses to preload as root without it
+    server, http = serve(askr_server, paths, worker={"ini": ini})
+    http.close()
+    result = json.loads((paths["app"] / "storage" / "preload.json").read_text())
+    assert result == {"shadow": False, "write_code": False}
+    assert not (paths["app"] / "public" / "preloaded.php").exists()
+    assert "askr ready" in server.log
 
 
 # -- a kernel without Landlock: askr serve under a seccomp filter of the test's own ---------
