@@ -1,5 +1,5 @@
 <?php
-// A queue worker or scheduler run (tests/integration/test_sandbox.py): what it could read,
+// A queue worker or scheduler run (tests/integration/test_sandboxing.py): what it could read,
 // written where the test looks ($argv[1] is not used: askr passes queue:work arguments).
 $base = getenv('ASKR_APP_BASE');
 $name = getenv('ASKR_QUEUE_WORKER') !== false ? 'queue' : 'scheduler';

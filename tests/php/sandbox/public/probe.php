@@ -1,5 +1,5 @@
 <?php
-// What a sandboxed PHP worker may do (tests/integration/test_sandbox.py): ?do=ACTION&path=...
+// What a sandboxed PHP worker may do (tests/integration/test_sandboxing.py): ?do=ACTION&path=...
 // Answers JSON. No functions or classes: worker mode includes this file on every request.
 header('Content-Type: application/json');
 $do = $_GET['do'] ?? '';
