@@ -124,3 +124,29 @@ def test_connect_limits_tcp_to_the_listed_ports() -> None:
         done = launch(BASE + f"connect tcp:{ports[0]}\n", code)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["connected", "Permission denied"]
+
+
+# -- askr doctor's sandbox line ------------------------------------------------------------------
+@pytest.mark.parametrize(("found", "required", "status", "words"), [
+    ({"landlock_abi": 7, "seccomp": True}, False, "ok", ["Landlock ABI 7", "seccomp filter"]),
+    ({"landlock_abi": 3, "seccomp": True}, False, "ok", ["Landlock ABI 3", "lacks: [sandbox] connect"]),
+    ({"landlock_abi": 0, "landlock_error": "Function not implemented", "seccomp": True}, False, "warn",
+     ["no Landlock (Function not implemented)", "one warning"]),
+    ({"landlock_abi": 0, "landlock_error": "x", "seccomp": True}, True, "fail", ["refuse to start"]),
+    ({"landlock_abi": 7, "seccomp": False, "arch": "riscv64"}, False, "warn",
+     ["no seccomp filter (arch riscv64)"]),
+])
+def test_doctor_says_what_the_kernel_offers(tmp_path, monkeypatch, found, required, status, words) -> None:
+    from askr import preflight
+
+    cfg = load(tmp_path, f"[sandbox]\nrequired = {str(required).lower()}\n")
+    monkeypatch.setattr(sandbox, "probe", lambda: found)
+    check = preflight._sandbox_check(cfg)
+    assert check.status == status and all(w in check.detail for w in words), check
+
+
+def test_doctor_with_the_sandbox_off(tmp_path) -> None:
+    from askr import preflight
+
+    check = preflight._sandbox_check(load(tmp_path, "[sandbox]\nenabled = false\n"))
+    assert (check.status, check.detail) == ("warn", "off ([sandbox] enabled = false): PHP runs unsandboxed")
