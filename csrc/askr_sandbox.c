@@ -428,7 +428,7 @@ static const char *syscall_label(int nr)
 
 /* A tiny BPF assembler: jumps name labels, resolved at the end (BPF jumps are 8-bit offsets). */
 enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_TRAP, L_EPERM, L_SIGACTION,
-	L_SIGACTION_SET, L_KEEP_HANDLER, L_COUNT = L_KEEP_HANDLER + 8 };
+	L_SIGACTION_SET, L_SCRATCH, L_COUNT = L_SCRATCH + 7 };   /* L_SCRATCH..: emit_ip_in's, one allow */
 typedef struct {
 	uint16_t code;
 	int jt, jf;
@@ -561,7 +561,7 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 		 * child (popen, shell_exec), which resets handlers before its execve, keeps it, so a
 		 * denied execve there is counted and fails with EPERM rather than killing the child.
 		 * Queries (no new action) and programs PHP executed are left alone. */
-		int allow = L_KEEP_HANDLER + 6;
+		int allow = L_SCRATCH + 6;
 		mark(p, L_SIGACTION);
 		LD(OFF_ARG0_LO);
 		JEQ(SIGSYS, L_NEXT, allow);
@@ -570,13 +570,13 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 		LD(OFF_ARG1_HI);
 		JEQ(0, allow, L_SIGACTION_SET);
 		mark(p, L_SIGACTION_SET);
-		emit_ip_in(p, libc, L_EPERM, allow, L_KEEP_HANDLER);
+		emit_ip_in(p, libc, L_EPERM, allow, L_SCRATCH);
 		mark(p, allow);
 		RET(SECCOMP_RET_ALLOW);
 	}
 	mark(p, L_DENY);
 	if (trap && libc.end) {
-		emit_ip_in(p, libc, L_TRAP, L_EPERM, L_KEEP_HANDLER + 3);
+		emit_ip_in(p, libc, L_TRAP, L_EPERM, L_SCRATCH + 3);
 	} else if (trap) {
 		JA(L_TRAP);
 	} else {
@@ -760,8 +760,6 @@ static int seccomp_install(bool trap, bool deny_exec)
 /* Applying it                                                         */
 /* ------------------------------------------------------------------ */
 
-static const char *const *no_extra_exec = NULL;
-
 bool sandbox_apply_zygote(char *err, size_t errlen)
 {
 	int abi = sandbox_landlock_abi();
@@ -782,7 +780,7 @@ bool sandbox_apply_zygote(char *err, size_t errlen)
 		return true;
 	}
 	if (abi) {
-		int rc = landlock_layer(abi, PROC_ALL, no_extra_exec, 0);
+		int rc = landlock_layer(abi, PROC_ALL, NULL, 0);
 		if (rc) {
 			if (P.required) {
 				snprintf(err, errlen, "Landlock: %s", strerror(rc));
@@ -824,7 +822,7 @@ void sandbox_enter_worker(volatile uint64_t *denied_counter)
 		return;
 	}
 	/* Programs the worker executes (allow_exec) log their Landlock denials to audit too. */
-	int rc = landlock_layer(g_sandbox.landlock_abi, PROC_SELF, no_extra_exec,
+	int rc = landlock_layer(g_sandbox.landlock_abi, PROC_SELF, NULL,
 		P.allow_exec ? LL_RESTRICT_SELF_LOG_NEW_EXEC_ON : 0);
 	if (rc) {
 		/* The zygote's layer still holds; only the isolation from sibling workers is lost. */
