@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import httpx
 import pytest
 import trustme
 from askrtest import REPO, TESTS, allow_root, stop_process, wait_until, write_config
+
+from askr.sandbox import probe as sandbox_probe
 
 FIXTURE = TESTS / "php" / "sandbox"
 SHADOW = "/etc/shadow"
@@ -180,6 +183,21 @@ def test_allow_exec_false_denies_programs(askr_server, tmp_path) -> None:
         server.wait_for_log(r"sandbox: denied syscall execve")
         assert probe(http, do="read", path=str(paths["app"] / "src" / "code.php"))["ok"] is True
     assert metric(server, "askr_sandbox_denied_syscalls_total") >= 1
+
+
+@pytest.mark.skipif(sandbox_probe()["landlock_abi"] < 4, reason="TCP rules need Landlock ABI 4 (Linux 6.7)")
+def test_connect_allows_only_the_listed_ports(askr_server, tmp_path) -> None:
+    paths = layout(tmp_path)
+    with socket.socket() as allowed, socket.socket() as other:
+        for s in (allowed, other):
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+        port, other_port = allowed.getsockname()[1], other.getsockname()[1]
+        _server, http = serve(askr_server, paths, sandbox={"connect": [f"tcp:{port}"]})
+        with http:
+            assert probe(http, do="connect", port=str(port))["ok"] is True
+            assert probe(http, do="connect", port=str(other_port)) == {
+                "do": "connect", "ok": False, "error": "Permission denied"}
 
 
 @pytest.mark.skipif(not ROOT_READS_SHADOW, reason="needs root: only root's unsandboxed PHP reads /etc/shadow")

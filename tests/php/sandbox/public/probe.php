@@ -23,6 +23,9 @@ if ($do === 'read') {
         : $libc->mount('none', '/mnt', 'tmpfs', 0, null);
     $out['rc'] = $rc;
     $out['errno'] = $libc->__errno_location()[0];
+} elseif ($do === 'connect') {
+    $out['ok'] = @fsockopen('127.0.0.1', (int) $_GET['port'], $no, $err, 5) !== false;
+    $out['error'] = $err;
 } elseif ($do === 'exec') {
     $out['output'] = shell_exec($_GET['cmd']);
 } elseif ($do === 'session') {
