@@ -32,7 +32,7 @@ def _php_config(flag: str) -> list[str]:
 
 
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"]
-PHP_FREE = ("askr_chan.c",)  # compiled without PHP's include flags (docs/building.md)
+PHP_FREE = ("askr_chan.c", "askr_sandbox.c")  # compiled without PHP's include flags (docs/building.md)
 
 
 def build_php_worker(out: Path) -> None:

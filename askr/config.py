@@ -347,6 +347,37 @@ def _internal_locations(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+@_typed('list of paths')
+def _sandbox_paths(value: Any) -> tuple[str, ...]:
+    """[sandbox] readable / writable: absolute, or relative to the app base (resolved per
+    generation, so a `current` symlink deploy gets the new release's directories)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError('expected a list of paths, absolute or relative to the app base, e.g. '
+                         '["storage", "bootstrap/cache", "/srv/shared/uploads"]')
+    for path in value:
+        if "\n" in path or "\0" in path:
+            raise ValueError(f"{path!r}: a path cannot contain a newline or NUL")
+        if os.path.normpath(path) == "/":
+            raise ValueError(f"{path!r} is the whole filesystem, which leaves nothing sandboxed; "
+                             "name the directories the app needs")
+    return tuple(value)
+
+
+_CONNECT = re.compile(r"tcp:(\d{1,5})")
+
+
+@_typed('list of "tcp:PORT"')
+def _connect_ports(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('expected a list of "tcp:PORT", e.g. ["tcp:3306", "tcp:6379", "tcp:443"]')
+    for item in value:
+        m = _CONNECT.fullmatch(item)
+        if not m or not 1 <= int(m.group(1)) <= 65535:
+            raise ValueError(f'{item!r}: expected "tcp:PORT" with a port from 1 to 65535, e.g. "tcp:3306" '
+                             "(Landlock restricts TCP only; UDP, DNS included, is never restricted)")
+    return tuple(value)
+
+
 DEFAULT_WATCH = ("**/*.php", ".env", "config/**")  # askr serve --watch with no globs
 WATCH_QUIET = 0.3  # seconds without a change before a --watch reload
 WATCH_VENDOR_QUIET = 2.0  # the same when vendor/ changed: a composer run writes for a while
@@ -644,6 +675,36 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits", "max_queue", 1024, _int(0),
             "Requests that may wait for a busy PHP worker pool, counted by each front (so up to "
             "fronts x max_queue in all); beyond that, 503 with Retry-After."),
+    Setting("sandbox", "enabled", True, _bool,
+            "Sandbox every PHP process (HTTP workers, queue workers, the scheduler) with Landlock "
+            "(which files it may read, write and execute) and a seccomp filter (syscalls no PHP app "
+            "needs, such as ptrace, mount, bpf and kernel modules, fail with EPERM), applied before "
+            "any app code runs and irreversibly. What it allows: docs/internals.md, \"The sandbox "
+            "policy\". Where the kernel lacks Landlock or seccomp, PHP logs one warning as it starts "
+            "(and again at each reload) and runs without it (see required); askr doctor shows what "
+            "the kernel offers."),
+    Setting("sandbox", "required", False, _bool,
+            "Refuse to start PHP (the generation fails, with the reason) when the kernel cannot "
+            "sandbox it, instead of warning once and running unsandboxed."),
+    Setting("sandbox", "readable", [], _sandbox_paths,
+            "More paths PHP may read (files or directories, recursively): absolute, or relative to "
+            "the app base ([worker] app_base, else the parent of [server] root). The document root, "
+            "the app base, PHP's own files and the system's libraries, certificates, timezones and "
+            "DNS files are readable already; a path that does not exist is skipped."),
+    Setting("sandbox", "writable", [], _sandbox_paths,
+            'Paths PHP may write (and read), e.g. ["storage", "bootstrap/cache"] for Laravel: '
+            "absolute, or relative to the app base. session.save_path, upload_tmp_dir and "
+            "sys_temp_dir (else /tmp) are writable already. Nothing writable is ever executable."),
+    Setting("sandbox", "connect", [], _connect_ports,
+            'Restrict outgoing TCP to these ports, e.g. ["tcp:3306", "tcp:6379", "tcp:443"] (Landlock '
+            "ABI 4, Linux 6.7+; binding TCP ports is then refused too). Empty (default): the "
+            "network is not restricted, as apps talk to databases, caches and HTTP APIs."),
+    Setting("sandbox", "allow_exec", True, _bool,
+            "Let PHP run programs (exec(), shell_exec(), proc_open(), mail() through sendmail), as "
+            "php-fpm does: system programs under /usr run, with the same Landlock rules and syscall "
+            "filter as PHP. false (recommended when the app runs no programs) makes execve fail with "
+            "EPERM in HTTP workers; queue workers and the scheduler may then run only PHP's CLI "
+            "(Laravel's scheduled command() events, which run in a shell, need true)."),
     Setting("dev", "watch", [], _watch_globs,
             "Development: a rolling reload whenever a file matching one of these globs changes (as "
             "SIGHUP; askr serve --watch). Globs are relative to the app base ([worker] app_base, else "

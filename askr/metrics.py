@@ -176,6 +176,9 @@ class MasterMetrics(Collector):
         yield CounterMetricFamily("askr_php_slowlogged_requests", "PHP requests still running after "
                                   "[worker] slowlog_timeout (their backtrace was logged)",
                                   value=status["slowlogged_requests"])
+        yield CounterMetricFamily("askr_sandbox_denied_syscalls", "Syscalls the sandbox's seccomp filter "
+                                  "denied PHP workers (they failed with EPERM; [sandbox])",
+                                  value=status["sandbox"]["denied_syscalls"])
         yield CounterMetricFamily("askr_php_worker_crashes", "PHP workers that died unexpectedly",
                                   value=self.worker_crashes)
         yield GaugeMetricFamily("askr_php_generation", "The PHP generation new workers run",

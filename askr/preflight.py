@@ -102,6 +102,8 @@ def doctor(config_path: str | None) -> list[Check]:
         if not any(c.status == "fail" for c in library):
             checks += _probe_worker(config)
     checks += _cli_check(config)
+    if binary.exists():
+        checks.append(_sandbox_check(config))
     checks.append(_io_uring_check())
     checks.append(_nofile_check())
     checks.append(_root_check(config))
@@ -214,6 +216,38 @@ def _cli_check(config: Config | None) -> list[Check]:
         return [Check("php cli", "warn", f"{php} (PHP {version}) has no pcntl: queue:work cannot finish its "
                       "job on SIGTERM and is killed after [queue] stop_timeout")]
     return [Check("php cli", "ok", f"{php}: PHP {version}, pcntl loaded")]
+
+
+# What each Landlock ABI adds to askr's rules; a kernel below one goes without it.
+LANDLOCK_FEATURES = ((2, "renames across directories (before: always refused, EXDEV)"),
+                     (3, "truncate"), (4, "[sandbox] connect (TCP ports)"), (5, "ioctl on devices"),
+                     (6, "signal and abstract-socket scoping"), (7, "audit logging of denials"))
+
+
+def _sandbox_check(config: Config | None) -> Check:
+    """[sandbox]: what this kernel lets askr apply (askr-php --sandbox-probe)."""
+    from askr import sandbox
+
+    wanted = config.sandbox if config is not None else None
+    if wanted is not None and not wanted.enabled:
+        return Check("sandbox", "warn", "off ([sandbox] enabled = false): PHP runs unsandboxed")
+    try:
+        found = sandbox.probe()
+    except (OSError, ValueError, subprocess.SubprocessError) as e:
+        return Check("sandbox", "warn", f"cannot ask the worker program what the kernel offers: {e}")
+    abi, seccomp = int(found.get("landlock_abi", 0)), bool(found.get("seccomp"))
+    why = found.get("landlock_error") or "unavailable"
+    parts = [f"Landlock ABI {abi}" if abi else f"no Landlock ({why})",
+             "seccomp filter" if seccomp else f"no seccomp filter (arch {found.get('arch')})"]
+    missing = [what for version, what in LANDLOCK_FEATURES if abi < version]
+    if abi and missing:
+        parts.append("this kernel's Landlock lacks: " + "; ".join(missing))
+    if abi and seccomp:
+        return Check("sandbox", "ok", ", ".join(parts))
+    required = wanted is not None and wanted.required
+    return Check("sandbox", "fail" if required else "warn", ", ".join(parts) + (
+        ": [sandbox] required = true, so askr will refuse to start PHP" if required else
+        ": PHP runs partly unsandboxed (one warning at startup)"))
 
 
 def _io_uring_check() -> Check:

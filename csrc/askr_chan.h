@@ -94,6 +94,7 @@ enum {
 	SB_LAST_CPU_US,               /* user + system CPU this process used for it, µs */
 	SB_LAST_PEAK,                 /* PHP's peak memory during it (memory_get_peak_usage()), bytes */
 	SB_SLOWLOGGED,                /* requests the slowlog logged (written by the watchdog thread only) */
+	SB_DENIED,                    /* syscalls the sandbox denied (askr_sandbox.c's SIGSYS handler, atomic) */
 	SB_WORDS,
 };
 #define SB_URI_BYTES (16 * sizeof(uint64_t))
@@ -132,6 +133,7 @@ static inline void scoreboard_claim(uint32_t worker_id)
 		slot[SB_LAST_CPU_US] = 0;
 		slot[SB_LAST_PEAK] = 0;
 		slot[SB_SLOWLOGGED] = 0;
+		slot[SB_DENIED] = 0;
 		slot[SB_PID] = (uint64_t)getpid();
 	}
 }

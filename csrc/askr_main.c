@@ -15,11 +15,12 @@
  * (CGI request semantics our users migrate from), nginx unit's nxt_php_sapi.c (request
  * state in SG(server_context), engine started once before forking).
  *
- * The program is four files along the seam nginx unit draws between its SAPI and libunit:
+ * The program's files follow the seam nginx unit draws between its SAPI and libunit:
  *   askr_chan.c/.h      channel, wire codec, scoreboard, logging, request queue: no PHP headers
  *   askr_sapi.c         the SAPI hooks, classic mode, the PHP functions askr adds
  *   askr_worker_mode.c  worker mode's per-request context (follows php-src's main/main.c)
  *   askr_main.c         this file
+ *   askr_sandbox.c/.h   [sandbox]: Landlock and seccomp (PHP-free too)
  */
 
 #define _GNU_SOURCE   /* pipe2, memrchr (used by PHP headers) */
@@ -33,6 +34,7 @@
 #include <sys/wait.h>
 
 #include "askr.h"
+#include "askr_sandbox.h"
 
 /* ------------------------------------------------------------------ */
 /* The worker's life                                                   */
@@ -47,6 +49,10 @@ static struct {
 
 static int worker_run(const worker_config *cfg, const char *script)
 {
+	/* Before anything else the worker does: its own Landlock layer (the zygote's filter and
+	 * first layer are inherited already). */
+	volatile uint64_t *slot = scoreboard_slot(cfg->worker_id);
+	sandbox_enter_worker(slot ? slot + SB_DENIED : NULL);
 	W.cfg = cfg;
 	W.max_memory = g_opts.max_memory;
 	W.script = script;
@@ -221,6 +227,95 @@ static int zygote_run(int ctl_fd, uint32_t generation)
 }
 
 /* ------------------------------------------------------------------ */
+/* The sandbox: what PHP's own configuration says it reads and writes   */
+/* ------------------------------------------------------------------ */
+
+/* main/php_ini.c exports these (PHPAPI) without declaring them in a header: php.ini's path, the
+ * scanned conf.d directory, and the files read there, comma-and-newline separated. */
+extern char *php_ini_opened_path, *php_ini_scanned_path, *php_ini_scanned_files;
+
+static bool g_sandboxed;                      /* --sandbox-fd given */
+static char g_sandbox_error[600];             /* why the sandbox refused to start (required) */
+static zend_result (*g_next_post_startup)(void);
+
+/* The directory of a session.save_path ("N;/path", "N;MODE;/path" or "/path"). */
+static void add_save_path(const char *value)
+{
+	const char *dir = value ? strrchr(value, ';') : NULL;
+	dir = dir ? dir + 1 : value;
+	if (dir && *dir) {
+		sandbox_add_path(SANDBOX_RW, dir);
+	}
+}
+
+/* Each entry of a list joined by `sep` (include_path, php_ini_scanned_files), resolved through
+ * symlinks too (Debian's conf.d files link into mods-available/). */
+static void add_list(sandbox_access access, const char *list, const char *sep)
+{
+	if (!list) {
+		return;
+	}
+	char *copy = strdup(list), *save = NULL;
+	for (char *item = copy ? strtok_r(copy, sep, &save) : NULL; item; item = strtok_r(NULL, sep, &save)) {
+		sandbox_add_path(access, item);
+		char real[PATH_MAX];
+		if (item[0] == '/' && realpath(item, real) && strcmp(real, item)) {
+			sandbox_add_path(access, real);
+		}
+	}
+	free(copy);
+}
+
+/* error_log = /path/file: PHP creates it at its first error; we create it now (as PHP would,
+ * 0644) so a rule can name the file and not its whole directory. */
+static void add_error_log(const char *path)
+{
+	if (!path || path[0] != '/') {
+		return;                        /* unset (the SAPI's log: stderr) or syslog */
+	}
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		close(fd);
+	}
+	sandbox_add_path(SANDBOX_RW, path);
+}
+
+static void add_php_paths(void)
+{
+	sandbox_add_path(SANDBOX_RO, INI_STR("extension_dir"));
+	sandbox_add_path(SANDBOX_RO, php_ini_opened_path);
+	sandbox_add_path(SANDBOX_RO, php_ini_scanned_path);
+	add_list(SANDBOX_RO, php_ini_scanned_files, ",\n");
+	add_list(SANDBOX_RO, PG(include_path), ":");
+	add_save_path(INI_STR("session.save_path"));
+	/* php_get_temporary_directory()'s choice, made here: it caches an emalloc'd string that module
+	 * startup's memory manager would free under it. */
+	const char *sys_temp = INI_STR("sys_temp_dir"), *env_tmp = getenv("TMPDIR");
+	sandbox_add_path(SANDBOX_RW, sys_temp && *sys_temp ? sys_temp : env_tmp && *env_tmp ? env_tmp : "/tmp");
+	sandbox_add_path(SANDBOX_RW, INI_STR("upload_tmp_dir"));
+	add_error_log(PG(error_log));
+	sandbox_add_path(SANDBOX_RW, INI_STR("opcache.file_cache"));
+	/* OPcache makes (and unlinks) its lock file there right after this hook: the zygote only. */
+	sandbox_add_path(SANDBOX_RW_STARTUP, INI_STR("opcache.lockfile_path"));
+	sandbox_add_path(SANDBOX_RO, INI_STR("opcache.preload"));
+}
+
+/* Called by zend_post_startup(): php.ini is parsed and every extension started, and no PHP code
+ * has run yet. OPcache chains this from its own post-startup and runs opcache.preload (app code,
+ * in this zygote) only after it returns, so preloading happens inside the sandbox. */
+static zend_result sandbox_post_startup(void)
+{
+	if (g_next_post_startup && g_next_post_startup() != SUCCESS) {
+		return FAILURE;
+	}
+	add_php_paths();
+	if (!sandbox_apply_zygote(g_sandbox_error, sizeof(g_sandbox_error))) {
+		return FAILURE;
+	}
+	return SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
 /* Command line and main                                               */
 /* ------------------------------------------------------------------ */
 
@@ -263,13 +358,17 @@ static void usage(void)
 		"                [--ini KEY=VALUE]... [--mode classic|worker] [--worker-script PATH]\n"
 		"                [--app-base DIR] [--max-memory BYTES] [--slowlog-timeout-ms MS]\n"
 		"                [--slowlog-file PATH]\n"
-		"                [--worker-log-name NAME] [--scoreboard PATH]\n", stderr);
+		"                [--worker-log-name NAME] [--scoreboard PATH] [--sandbox-fd FD]\n"
+		"       askr-php --sandbox-probe\n"
+		"       askr-php --sandbox-exec --sandbox-fd FD [--ignore-sigterm] -- PROGRAM [ARG]...\n", stderr);
 }
 
 int main(int argc, char **argv)
 {
-	int ctl_fd = -1, rc = 1;
-	bool zygote = false, sapi_started = false, module_started = false;
+	int ctl_fd = -1, rc = 1, sandbox_fd = -1;
+	bool zygote = false, sapi_started = false, module_started = false, sandbox_exec_mode = false;
+	bool ignore_sigterm = false;
+	char **program = NULL;
 	unsigned long generation = 0;
 	const char *ini_file = NULL, *mode = "classic", *log_name = "php", *scoreboard = NULL;
 	const char *worker_script = NULL, *slowlog_file = NULL;
@@ -279,6 +378,10 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--zygote")) { zygote = true; continue; }
+		if (!strcmp(a, "--sandbox-probe")) { sandbox_probe_print(); return 0; }
+		if (!strcmp(a, "--sandbox-exec")) { sandbox_exec_mode = true; continue; }
+		if (!strcmp(a, "--ignore-sigterm")) { ignore_sigterm = true; continue; }
+		if (!strcmp(a, "--")) { program = argv + i + 1; break; }
 		if (!v) { usage(); return 2; }
 		i++;
 		if (!strcmp(a, "--control-fd")) ctl_fd = atoi(v);
@@ -293,12 +396,20 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--max-memory")) g_opts.max_memory = strtoull(v, NULL, 10);
 		else if (!strcmp(a, "--slowlog-timeout-ms")) g_opts.slowlog_timeout_ms = strtoull(v, NULL, 10);
 		else if (!strcmp(a, "--slowlog-file")) slowlog_file = v;
+		else if (!strcmp(a, "--sandbox-fd")) sandbox_fd = atoi(v);
 		else if (!strcmp(a, "--ini")) {
 			if (!ini_append(&ini, &ini_len, &ini_cap, v)) {
 				fprintf(stderr, "askr-php: bad --ini %s\n", v);
 				return 2;
 			}
 		} else { usage(); return 2; }
+	}
+	if (sandbox_exec_mode) {
+		if (sandbox_fd < 0 || !program) {
+			usage();
+			return 2;
+		}
+		return sandbox_exec(sandbox_fd, ignore_sigterm, program);
 	}
 	if (!zygote || ctl_fd < 0) {
 		usage();
@@ -340,6 +451,17 @@ int main(int argc, char **argv)
 		ctl_send(ctl_fd, "failed cannot map the scoreboard %s: %s\n", scoreboard, strerror(errno));
 		goto out;
 	}
+	if (sandbox_fd >= 0) {
+		char err[512];
+		if (!sandbox_policy_read(sandbox_fd, err, sizeof(err))) {
+			ctl_send(ctl_fd, "failed %s\n", err);
+			goto out;
+		}
+		g_sandboxed = true;
+		/* Set before module startup: OPcache chains it (see sandbox_post_startup). */
+		g_next_post_startup = zend_post_startup_cb;
+		zend_post_startup_cb = sandbox_post_startup;
+	}
 
 	/* Engine startup, in the order of php_cli.c's main(). */
 	zend_signal_startup();
@@ -349,10 +471,18 @@ int main(int argc, char **argv)
 	askr_sapi_module.ini_entries = ini;                 /* parsed after php.ini: they win */
 	askr_sapi_module.php_ini_path_override = (char *)ini_file;
 	if (askr_sapi_module.startup(&askr_sapi_module) == FAILURE) {
-		ctl_send(ctl_fd, "failed php_module_startup failed (see stderr)\n");
+		if (g_sandbox_error[0]) {
+			ctl_send(ctl_fd, "failed sandbox: %s\n", g_sandbox_error);
+		} else {
+			ctl_send(ctl_fd, "failed php_module_startup failed (see stderr)\n");
+		}
 		goto out;
 	}
 	module_started = true;
+	if (g_sandboxed) {
+		/* What was applied, for /api/status (the master reads it before `ready`). */
+		ctl_send(ctl_fd, "sandbox %d %d\n", g_sandbox.landlock_abi, g_sandbox.seccomp ? 1 : 0);
+	}
 	/* Like php-fpm (fpm_main.c): do not chdir into each script's directory. That is three
 	 * syscalls per request; the master starts us in the document root instead. */
 	SG(options) |= SAPI_OPTION_NO_CHDIR;

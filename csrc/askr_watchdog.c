@@ -11,8 +11,9 @@
  *    PHP thread and read from a signalfd in this one.
  *  - The backtrace is taken at the moment, even while PHP is blocked in a system call (the
  *    interesting case: a slow query, a sleep), not when the VM next runs.
- *  - Every read of PHP's memory goes through process_vm_readv() on ourselves, which fails with
- *    EFAULT instead of crashing if a frame is freed while we read it. PHP keeps running while we
+ *  - Every read of PHP's memory is a pread() of our own /proc/self/mem, which fails (EIO)
+ *    instead of crashing if a frame is freed while we read it. (Not process_vm_readv(): the
+ *    sandbox's seccomp filter denies it, it being a way into other processes.) PHP keeps running while we
  *    read, so a frame may change under us: the trace can then be short or mixed, never a crash
  *    (and a request stuck long enough to be logged rarely moves).
  *
@@ -20,7 +21,7 @@
  * set, and two stores. This thread calls no PHP function.
  */
 
-#define _GNU_SOURCE   /* process_vm_readv, memrchr (used by PHP headers) */
+#define _GNU_SOURCE   /* memrchr (used by PHP headers) */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -43,13 +44,14 @@ static struct {
 	int timer_fd;                /* slowlog: armed when each request starts; -1 when off */
 	int signal_fd;               /* TRACE_SIGNAL from the master (request_timeout) */
 	int out_fd;                  /* slowlog_file, or -1: the error log */
+	int mem_fd;                  /* /proc/self/mem: how this thread reads PHP's memory */
 	uint64_t timeout_ms;         /* slowlog_timeout, 0 = off */
 	/* Odd while a request runs: incremented when it starts and when it ends, so this thread
 	 * can tell "the same request" from "a later one" without a lock. */
 	_Atomic uint64_t seq;
 	_Atomic uint64_t began_ns;   /* CLOCK_MONOTONIC when the running request started */
 	char buf[TRACE_BUF_SIZE];
-} WD = { .timer_fd = -1, .signal_fd = -1, .out_fd = -1 };
+} WD = { .timer_fd = -1, .signal_fd = -1, .out_fd = -1, .mem_fd = -1 };
 
 static uint64_t monotonic_ns(void)
 {
@@ -64,8 +66,8 @@ static uint64_t monotonic_ns(void)
 
 static bool peek(const void *addr, void *dst, size_t len)
 {
-	struct iovec local = { dst, len }, remote = { (void *)addr, len };
-	return addr && process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len;
+	return addr && (uintptr_t)addr < (uintptr_t)INT64_MAX
+		&& pread(WD.mem_fd, dst, len, (off_t)(uintptr_t)addr) == (ssize_t)len;
 }
 
 #define PEEK(addr, var) peek((addr), &(var), sizeof(var))
@@ -275,6 +277,12 @@ static void trace_dump(const char *why)
 
 static void *watchdog_main(void *arg)
 {
+	/* SIGSYS stays deliverable here: were this thread to make a call the sandbox traps, a
+	 * blocked SIGSYS would kill the process instead of failing the call with EPERM. */
+	sigset_t sys;
+	sigemptyset(&sys);
+	sigaddset(&sys, SIGSYS);
+	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
 	struct pollfd pfd[2] = { { WD.signal_fd, POLLIN, 0 }, { WD.timer_fd, POLLIN, 0 } };
 	nfds_t n = WD.timer_fd >= 0 ? 2 : 1;
 	for (;;) {
@@ -326,6 +334,10 @@ bool watchdog_start(uint64_t slowlog_timeout_ms, int slowlog_fd)
 	}
 	WD.out_fd = slowlog_fd;
 	WD.timeout_ms = slowlog_timeout_ms;
+	/* Opened in the worker (a /proc/self/mem fd reads the memory of whoever opened it). */
+	if ((WD.mem_fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC)) < 0) {
+		askr_log("WARNING", "watchdog: /proc/self/mem: %s; no PHP backtraces", strerror(errno));
+	}
 	if (slowlog_timeout_ms && (WD.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) < 0) {
 		askr_log("WARNING", "watchdog: timerfd_create: %s; no slowlog", strerror(errno));
 	}

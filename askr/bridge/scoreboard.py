@@ -5,7 +5,8 @@ The C worker (csrc/askr_chan.h, `SB_*`) writes a slot as native u64 words: the r
 (0 when idle), its pid, the stop word (set by a front to retire it), requests served, 5xx
 responses sent, when its latest request began (Unix µs), then that request's REQUEST_URI
 (NUL-terminated, 128 bytes at most), then the latest finished request's duration and CPU time
-(µs) and PHP's peak memory during it (bytes), then the requests its slowlog logged. This module
+(µs) and PHP's peak memory during it (bytes), then the requests its slowlog logged, then the
+syscalls the sandbox denied it ([sandbox], counted by its SIGSYS handler). This module
 is the one Python reader and writer of that layout. A slot counts only while its pid is the
 worker's asked about: a replacement may reuse the id, and a dead worker's slot keeps its last
 words.
@@ -17,7 +18,7 @@ import mmap
 import struct
 from dataclasses import dataclass
 
-SLOT = struct.Struct("=QQQQQQ128sQQQQ")
+SLOT = struct.Struct("=QQQQQQ128sQQQQQ")
 _HELD = struct.Struct("=QQ")  # the request id and the pid: all the hot paths read
 _STOP_WORD = struct.Struct("=Q")
 _STOP_OFFSET = 16  # the third word
@@ -36,6 +37,7 @@ class SlotState:
     last_cpu_us: int = 0  # the CPU time (user + system) the worker used for it, µs
     last_peak: int = 0  # PHP's peak memory during it, bytes
     slowlogged: int = 0  # requests the slowlog logged ([worker] slowlog_timeout)
+    denied_syscalls: int = 0  # syscalls the sandbox's seccomp filter denied it
 
 
 IDLE = SlotState(0, 0, 0, 0, "")
@@ -84,7 +86,7 @@ class Scoreboard:
         offset = self._offset(worker_id, pid) if pid else -1
         if offset < 0:
             return IDLE
-        request_id, _, _, served, errors, began, uri, last_us, last_cpu_us, last_peak, slowlogged = (
+        request_id, _, _, served, errors, began, uri, last_us, last_cpu_us, last_peak, slowlogged, denied = (
             SLOT.unpack_from(self._board, offset))  # type: ignore[arg-type]
         return SlotState(request_id, served, errors, began, uri.split(b"\0", 1)[0].decode("latin-1"),
-                         last_us, last_cpu_us, last_peak, slowlogged)
+                         last_us, last_cpu_us, last_peak, slowlogged, denied)

@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 
-from askr import privileges
+from askr import privileges, sandbox
 from askr.config import Config
 
 READ_CHUNK = 65536
@@ -27,10 +28,15 @@ class Release:
 
     script: str
     app_base: str
+    sandbox_policy: str | None = None  # [sandbox]: what the launcher applies before running PHP's CLI
 
     @classmethod
     def resolve(cls, config: Config, script: str) -> Release:
-        return cls(os.path.realpath(script), os.path.realpath(config.worker.app_base or "."))
+        policy = None
+        if config.sandbox.enabled:
+            policy = sandbox.policy_text(config, [sandbox.Rule("ro", os.path.realpath(script)),
+                                                  *sandbox.cli_rules(config)])
+        return cls(os.path.realpath(script), os.path.realpath(config.worker.app_base or "."), policy)
 
 
 @dataclass
@@ -84,12 +90,19 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     (a Ctrl-C on askr's terminal reaches askr alone, which decides how its children stop).
 
     ignore_sigterm: for a child askr never stops with SIGTERM (it waits, then kills), so one
-    sent to every process of the service at once (systemd's default KillMode) changes nothing."""
-    command = [config.worker.php_cli]
+    sent to every process of the service at once (systemd's default KillMode) changes nothing.
+
+    With [sandbox] on, askr-php --sandbox-exec applies the sandbox (and ignores SIGTERM), then
+    executes the CLI."""
+    command = [shutil.which(config.worker.php_cli) or config.worker.php_cli]
     for key, value in config.worker.ini:
         command += ["-d", f"{key}={value}"]
     command += [release.script, *args]
-    if ignore_sigterm:  # an ignored signal stays ignored across exec
+    policy_fd = None
+    if release.sandbox_policy is not None:
+        policy_fd = sandbox.pipe_with(release.sandbox_policy)
+        command = sandbox.launcher_command(config, policy_fd, command, ignore_sigterm)
+    elif ignore_sigterm:  # an ignored signal stays ignored across exec
         command = ["/bin/sh", "-c", 'trap "" TERM; exec "$@"', name, *command]
     child_env = {**os.environ, "ASKR_APP_BASE": release.app_base, **(env or {})}
     out_r, out_w = os.pipe()
@@ -97,6 +110,7 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     try:
         proc = subprocess.Popen(command, cwd=release.app_base, env=child_env, stdin=subprocess.DEVNULL,
                                 stdout=out_w, stderr=err_w, process_group=0,
+                                pass_fds=[] if policy_fd is None else [policy_fd],
                                 **privileges.popen_user(run_as))
     except OSError:
         for fd in (out_r, err_r):
@@ -105,6 +119,8 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     finally:
         os.close(out_w)
         os.close(err_w)
+        if policy_fd is not None:
+            os.close(policy_fd)
     child = CliProcess(name, proc, generation)
     log = logging.getLogger(f"askr.{name}")
     loop = asyncio.get_running_loop()

@@ -110,6 +110,7 @@ class Arbiter:
         self.giving_up: WorkerSlot | None = None  # no worker could boot: exiting once its error is in
         self.recycled = dict.fromkeys(RECYCLE_REASONS, 0)  # healthy workers replaced, by reason
         self.slowlogged_gone = 0  # what exited workers' slowlogs logged (live ones: the scoreboard)
+        self.denied_gone = 0  # syscalls the sandbox denied exited workers (live ones: the scoreboard)
         self._tasks: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.clock = time.monotonic  # for worker ages and backoff (tests step it by hand)
@@ -464,7 +465,9 @@ class Arbiter:
             proc = self.procs.get(worker_id)
             if proc is not None and proc.pid in (pid, 0):
                 # its slot keeps its last words until the id is reused, which needs this exit
-                self.slowlogged_gone += self.scoreboard.read(worker_id, pid).slowlogged
+                last_words = self.scoreboard.read(worker_id, pid)
+                self.slowlogged_gone += last_words.slowlogged
+                self.denied_gone += last_words.denied_syscalls
                 del self.procs[worker_id]
                 self.worker_exited(proc, pid, code, sig)
         elif what == "closed" and not self.stopping and zygote is self.gens.current:

@@ -31,6 +31,7 @@ def snapshot(arbiter: Arbiter, full: bool = False) -> dict[str, Any]:
             "current_seconds": round(max(0.0, now - began), 3) if began is not None else None,
             "requests": slot.served, "errors_5xx": slot.errors,
             "slowlogged_requests": slot.slowlogged,
+            "denied_syscalls": slot.denied_syscalls,
             **memory_kib(proc.pid),
             "started_at": round(now - (mono - proc.started_at), 3),
         })
@@ -63,9 +64,21 @@ def snapshot(arbiter: Arbiter, full: bool = False) -> dict[str, Any]:
         **arbiter.metrics.request_counters(),
         "slow_request_seconds": arbiter.config.log.slow_request,
         "workers": workers,
+        "sandbox": sandbox_state(arbiter, workers),
         "queue_workers": arbiter.queue.status(),
         "scheduler": arbiter.scheduler.status(),
     }
+
+
+def sandbox_state(arbiter: Arbiter, workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """[sandbox] as the current generation's zygote applied it: the Landlock ABI enforced (0:
+    none), whether the seccomp filter is on, and the syscalls it denied so far (all workers)."""
+    config = arbiter.config.sandbox
+    zygote = arbiter.gens.current
+    applied = (zygote.sandbox if zygote is not None else None) or {}
+    return {"enabled": config.enabled, "required": config.required, "allow_exec": config.allow_exec,
+            "landlock_abi": applied.get("landlock_abi", 0), "seccomp": applied.get("seccomp", False),
+            "denied_syscalls": arbiter.denied_gone + sum(w["denied_syscalls"] for w in workers)}
 
 
 def last_request(slot: SlotState) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 from collections.abc import Callable
 
-from askr import privileges
+from askr import privileges, sandbox
 from askr.config import Config
 from askr.paths import php_worker_binary
 
@@ -39,10 +39,15 @@ class Zygote:
         self.writer: asyncio.StreamWriter | None = None
         self.pid = 0
         self.reader: asyncio.Task | None = None  # reads its report lines until EOF
+        # What the zygote reported applying ([sandbox]): {"landlock_abi": N, "seccomp": bool};
+        # None when the sandbox is off
+        self.sandbox: dict | None = None
 
-    def command(self, control_fd: int) -> list[str]:
+    def command(self, control_fd: int, sandbox_fd: int | None = None) -> list[str]:
         cmd = [str(php_worker_binary()), "--zygote", "--control-fd", str(control_fd),
                "--generation", str(self.generation), "--scoreboard", self.scoreboard]
+        if sandbox_fd is not None:
+            cmd += ["--sandbox-fd", str(sandbox_fd)]
         worker = self.config.worker
         if worker.script is not None:
             # Resolved now: a generation keeps the release it started with, even after a
@@ -70,16 +75,23 @@ class Zygote:
             raise ZygoteError(f"the PHP worker program {binary} is missing; reinstall askr (pip install .) "
                               "so it is built")
         ours, theirs = socket.socketpair()
+        # [sandbox]: the policy on a pipe, resolved now like the rest of the generation
+        policy_fd = None
+        if self.config.sandbox.enabled:
+            policy_fd = sandbox.pipe_with(sandbox.policy_text(self.config))
+        extra_fds = [] if policy_fd is None else [policy_fd]
         try:
             # Workers run in the document root (php-fpm runs in its pool's chdir and, like it,
             # PHP does not chdir per script: SAPI_OPTION_NO_CHDIR).
-            self.proc = subprocess.Popen(self.command(theirs.fileno()),
-                                         pass_fds=[theirs.fileno(), *self.queue_fds],
+            self.proc = subprocess.Popen(self.command(theirs.fileno(), policy_fd),
+                                         pass_fds=[theirs.fileno(), *self.queue_fds, *extra_fds],
                                          stdin=subprocess.DEVNULL,
                                          cwd=os.path.realpath(self.config.server.root),
                                          **privileges.popen_user(self.run_as))
         finally:
             theirs.close()
+            if policy_fd is not None:
+                os.close(policy_fd)
         # SCHED_BATCH, inherited by every worker it forks: a worker woken by a request in the
         # queue does not preempt the front that queued it (on a box where fronts and workers
         # share cores, that preemption cost a context switch per ~2 requests and broke the
@@ -93,6 +105,9 @@ class Zygote:
         except TimeoutError:
             raise ZygoteError(f"PHP did not start within {timeout:.0f} s") from None
         fields = first.decode(errors="replace").split()
+        if fields[:1] == ["sandbox"] and len(fields) == 3:  # what it applied, before `ready`
+            self.sandbox = {"landlock_abi": int(fields[1]), "seccomp": fields[2] == "1"}
+            fields = (await reader.readline()).decode(errors="replace").split()
         if not fields or fields[0] != "ready":
             reason = " ".join(fields[1:]) if fields else "it exited during startup (see the log above)"
             raise ZygoteError(f"PHP startup failed: {reason}")

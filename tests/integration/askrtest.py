@@ -70,6 +70,7 @@ def write_config(
     log: dict[str, object] | None = None,
     static: dict[str, object] | None = None,
     compression: dict[str, object] | None = None,
+    sandbox: dict[str, object] | None = None,
     name: str = "askr.toml",
 ) -> Path:
     """An askr.toml listening on a free loopback port, with the given overrides."""
@@ -81,7 +82,8 @@ def write_config(
     if limits:
         sections["limits"] = dict(limits)
     for section, keys in (("reload", reload), ("queue", queue), ("scheduler", scheduler), ("tls", tls),
-                          ("log", log), ("static", static), ("compression", compression)):
+                          ("log", log), ("static", static), ("compression", compression),
+                          ("sandbox", sandbox)):
         if keys:
             sections[section] = dict(keys)
     sections["admin"] = {"listen": "127.0.0.1:0", **(admin or {})}  # never the shared default port

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from askrtest import REPO, run_askr, wait_until, write_config
-from laravel_fixture import make_laravel_app
+from laravel_fixture import SANDBOX, make_laravel_app, php_ini
 
 QUEUE_SCRIPT = REPO / "examples" / "askr-queue.php"
 SCHEDULER_SCRIPT = REPO / "examples" / "askr-scheduler.php"
@@ -33,8 +33,9 @@ def start(askr_server, tmp_path, app):
             queue = {"script": str(QUEUE_SCRIPT), "args": QUICK_POLL, **queue}
         if scheduler is not None:
             scheduler = {"script": str(SCHEDULER_SCRIPT), **scheduler}
+        kw.setdefault("worker", {"ini": php_ini(app)})
         config = write_config(tmp_path, root=app / "public", workers=1, queue=queue, scheduler=scheduler,
-                              **kw)
+                              sandbox=SANDBOX, **kw)
         return askr_server("--config", config, env=env)
 
     return go

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from askrtest import REPO
-from laravel_fixture import make_laravel_app
+from laravel_fixture import laravel_args, make_laravel_app
 
 WORKER_SCRIPT = REPO / "examples" / "laravel-worker.php"
 
@@ -23,7 +23,7 @@ def laravel_app(tmp_path_factory):
 @pytest.fixture(scope="module", params=["classic", "worker"])
 def laravel(request, laravel_app, askr_module_server):
     extra = ["--worker", WORKER_SCRIPT] if request.param == "worker" else []
-    server = askr_module_server("--root", laravel_app / "public", "--workers", "2", *extra)
+    server = askr_module_server(*laravel_args(laravel_app), "--workers", "2", *extra)
     server.mode = request.param
     return server
 
@@ -31,7 +31,7 @@ def laravel(request, laravel_app, askr_module_server):
 @pytest.fixture(scope="module")
 def laravel_worker(laravel_app, askr_module_server):
     """Worker mode with a single worker: every request meets what the previous one left behind."""
-    return askr_module_server("--root", laravel_app / "public", "--workers", "1", "--worker", WORKER_SCRIPT)
+    return askr_module_server(*laravel_args(laravel_app), "--workers", "1", "--worker", WORKER_SCRIPT)
 
 
 def client(server) -> httpx.Client:

@@ -13,7 +13,8 @@ from askr.metrics import MasterMetrics, RequestStats
 
 def no_status() -> dict[str, Any]:
     return {"workers": [], "restarts": 0, "generation": 1, "queue_workers": [], "scheduler": None,
-            "recycled": {"max_requests": 0, "max_memory": 0}, "slowlogged_requests": 7}
+            "recycled": {"max_requests": 0, "max_memory": 0}, "slowlogged_requests": 7,
+            "sandbox": {"denied_syscalls": 2}}
 
 
 def front(accepted: int, slow: int, waiting: int, peak: int, saturations: int, requests: int = 0) -> dict:

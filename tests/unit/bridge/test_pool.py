@@ -207,7 +207,7 @@ def test_a_worker_that_dies_before_its_taken_arrives_is_found_through_the_scoreb
         pool.submit(request(sink))
         request_id, _, _ = await worker.take()
         # what the C worker stores when it takes a request
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0)
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0, 0)
         worker.channel.close()  # crashed before its TAKEN reached the front
         await asyncio.wait_for(sink.done.wait(), 10)
         assert sink.calls == [("failed", PID)]
@@ -299,7 +299,7 @@ def test_a_recycle_frame_after_the_response_reports_max_memory(board) -> None:
 def test_retire_sets_the_stop_word_and_sends_stop(board) -> None:
     async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0)
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0, 0)
         pool.retire(WORKER_ID, PID)
         assert SLOT.unpack_from(board, WORKER_ID * SLOT.size)[2] == 1
         await until(lambda: worker.read_channel() == wire.STOP_FRAME, "STOP")
@@ -349,21 +349,21 @@ def test_an_unknown_frame_type_closes_the_channel(board) -> None:
 def test_probe_counts_requests_waiting_only_while_every_worker_is_busy(board) -> None:
     async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
         await ready(pool, worker, events)
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0)
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0, 0)
         first = Sink()
         pool.submit(request(first))
         assert pool.probe_waiting() == 0  # the worker is idle: it takes it in a moment
         request_id, _, _ = await worker.take()
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0)
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0, 0)
         assert pool.probe_waiting() == 0  # held (its TAKEN comes with the answer): not waiting
         for _ in range(2):
             pool.submit(request(Sink()))
         assert pool.probe_waiting() == 2  # the only worker is busy: both wait
         assert pool.probe_waiting(arriving=1) == 3  # and one being submitted would too
         assert (pool.peak_waiting, pool.saturations) == (3, 1)  # one episode, however many probes
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0)
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, 0, PID, 0, 0, 0, 0, b"", 0, 0, 0, 0, 0)
         assert pool.probe_waiting() == 0  # the worker is free again: the episode is over
-        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0)
+        SLOT.pack_into(board, WORKER_ID * SLOT.size, request_id, PID, 0, 0, 0, 0, b"/", 0, 0, 0, 0, 0)
         assert pool.probe_waiting() == 2
         assert (pool.peak_waiting, pool.saturations, pool.waiting_now) == (3, 2, 2)
 

@@ -50,6 +50,7 @@ class FakeZygote:
         self.spawned: list[tuple[int, int, int]] = []  # (worker_id, quota, position)
         self.channel_paths: list[str] = []
         self.closed = False
+        self.sandbox = {"landlock_abi": 7, "seccomp": True}  # what a real one reports before `ready`
 
     async def start(self) -> None:
         pass
@@ -385,7 +386,7 @@ def test_a_replacement_that_never_gets_ready_is_killed_after_roll_timeout(tmp_pa
 
 def test_a_canary_that_answers_5xx_is_judged_unhealthy(tmp_path: Path, board: mmap.mmap) -> None:
     def served(worker_id: int, pid: int, n: int, errors: int) -> None:
-        SLOT.pack_into(board, worker_id * SLOT.size, 0, pid, 0, n, errors, 0, b"", 0, 0, 0, 0)
+        SLOT.pack_into(board, worker_id * SLOT.size, 0, pid, 0, n, errors, 0, b"", 0, 0, 0, 0, 0)
 
     async def scenario(world: World) -> None:
         arbiter = world.arbiter

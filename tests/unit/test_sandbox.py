@@ -1,0 +1,152 @@
+"""askr/sandbox.py (the policy the master builds) and the C side that applies it, driven directly:
+askr-php --sandbox-probe and --sandbox-exec around the PHP CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from askr import config, sandbox
+from askr.paths import php_worker_binary
+
+PHP = shutil.which("php")
+
+
+def load(tmp_path: Path, text: str) -> config.Config:
+    (tmp_path / "app" / "public").mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "askr.toml"
+    path.write_text(f'[server]\nroot = "app/public"\n{text}')
+    return config.load(path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('connect = ["3306"]', '"tcp:PORT"'),
+    ('connect = ["tcp:70000"]', "from 1 to 65535"),
+    ('writable = ["/"]', "whole filesystem"),
+    ('readable = "storage"', "list of paths"),
+    ('allow_exec = "no"', "true or false"),
+])
+def test_bad_sandbox_settings_name_the_key_and_the_fix(tmp_path, text, message) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        load(tmp_path, f"[sandbox]\n{text}\n")
+    assert "[sandbox]" in str(err.value) and message in str(err.value) and "askr.toml" in str(err.value)
+
+
+def test_policy_resolves_relative_paths_against_the_app_base(tmp_path) -> None:
+    cfg = load(tmp_path, '[sandbox]\nwritable = ["storage", "/srv/shared"]\nreadable = ["config"]\n'
+                         'connect = ["tcp:3306"]\nrequired = true\n')
+    app = os.path.realpath(tmp_path / "app")
+    lines = sandbox.policy_text(cfg).splitlines()
+    assert {"required 1", "allow_exec 1", f"ro {app}/public", f"ro {app}", f"rw {app}/storage",
+            "rw /srv/shared", f"ro {app}/config", "connect tcp:3306", "exec /usr/bin", "rw /dev/null",
+            "ro /etc/resolv.conf"} <= set(lines)
+    assert not any(line.endswith("askr.toml") or line == "ro /etc" for line in lines)
+
+
+def test_allow_exec_false_names_no_program_directory(tmp_path) -> None:
+    cfg = load(tmp_path, "[sandbox]\nallow_exec = false\n")
+    text = sandbox.policy_text(cfg)
+    assert "allow_exec 0" in text and "\nexec " not in text
+
+
+def test_the_worker_app_base_is_the_base_when_set(tmp_path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "w.php").write_text("<?php")
+    cfg = load(tmp_path, '[worker]\nscript = "base/w.php"\napp_base = "base"\n[sandbox]\nwritable = ["s"]\n')
+    assert f"rw {os.path.realpath(tmp_path / 'base')}/s" in sandbox.policy_text(cfg)
+
+
+def test_probe_reports_the_kernel() -> None:
+    found = sandbox.probe()
+    assert set(found) == {"landlock_abi", "landlock_error", "seccomp", "arch"}
+    assert isinstance(found["landlock_abi"], int) and isinstance(found["seccomp"], bool)
+
+
+# -- the launcher (askr-php --sandbox-exec) around the PHP CLI ---------------------------------
+def launch(policy: str, code: str, *php_args: str) -> subprocess.CompletedProcess:
+    read_fd = sandbox.pipe_with(policy)
+    try:
+        return subprocess.run([str(php_worker_binary()), "--sandbox-exec", "--sandbox-fd", str(read_fd), "--",
+                               PHP, "-n", "-d", "extension=ffi", "-d", "ffi.enable=1", *php_args, "-r", code],
+                              pass_fds=[read_fd], capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        os.close(read_fd)
+
+
+BASE = "allow_exec 0\nro /usr/lib\nrw /dev/null\n"
+needs_kernel = pytest.mark.skipif(not (sandbox.probe()["landlock_abi"] and sandbox.probe()["seccomp"]),
+                                  reason="this kernel lacks Landlock or seccomp")
+needs_php = pytest.mark.skipif(PHP is None, reason="no PHP CLI (php8.2-cli)")
+
+
+@needs_php
+def test_a_bad_policy_line_is_refused() -> None:
+    done = launch("ro /usr/lib\nbogus line\n", "echo 1;")
+    assert done.returncode == 2 and "bad sandbox policy line 2: bogus line" in done.stderr
+
+
+@needs_php
+@needs_kernel
+def test_the_launcher_confines_the_cli(tmp_path) -> None:
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "f").write_text("readable")
+    (tmp_path / "no").write_text("secret")
+    code = (f"echo json_encode(["
+            f"'ok' => @file_get_contents('{tmp_path}/ok/f'), 'no' => @file_get_contents('{tmp_path}/no'),"
+            f"'write' => @file_put_contents('{tmp_path}/ok/g', 'x'),"
+            f"'exec' => @shell_exec('echo ran'),"
+            f"'ptrace' => FFI::cdef('long ptrace(int, int, void *, void *); int *__errno_location(void);',"
+            f" 'libc.so.6')->ptrace(0, 0, null, null)]);")
+    done = launch(BASE + f"ro {tmp_path}/ok\n", code)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    # shell_exec: false, the shell cannot be executed (Landlock's EXECUTE: only the CLI and its loader)
+    assert result == {"ok": "readable", "no": False, "write": False, "exec": False, "ptrace": -1}
+
+
+@needs_php
+@needs_kernel
+@pytest.mark.skipif(sandbox.probe()["landlock_abi"] < 4, reason="TCP rules need Landlock ABI 4 (Linux 6.7)")
+def test_connect_limits_tcp_to_the_listed_ports() -> None:
+    with socket.socket() as allowed, socket.socket() as other:
+        for s in (allowed, other):
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+        ports = allowed.getsockname()[1], other.getsockname()[1]
+        code = (f"$r = []; foreach ([{ports[0]}, {ports[1]}] as $p) {{ $r[] = "
+                "@fsockopen('127.0.0.1', $p, $no, $err, 5) ? 'connected' : $err; } echo json_encode($r);")
+        done = launch(BASE + f"connect tcp:{ports[0]}\n", code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["connected", "Permission denied"]
+
+
+# -- askr doctor's sandbox line ------------------------------------------------------------------
+@pytest.mark.parametrize(("found", "required", "status", "words"), [
+    ({"landlock_abi": 7, "seccomp": True}, False, "ok", ["Landlock ABI 7", "seccomp filter"]),
+    ({"landlock_abi": 3, "seccomp": True}, False, "ok", ["Landlock ABI 3", "lacks: [sandbox] connect"]),
+    ({"landlock_abi": 0, "landlock_error": "Function not implemented", "seccomp": True}, False, "warn",
+     ["no Landlock (Function not implemented)", "one warning"]),
+    ({"landlock_abi": 0, "landlock_error": "x", "seccomp": True}, True, "fail", ["refuse to start"]),
+    ({"landlock_abi": 7, "seccomp": False, "arch": "riscv64"}, False, "warn",
+     ["no seccomp filter (arch riscv64)"]),
+])
+def test_doctor_says_what_the_kernel_offers(tmp_path, monkeypatch, found, required, status, words) -> None:
+    from askr import preflight
+
+    cfg = load(tmp_path, f"[sandbox]\nrequired = {str(required).lower()}\n")
+    monkeypatch.setattr(sandbox, "probe", lambda: found)
+    check = preflight._sandbox_check(cfg)
+    assert check.status == status and all(w in check.detail for w in words), check
+
+
+def test_doctor_with_the_sandbox_off(tmp_path) -> None:
+    from askr import preflight
+
+    check = preflight._sandbox_check(load(tmp_path, "[sandbox]\nenabled = false\n"))
+    assert (check.status, check.detail) == ("warn", "off ([sandbox] enabled = false): PHP runs unsandboxed")
