@@ -54,6 +54,10 @@ URL = "/api/json"
 WORKER_SCRIPT = REPO_ROOT / "examples" / "laravel-worker.php"
 CLASSIC_LABEL = "askr classic"
 WORKER_LABEL = "askr worker"
+# OPcache's tracing JIT, which Debian's opcache.ini turns off: `--jit` adds both stacks with it on
+JIT_INI = ("opcache.jit=tracing", "opcache.jit_buffer_size=64M")
+NGINX_JIT_LABEL = f"{NGINX_LABEL} + JIT"
+WORKER_JIT_LABEL = f"{WORKER_LABEL} + JIT"
 RESULTS = REPO_ROOT / "bench" / "results" / "laravel.md"
 
 
@@ -63,8 +67,8 @@ def check(label: str, base: str) -> None:
         raise BenchError(f"{label}: GET {URL} gave HTTP {status} {body[:300]!r}")
 
 
-def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_worker: bool = False
-                  ) -> tuple[dict[str, str], dict[str, set[int]]]:
+def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_worker: bool = False,
+                  jit: bool = False) -> tuple[dict[str, str], dict[str, set[int]]]:
     """Base URL and process sessions (for cpu.Meter) of each target."""
     public = app / "public"
     bases, sessions = {}, {}
@@ -79,6 +83,17 @@ def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_wor
                                           name="askr-classic"))
     started(WORKER_LABEL, start_askr(stack, tmp, workers, root=public, ready_path=URL,
                                      extra=("--worker", str(WORKER_SCRIPT)), name="askr-worker"))
+    if jit:
+        fpm_tmp = tmp / "fpm-jit"  # its own php-fpm.conf, socket and logs
+        fpm_tmp.mkdir()
+        started(NGINX_JIT_LABEL, start_nginx_fpm(stack, fpm_tmp, workers, root=public, ready_path=URL,
+                                                 php_ini=JIT_INI))
+        config = tmp / "askr-jit.toml"
+        config.write_text("[worker]\nini = { " + ", ".join(
+            '"{}" = "{}"'.format(*kv.split("=", 1)) for kv in JIT_INI) + " }\n")
+        started(WORKER_JIT_LABEL, start_askr(stack, tmp, workers, root=public, ready_path=URL,
+                                             extra=("--worker", str(WORKER_SCRIPT), "--config", str(config)),
+                                             name="askr-worker-jit"))
     for label, base in bases.items():
         check(label, base)
     return bases, sessions
@@ -87,7 +102,7 @@ def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_wor
 def throughput(args: argparse.Namespace, tmp: Path, app: Path) -> str:
     load = os.getloadavg()[0]
     with ExitStack() as stack:
-        bases, sessions = start_targets(stack, tmp, app, args.workers)
+        bases, sessions = start_targets(stack, tmp, app, args.workers, jit=args.jit)
         label_of = {base: label for label, base in bases.items()}
 
         def measure(base: str, seconds: int) -> WrkResult:
@@ -111,7 +126,9 @@ def throughput(args: argparse.Namespace, tmp: Path, app: Path) -> str:
         rows.append(f"| {label} | {r.rps:,.0f} | {r.spread} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
                     f"{r.errors_text()} | {r.rps / base_rps:.2f}x |")
     rows += ["", "- nginx+fpm and askr classic boot Laravel on every request; askr worker runs "
-             "examples/laravel-worker.php, which boots it once per worker.", "",
+             "examples/laravel-worker.php, which boots it once per worker.",
+             *([f"- `+ JIT`: the same with {', '.join(f'`{kv}`' for kv in JIT_INI)} (php-fpm's -d; "
+                "askr's [worker] ini); Debian ships the JIT off."] if args.jit else []), "",
              *render_costs({(label, URL): r for label, r in results.items()}, list(results), {})]
     return "\n".join(rows) + "\n"
 
@@ -219,6 +236,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; median reported (default 3)")
+    ap.add_argument("--jit", action="store_true",
+                    help="also measure nginx+fpm and askr worker mode with OPcache's tracing JIT on")
     ap.add_argument("--memory", action="store_true", help="report worker RSS over --requests instead")
     ap.add_argument("--requests", type=int, default=10_000, help="requests for --memory (default 10000)")
     ap.add_argument("--url", default=URL, help=f"path for --memory (default {URL}; /whoami uses the session)")

@@ -258,15 +258,17 @@ http {{
 
 def start_nginx_fpm(stack: ExitStack, tmp: Path, workers: int, root: Path = DOCROOT,
                     ready_path: str = "/hello.php", tls: tuple[str, str] | None = None,
-                    processes: int | str = 1) -> str:
-    """Start php-fpm and nginx in tmp; return the base URL once `ready_path` answers 200."""
+                    processes: int | str = 1, php_ini: tuple[str, ...] = ()) -> str:
+    """Start php-fpm and nginx in tmp; return the base URL once `ready_path` answers 200.
+    `php_ini`: KEY=VALUE settings for php-fpm's command line (-d), after its php.ini."""
     port = free_port()
     fpm_cfg = tmp / "php-fpm.conf"
     fpm_cfg.write_text(fpm_conf(tmp, workers))
     nginx_cfg = tmp / "nginx.conf"
     nginx_cfg.write_text(nginx_conf(tmp, port, root, tls, processes))
 
-    fpm_argv = [PHP_FPM, "-F", "-y", str(fpm_cfg)] + (["-R"] if os.geteuid() == 0 else [])
+    fpm_argv = [PHP_FPM, *(arg for kv in php_ini for arg in ("-d", kv)), "-F", "-y", str(fpm_cfg)]
+    fpm_argv += ["-R"] if os.geteuid() == 0 else []
     fpm = stack.enter_context(running(start("php-fpm", fpm_argv, tmp / "php-fpm.out")))
     # -e: nginx opens its error log before reading the config; keep even that one in tmp.
     nginx_argv = [NGINX, "-p", f"{tmp}/", "-c", str(nginx_cfg), "-e", str(tmp / "nginx-error.log")]

@@ -40,6 +40,7 @@ log = logging.getLogger("askr.front")
 # is shared and FIFO, so depth does not change who is served first; a request in it can no
 # longer be withdrawn, only its answer discarded if its client leaves.
 QUEUED_PER_WORKER = 4
+_RESP_BODY, _HEAD, _TAKEN, _END = wire.RESP_BODY, wire.HEAD, wire.TAKEN, wire.END  # per frame: no lookups
 # probe_waiting() on submit at most this often (seconds): a probe reads every worker's slot
 PROBE_SPACING = 0.001
 
@@ -122,7 +123,8 @@ class WorkerChannel(asyncio.Protocol):
     def __init__(self, pool: WorkerPool):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.buf = bytearray()  # the start of a frame not yet complete
+        self.need = 0  # bytes buf must hold before that frame is
         self.worker_id = -1
         self.pid = 0
         self.generation = 0
@@ -137,22 +139,33 @@ class WorkerChannel(asyncio.Protocol):
         transport.set_write_buffer_limits(high=256 * 1024)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        # Usually a read holds whole frames (a small response is TAKEN, HEAD, BODY and END in one
+        # write): they are sliced from `data` itself. Only a frame split across reads is
+        # gathered in `buf`, without a copy or a parse until it is complete.
         buf = self.buf
-        buf += data
-        frames, consumed = wire.split_frames(buf)
+        if buf:
+            buf += data
+            if len(buf) < self.need:
+                return
+            data = bytes(buf)
+            buf.clear()
+        frames, consumed = wire.split_frames(data)
+        if consumed < len(data):
+            buf += data[consumed:]
+            self.need = wire.frame_size(buf)
         status = -1
         block = b""
         body: list[bytes] = []
         for kind, start, pos in frames:
-            if kind == wire.RESP_BODY:
-                body.append(bytes(buf[start:pos]))
-            elif kind == wire.HEAD:
-                status = wire.decode_status(buf, start)
-                block = bytes(buf[start + 2 : pos])
-            elif kind == wire.TAKEN:
-                self.pool.taken(self, *wire.decode_taken(bytes(buf[start:pos])))
-            elif kind == wire.END:
-                flags = buf[start] if pos > start else 0
+            if kind == _RESP_BODY:
+                body.append(data[start:pos])
+            elif kind == _HEAD:
+                status = (data[start] << 8) | data[start + 1]
+                block = data[start + 2 : pos]
+            elif kind == _TAKEN:
+                self.pool.taken(self, *wire.decode_taken(data[start:pos]))
+            elif kind == _END:
+                flags = data[start] if pos > start else 0
                 if flags & wire.END_FLAG_EXITING:
                     self.exiting = True
                 self._deliver(status, block, body, True)
@@ -165,23 +178,21 @@ class WorkerChannel(asyncio.Protocol):
                     if status >= 0 or body:  # keep the order: what came before goes first
                         self._deliver(status, block, body, False)
                         status, block, body = -1, b"", []
-                    hint = wire.decode_status(buf, start)
-                    exchange.sink.php_informational(hint, bytes(buf[start + 2 : pos]))
+                    hint = wire.decode_status(data, start)
+                    exchange.sink.php_informational(hint, data[start + 2 : pos])
             elif kind == wire.RECYCLE:  # after a response: over max_memory
-                reason, value = wire.decode_recycle(bytes(buf[start:pos]))
+                reason, value = wire.decode_recycle(data[start:pos])
                 self.pool.worker_quota(self, reason, value)
             elif kind == wire.BOOT_FAILED:
-                worker_id, pid, reason = wire.decode_boot_failed(bytes(buf[start:pos]))
+                worker_id, pid, reason = wire.decode_boot_failed(data[start:pos])
                 self.pool.on_event(events.WorkerBootFailed(worker_id, pid, reason))
             elif kind == wire.HELLO:
-                self.worker_id, self.pid, self.generation = wire.decode_hello(bytes(buf[start:pos]))
+                self.worker_id, self.pid, self.generation = wire.decode_hello(data[start:pos])
                 self.pool.worker_hello(self)
             else:
                 log.error("php worker #%s sent an unknown frame type %#x; dropping it", self.worker_id, kind)
                 self.close()
                 return
-        if consumed:
-            del buf[:consumed]
         if status >= 0 or body:
             self._deliver(status, block, body, False)
 

@@ -99,6 +99,14 @@ def split_frames(buf: bytes | bytearray) -> tuple[list[tuple[int, int, int]], in
     return frames, pos
 
 
+def frame_size(buf: bytes | bytearray) -> int:
+    """The whole size of the frame `buf` starts with (header included), once its header is in;
+    until then, the header's size."""
+    if len(buf) < _HEADER_SIZE:
+        return _HEADER_SIZE
+    return _HEADER_SIZE + _unpack_header(buf, 0)[1]
+
+
 def decode_status(payload: bytes | bytearray, start: int = 0) -> int:
     """The u16 status that opens a HEAD or EARLY_HINTS payload."""
     return (payload[start] << 8) | payload[start + 1]

@@ -38,8 +38,15 @@ NO_BODY_STATUS = frozenset((204, 304))
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Response headers from PHP that the front manages itself (framing, connection, Date, Server), and
 # the worker's CGI Status line that carries PHP's own reason phrase.
-_MANAGED_HEADER = re.compile(
-    rb"(?:^|\n)(?:content-length|connection|transfer-encoding|date|server|status):", re.I)
+_MANAGED_HEADER = re.compile(  # ^ with MULTILINE: half the time of (?:^|\n) on a 100-byte head
+    rb"^(content-length|connection|transfer-encoding|date|server|status):", re.I | re.M)
+# Of those, the ones the front must rewrite line by line. PHP's own Date or Server only stops the
+# front from adding its own, so a head with one (every Laravel/Symfony response has a Date) still
+# goes out whole, cheaper than the line-by-line path.
+_REWRITTEN = frozenset((b"content-length", b"connection", b"transfer-encoding", b"status"))
+# A complete keep-alive HTTP/1.1 response whose PHP headers pass through whole: status line, PHP's
+# header lines, date and server unless PHP set them, content-length, the body.
+_COMPLETE_RESPONSE = b"%s%s\r\n%s%scontent-length: %d\r\n\r\n%s"
 _VERSIONS = frozenset(("1.1", "1.0"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
 SENDFILE_CHUNK = 1024 * 1024  # per sendfile call: the loop gets a turn between chunks
@@ -500,16 +507,33 @@ class Http1Connection(Connection):
         req: Request = stream  # type: ignore[assignment]
         req.response_started = True
         req.status = status
-        head = [status_line(status)]
         has_length = has_date = has_server = False
         close = not req.keep_alive or self.ctx.draining
         head_only = req.head_only
-        if header_block and _MANAGED_HEADER.search(header_block) is None:
+        managed = _MANAGED_HEADER.findall(header_block) if header_block else ()
+        if managed:
+            names = {name.lower() for name in managed}
+            has_date = b"date" in names
+            has_server = b"server" in names
+            if names.isdisjoint(_REWRITTEN):
+                managed = ()  # only Date/Server, which go out as PHP set them (Laravel's Date)
+        if header_block and not managed:
             # Common case: nothing in PHP's headers for us to rewrite; pass them through whole.
-            head.append(header_block.replace(b"\n", b"\r\n"))
-            head.append(b"\r\n")
+            if (complete and not close and req.version == "1.1" and not head_only and status >= 200
+                    and status not in NO_BODY_STATUS):
+                # ... and the whole response is here: one formatting, no list to build
+                data = body[0] if len(body) == 1 else b"".join(body)
+                req.sent = len(data)
+                self.resp_close = False
+                self.transport.write(_COMPLETE_RESPONSE % (  # type: ignore[union-attr]
+                    status_line(status), header_block.replace(b"\n", b"\r\n"),
+                    b"" if has_date else DATE.get(), b"" if has_server else SERVER_HEADER, len(data), data))
+                self._finish(req, False)
+                return
+            head = [status_line(status), header_block.replace(b"\n", b"\r\n"), b"\r\n"]
             header_lines: list[bytes] = []
         else:
+            head = [status_line(status)]
             header_lines = header_block.split(b"\n") if header_block else []
         for line in header_lines:  # only when PHP set a header we manage
             name = line.partition(b":")[0].strip().lower()

@@ -368,3 +368,34 @@ def test_probe_counts_requests_waiting_only_while_every_worker_is_busy(board) ->
         assert (pool.peak_waiting, pool.saturations, pool.waiting_now) == (3, 2, 2)
 
     run(board, scenario)
+
+
+def test_frames_cut_anywhere_across_reads_arrive_whole(board) -> None:
+    """The channel slices whole frames out of each read; a frame cut in its header or payload
+    waits for the rest, and a big one is gathered over many reads."""
+
+    async def scenario(pool: WorkerPool, worker: Worker, events: list[WorkerEvent]) -> None:
+        await ready(pool, worker, events)
+        (channel,) = pool.channels
+
+        async def answer(pieces: Callable[[bytes], list[bytes]], body: bytes) -> None:
+            sink = Sink()
+            pool.submit(request(sink))
+            request_id, _, _ = await worker.take()
+            data = (taken(request_id) + head(200, b"A: 1", b"Date: x") + wire.frame(wire.RESP_BODY, body)
+                    + end())
+            for piece in pieces(data):
+                channel.data_received(piece)
+            assert sink.calls[0][:3] == ("response", 200, b"A: 1\nDate: x")
+            got = sink.calls[0][3] + b"".join(call[1] for call in sink.calls[1:])
+            assert got == body and sink.calls[-1][-1] is True and sink.done.is_set()
+            assert not channel.buf and (pool.running, pool.sent) == (0, {})
+
+        small = len(taken(0) + head(200, b"A: 1", b"Date: x") + wire.frame(wire.RESP_BODY, b"hello") + end())
+        for cut in range(1, small):
+            await answer(lambda data, cut=cut: [data[:cut], data[cut:]], b"hello")
+        await answer(lambda data: [data[i:i + 1] for i in range(len(data))], b"hello")  # byte by byte
+        big = bytes(range(256)) * 1024  # one 256 KiB BODY frame, as PHP's direct write of a big echo
+        await answer(lambda data: [data[i:i + 1000] for i in range(0, len(data), 1000)], big)
+
+    run(board, scenario)

@@ -19,6 +19,7 @@ import httptools
 import pytest
 from codings import incremental_decoder
 
+import askr
 from askr import config
 from askr.bridge import wire
 from askr.bridge.pool import Exchange
@@ -142,6 +143,7 @@ class FakePool:
 class Response:
     status: int = 0
     headers: dict[bytes, bytes] = field(default_factory=dict)
+    fields: list[tuple[bytes, bytes]] = field(default_factory=list)  # every header, repeats kept
     body: bytes = b""
     informational: list[tuple[int, dict[bytes, bytes]]] = field(default_factory=list)
     complete: bool = False
@@ -161,6 +163,7 @@ class H1Client:
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self._current.headers[name.lower()] = value
+        self._current.fields.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self._current.status = self.parser.get_status_code()
@@ -234,6 +237,7 @@ class H2Client:
                 headers = dict(event.headers)
                 resp.status = int(headers.pop(b":status"))  # type: ignore[union-attr]
                 resp.headers = headers  # type: ignore[union-attr]
+                resp.fields = [(k, v) for k, v in event.headers if k != b":status"]  # type: ignore[union-attr]
             elif isinstance(event, h2.events.DataReceived):
                 resp.body += event.data  # type: ignore[union-attr]
                 self.h2.acknowledge_received_data(event.flow_controlled_length, sid)
@@ -345,6 +349,99 @@ def test_php_response_reaches_the_client(version, docroot, loop) -> None:
     assert (resp.status, resp.body, resp.complete) == (200, b"hello", True)
     assert resp.headers[b"x-a"] == b"1" and resp.headers[b"content-length"] == b"5"
     assert (s.ctx.stats.count, s.ctx.stats.by_class[2]) == (1, 1)  # the /metrics counters
+
+
+# -- PHP's own Date, Server and Content-Length (Laravel and Symfony set a Date on every response) --
+LARAVEL_HEAD = (b"Cache-Control: no-cache, private\nDate: Mon, 07 Dec 2026 19:19:13 GMT\n"
+                b"Content-Type: application/json")
+
+
+def named(resp: Response, name: bytes) -> list[bytes]:
+    return [value for field_name, value in resp.fields if field_name == name]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("date_name", [b"Date", b"date", b"DATE"])
+def test_php_date_goes_out_once_and_the_front_adds_server(version, date_name, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, LARAVEL_HEAD.replace(b"Date", date_name), [b'{"a":', b"1}"], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body, resp.complete) == (200, b'{"a":1}', True)
+    assert named(resp, b"date") == [b"Mon, 07 Dec 2026 19:19:13 GMT"]  # PHP's, not a second one
+    assert named(resp, b"server") == [b"askr/" + askr.__version__.encode()]
+    assert named(resp, b"content-length") == [b"7"]
+    assert named(resp, b"cache-control") == [b"no-cache, private"]
+    assert named(resp, b"content-type") == [b"application/json"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_php_server_date_and_content_length_each_once(version, docroot, loop) -> None:
+    """PHP's Server and Date replace the front's; its Content-Length gives way to the exact one."""
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    block = LARAVEL_HEAD + b"\nServer: my-app\nContent-Length: 999"
+    deliver(s, "php_response", 200, block, [b"12345"], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body, resp.complete) == (200, b"12345", True)
+    assert named(resp, b"date") == [b"Mon, 07 Dec 2026 19:19:13 GMT"]
+    assert named(resp, b"server") == [b"my-app"]
+    assert named(resp, b"content-length") == [b"5"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_php_date_on_a_streamed_response(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, LARAVEL_HEAD, [b"one,"], False)
+    deliver(s, "php_body", [b"two"], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body, resp.complete) == (200, b"one,two", True)
+    assert named(resp, b"date") == [b"Mon, 07 Dec 2026 19:19:13 GMT"] and len(named(resp, b"server")) == 1
+    assert not named(resp, b"content-length")
+    if version == "1.1":
+        assert named(resp, b"transfer-encoding") == [b"chunked"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_php_date_on_head_and_304(version, docroot, loop) -> None:
+    s = make(version, docroot, loop)
+    sid = s.client.send("HEAD", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, LARAVEL_HEAD, [], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body) == (200, b"")
+    assert named(resp, b"date") == [b"Mon, 07 Dec 2026 19:19:13 GMT"]
+    assert not named(resp, b"content-length")  # HEAD: only a length PHP set is meaningful
+    s = make(version, docroot, loop)  # a fresh client: a HEAD answer leaves its parser expecting a body
+    sid = s.client.send("GET", "/index.php")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 304, b"Date: Mon, 07 Dec 2026 19:19:13 GMT\nETag: \"x\"", [], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body) == (304, b"")
+    assert named(resp, b"date") == [b"Mon, 07 Dec 2026 19:19:13 GMT"] and not named(resp, b"content-length")
+
+
+def test_php_date_over_http10_and_closing_connections(docroot, loop) -> None:
+    """HTTP/1.0 keep-alive and a closing response keep their connection header with PHP's Date."""
+    s = make("1.1", docroot, loop)
+    transport = s.conn.transport
+    s.conn.data_received(b"GET /index.php HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    s.pool.take(s.pool.submitted[0])
+    deliver(s, "php_response", 200, LARAVEL_HEAD, [b"x"], True)
+    out = transport.take()  # type: ignore[union-attr]
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.count(b"Date:") == 1 and b"\r\ndate:" not in out
+    assert b"connection: keep-alive\r\n" in out
+    assert out.endswith(b"\r\n\r\nx") and b"content-length: 1\r\n" in out
+    s.conn.data_received(b"GET /index.php HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    s.pool.take(s.pool.submitted[1])
+    deliver(s, "php_response", 200, LARAVEL_HEAD, [b"y"], True)
+    out = transport.take()  # type: ignore[union-attr]
+    assert out.count(b"Date:") == 1 and b"connection: close\r\n" in out and out.endswith(b"\r\n\r\ny")
+    assert transport.closed  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
