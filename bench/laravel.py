@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -48,7 +49,7 @@ from run import (
 )
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-from laravel_fixture import make_laravel_app
+from laravel_fixture import SANDBOX, make_laravel_app, php_ini
 
 URL = "/api/json"
 WORKER_SCRIPT = REPO_ROOT / "examples" / "laravel-worker.php"
@@ -77,20 +78,24 @@ def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_wor
         bases[label] = base
         sessions[label] = set(SESSIONS) - set().union(*sessions.values())
 
+    # askr runs the app with the app's own askr.toml, as production would: its sandbox's
+    # writable directories and PHP's temporary directory inside storage/
+    app_config = ("--config", str(app / "askr.toml"))
     if not only_worker:
         started(NGINX_LABEL, start_nginx_fpm(stack, tmp, workers, root=public, ready_path=URL))
         started(CLASSIC_LABEL, start_askr(stack, tmp, workers, root=public, ready_path=URL,
-                                          name="askr-classic"))
+                                          extra=app_config, name="askr-classic"))
     started(WORKER_LABEL, start_askr(stack, tmp, workers, root=public, ready_path=URL,
-                                     extra=("--worker", str(WORKER_SCRIPT)), name="askr-worker"))
+                                     extra=("--worker", str(WORKER_SCRIPT), *app_config), name="askr-worker"))
     if jit:
         fpm_tmp = tmp / "fpm-jit"  # its own php-fpm.conf, socket and logs
         fpm_tmp.mkdir()
         started(NGINX_JIT_LABEL, start_nginx_fpm(stack, fpm_tmp, workers, root=public, ready_path=URL,
                                                  php_ini=JIT_INI))
         config = tmp / "askr-jit.toml"
-        config.write_text("[worker]\nini = { " + ", ".join(
-            '"{}" = "{}"'.format(*kv.split("=", 1)) for kv in JIT_INI) + " }\n")
+        ini = {**php_ini(app), **dict(kv.split("=", 1) for kv in JIT_INI)}
+        config.write_text("[worker]\nini = { " + ", ".join(f'"{k}" = "{v}"' for k, v in ini.items()) + " }\n"
+                          f"[sandbox]\nwritable = {json.dumps(SANDBOX['writable'])}\n")
         started(WORKER_JIT_LABEL, start_askr(stack, tmp, workers, root=public, ready_path=URL,
                                              extra=("--worker", str(WORKER_SCRIPT), "--config", str(config)),
                                              name="askr-worker-jit"))
