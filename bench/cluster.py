@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import REPO_ROOT, WRK, BenchError, WrkResult, _terminate, median_result, parse_wrk
+from run import REPO_ROOT, WRK, BenchError, WrkResult, _terminate, load_arguments, median_result, parse_wrk
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "cluster"))
 import bed
@@ -119,11 +119,7 @@ def _haproxy_version() -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="1, 2 and 3 askr hosts behind HAProxy (Laravel, worker mode)")
-    ap.add_argument("--workers", type=int, default=2, help="PHP workers per host (default 2)")
-    ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per measurement (default 10)")
-    ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; median reported (default 3)")
+    load_arguments(ap, "PHP workers per host", connections=32)
     return ap.parse_args(argv)
 
 

@@ -30,7 +30,6 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import cpu
 from run import (
     NGINX_LABEL,
     REPO_ROOT,
@@ -41,9 +40,10 @@ from run import (
     _version,
     alternate,
     http_get,
+    load_arguments,
     median_result,
+    metered_wrk,
     render_costs,
-    run_wrk,
     start_askr,
     start_nginx_fpm,
 )
@@ -111,11 +111,7 @@ def throughput(args: argparse.Namespace, tmp: Path, app: Path) -> str:
         label_of = {base: label for label, base in bases.items()}
 
         def measure(base: str, seconds: int) -> WrkResult:
-            meter = cpu.Meter(sessions[label_of[base]])
-            meter.start()
-            result = run_wrk(base + URL, args.threads, args.connections, seconds)
-            result.cost = cpu.Cost.of(meter.stop(), result.requests)
-            return result
+            return metered_wrk(base + URL, sessions[label_of[base]], args.threads, args.connections, seconds)
 
         samples = alternate(bases, measure, args.rounds, args.duration)
     results = {label: median_result(runs) for label, runs in samples.items()}
@@ -236,11 +232,7 @@ def _find_askr(base: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Laravel: nginx+php-fpm vs askr classic vs askr worker mode")
-    ap.add_argument("--workers", type=int, default=2, help="PHP workers / fpm children (default 2)")
-    ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per measurement (default 10)")
-    ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; median reported (default 3)")
+    load_arguments(ap, "PHP workers / fpm children", connections=32)
     ap.add_argument("--jit", action="store_true",
                     help="also measure nginx+fpm and askr worker mode with OPcache's tracing JIT on")
     ap.add_argument("--memory", action="store_true", help="report worker RSS over --requests instead")

@@ -378,6 +378,26 @@ class Params:
     rounds: int = 1
 
 
+def metered_wrk(url: str, sessions: set[int], threads: int, connections: int, seconds: int) -> WrkResult:
+    """wrk on `url`, with the CPU µs per request the target's processes (its `sessions`) spent."""
+    meter = cpu.Meter(sessions)
+    meter.start()
+    result = run_wrk(url, threads, connections, seconds)
+    result.cost = cpu.Cost.of(meter.stop(), result.requests)
+    return result
+
+
+def load_arguments(ap: argparse.ArgumentParser, workers_help: str, connections: int) -> None:
+    """The options every wrk bench takes: --workers, --duration, --connections, --threads, --rounds."""
+    ap.add_argument("--workers", type=int, default=2, help=f"{workers_help} (default 2)")
+    ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per measurement (default 10)")
+    ap.add_argument("--connections", type=int, default=connections,
+                    help=f"wrk connections (default {connections})")
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating measurements per target; the median is reported (default 3)")
+
+
 def _version(argv: list[str]) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
@@ -512,18 +532,13 @@ def render_costs(results: dict[tuple[str, str], WrkResult], targets: list[str],
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="askr vs nginx + php-fpm, measured with wrk on 127.0.0.1")
-    ap.add_argument("--workers", type=int, default=2, help="PHP workers / fpm children (default 2)")
-    ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per measurement (default 10)")
-    ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
-    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    load_arguments(ap, "PHP workers / fpm children", connections=64)
     ap.add_argument("--only", choices=("askr", "nginx"), help="benchmark only this target")
     ap.add_argument("--nginx-processes", default="auto",
                     help='nginx worker_processes: "auto" (default: Debian\'s, one per core) or a number')
     ap.add_argument("--askr", metavar="SPEC", action="append", type=AskrSpec.parse,
                     help="an askr target: fronts=N and/or pin=CPUS (its fronts pinned with taskset, "
                          "e.g. pin=0 or pin=0-1); repeat for several (default: one, askr's defaults)")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="alternating measurements per target and URL; the median is reported (default 3)")
     ap.add_argument("--url", action="append", choices=URLS,
                     help="measure only this URL (repeatable; default: all of them)")
     args = ap.parse_args(argv)
@@ -586,10 +601,8 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                 for label, base in bases.items():  # alternate, so all see the same machine state
                     print(f"measuring {label} {url} round {n + 1}/{args.rounds} ({args.duration} s)",
                           file=sys.stderr)
-                    meter = cpu.Meter(sessions[label])
-                    meter.start()
-                    result = run_wrk(base + url, args.threads, args.connections, args.duration)
-                    result.cost = cpu.Cost.of(meter.stop(), result.requests)
+                    result = metered_wrk(base + url, sessions[label], args.threads, args.connections,
+                                         args.duration)
                     samples.setdefault((label, url), []).append(result)
     results = {key: median_result(runs) for key, runs in samples.items()}
     return render_table(results, list(bases), params, args.nginx_processes, fronts)

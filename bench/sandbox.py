@@ -26,7 +26,6 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-import cpu
 from run import (
     DOCROOT,
     REPO_ROOT,
@@ -36,8 +35,9 @@ from run import (
     _terminate,
     alternate,
     http_get,
+    load_arguments,
     median_result,
-    run_wrk,
+    metered_wrk,
     start_askr,
 )
 
@@ -79,11 +79,7 @@ def measure_pair(args: argparse.Namespace, bases: dict[str, str], sessions: dict
     label_of = {base: label for label, base in bases.items()}
 
     def measure(base: str, seconds: int) -> WrkResult:
-        meter = cpu.Meter(sessions[label_of[base]])
-        meter.start()
-        result = run_wrk(base + url, args.threads, args.connections, seconds)
-        result.cost = cpu.Cost.of(meter.stop(), result.requests)
-        return result
+        return metered_wrk(base + url, sessions[label_of[base]], args.threads, args.connections, seconds)
 
     samples = alternate(bases, measure, args.rounds, args.duration)
     return {label: median_result(runs) for label, runs in samples.items()}
@@ -112,11 +108,7 @@ def render(results: dict[str, dict[str, WrkResult]], args: argparse.Namespace, l
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="askr with the PHP sandbox on vs off")
-    ap.add_argument("--workers", type=int, default=2, help="PHP workers (default 2)")
-    ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per measurement (default 10)")
-    ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; median reported (default 3)")
+    load_arguments(ap, "PHP workers", connections=32)
     return ap.parse_args(argv)
 
 
