@@ -409,7 +409,7 @@ static const syscall_name DENIED[] = {
 	DENY(syslog), DENY(uselib), DENY(_sysctl), DENY(vhangup), DENY(sethostname), DENY(setdomainname),
 };
 static const syscall_name EXEC_CALLS[] = { DENY(execve), DENY(execveat) };
-static const syscall_name SPECIAL[] = { DENY(clone), DENY(personality), DENY(clone3) };
+static const syscall_name SPECIAL[] = { DENY(clone), DENY(personality), DENY(clone3), DENY(ioctl) };
 
 /* clone() flags that make new namespaces: unshare() by another door. */
 #define CLONE_NEW_ANY 0x7E020000u   /* NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET */
@@ -417,17 +417,22 @@ static const syscall_name SPECIAL[] = { DENY(clone), DENY(personality), DENY(clo
  * the query. Others can turn off ASLR (ADDR_NO_RANDOMIZE) or make data executable for the
  * programs PHP executes. */
 static const uint32_t PERSONALITY_OK[] = { 0x0, 0x8, 0x20000, 0x20008, 0xffffffffu };
+/* ioctl() requests that reach beyond the process through a terminal it holds (askr serve's
+ * stderr is the developer's terminal): TIOCSTI types into it, as if at the keyboard, commands
+ * the shell runs once askr exits (bubblewrap's CVE-2017-5226); TIOCLINUX can read and paste the
+ * console's screen. The kernel takes `cmd` as 32 bits, so the low word is what it runs. */
+static const uint32_t IOCTL_DENIED[] = { 0x5412 /* TIOCSTI */, 0x541C /* TIOCLINUX */ };
 
 static const char *syscall_label(int nr)
 {
 	for (size_t i = 0; i < sizeof(DENIED) / sizeof(DENIED[0]); i++) if (DENIED[i].nr == nr) return DENIED[i].name;
 	for (size_t i = 0; i < 2; i++) if (EXEC_CALLS[i].nr == nr) return EXEC_CALLS[i].name;
-	for (size_t i = 0; i < 3; i++) if (SPECIAL[i].nr == nr) return SPECIAL[i].name;
+	for (size_t i = 0; i < sizeof(SPECIAL) / sizeof(SPECIAL[0]); i++) if (SPECIAL[i].nr == nr) return SPECIAL[i].name;
 	return "syscall";
 }
 
 /* A tiny BPF assembler: jumps name labels, resolved at the end (BPF jumps are 8-bit offsets). */
-enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_TRAP, L_EPERM, L_SIGACTION,
+enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_IOCTL, L_TRAP, L_EPERM, L_SIGACTION,
 	L_SIGACTION_SET, L_SCRATCH, L_COUNT = L_SCRATCH + 7 };   /* L_SCRATCH..: emit_ip_in's, one allow */
 typedef struct {
 	uint16_t code;
@@ -531,6 +536,7 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 	JEQ(SYS_clone3, L_ENOSYS, L_NEXT);          /* its flags are in memory BPF cannot read: glibc falls back to clone */
 	JEQ(SYS_clone, L_CLONE, L_NEXT);
 	JEQ(SYS_personality, L_PERSONALITY, L_NEXT);
+	JEQ(SYS_ioctl, L_IOCTL, L_NEXT);
 	if (trap && libc.end) {
 		JEQ(SYS_rt_sigaction, L_SIGACTION, L_NEXT);
 	}
@@ -552,6 +558,11 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 		JEQ(PERSONALITY_OK[i], L_ALLOW, L_NEXT);
 	}
 	JA(L_DENY);
+	mark(p, L_IOCTL);
+	LD(OFF_ARG1_LO);
+	for (size_t i = 0; i < sizeof(IOCTL_DENIED) / sizeof(IOCTL_DENIED[0]); i++) {
+		JEQ(IOCTL_DENIED[i], L_DENY, L_NEXT);
+	}
 	mark(p, L_ALLOW);
 	RET(SECCOMP_RET_ALLOW);
 	mark(p, L_ENOSYS);

@@ -162,6 +162,25 @@ def test_ptrace_and_mount_fail_with_eperm_and_are_counted(sandboxed) -> None:
     assert status["sandbox"]["denied_syscalls"] >= 2 and status["sandbox"]["allow_exec"] is True
 
 
+TIOCSTI, TIOCLINUX, TCGETS = 0x5412, 0x541C, 0x5401
+EPERM, ENOTTY = 1, 25
+
+
+def test_terminal_injection_ioctls_fail_with_eperm(sandboxed) -> None:
+    """TIOCSTI would type commands into the terminal askr serve runs in; TIOCLINUX reads the
+    console. Both are EPERM, from PHP and from a program it runs; other ioctls pass (ENOTTY on
+    /dev/null, not EPERM)."""
+    _server, http, _paths = sandboxed
+    for request in (TIOCSTI, TIOCLINUX):
+        assert probe(http, do="ioctl", request=str(request)) == {"do": "ioctl", "rc": -1, "errno": EPERM}
+        # the high word is not part of the request the kernel runs: it cannot hide one
+        assert probe(http, do="ioctl", request=str(request | 1 << 32))["errno"] == EPERM
+    assert probe(http, do="ioctl", request=str(TCGETS)) == {"do": "ioctl", "rc": -1, "errno": ENOTTY}
+    perl = "perl -e '$x = \"x\"; ioctl(STDIN, {}, $x) or print $!+0' < /dev/null 2>&1"
+    assert probe(http, do="exec", cmd=perl.format(TIOCSTI))["output"] == str(EPERM)
+    assert probe(http, do="exec", cmd=perl.format(TCGETS))["output"] == str(ENOTTY)
+
+
 def test_programs_run_but_inherit_the_rules(sandboxed) -> None:
     _server, http, paths = sandboxed
     assert "uid=" in probe(http, do="exec", cmd="id")["output"]
