@@ -103,9 +103,44 @@ def policy_text(config: Config, extra: list[Rule] | None = None) -> str:
              f"allow_exec {int(sandbox.allow_exec)}",
              f"debug {int(config.log.level == 'debug')}"]
     for rule in [*rules(config), *(extra or [])]:
+        if "\n" in rule.path or "\0" in rule.path:
+            # One directive per line: such a path would end its line early and the rest would be
+            # read as a directive of its own ("/srv/x\nrw /" granting the whole filesystem).
+            # Left out, PHP gets EACCES there, which is the safe way to be wrong.
+            log.error("sandbox: PHP gets no access to %r: a path with a newline or NUL cannot be "
+                      "written into the sandbox policy; rename it", rule.path)
+            continue
         lines.append(f"{rule.access} {rule.path}")
     lines += [f"connect {c}" for c in sandbox.connect]
     return "\n".join(lines) + "\n"
+
+
+def _beneath(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def exposed_secrets(config: Config, given: list[Rule] | None = None) -> list[tuple[str, Rule]]:
+    """askr's own secrets (askr.toml, the TLS key, the admin token file) that a rule lets PHP read
+    after all, each with the first such rule. Landlock only grants, it cannot carve a file out of
+    a directory it grants: a secret kept in the app base (askr.toml beside Laravel's public/, the
+    default layout) is the app's to read."""
+    secrets = [config.source, config.tls.key, config.admin.token_file]
+    out = []
+    for secret in dict.fromkeys(s for s in secrets if s and os.path.isfile(s)):
+        real = os.path.realpath(secret)
+        for rule in given if given is not None else rules(config):
+            if _beneath(real, os.path.realpath(rule.path)):
+                out.append((secret, rule))
+                break
+    return out
+
+
+def warn_exposed_secrets(config: Config) -> None:
+    """One WARNING per secret PHP can read (each generation, as its policy is made)."""
+    for secret, rule in exposed_secrets(config):
+        log.warning("sandbox: PHP can read %s: it lies under %s, which the sandbox lets PHP %s; keep "
+                    "askr.toml, the TLS key and the token file outside the app (e.g. /etc/askr)",
+                    secret, rule.path, "write" if rule.access == "rw" else "read")
 
 
 def cli_rules(config: Config) -> list[Rule]:

@@ -78,6 +78,7 @@ class Zygote:
         # [sandbox]: the policy on a pipe, resolved now like the rest of the generation
         policy_fd = None
         if self.config.sandbox.enabled:
+            sandbox.warn_exposed_secrets(self.config)
             policy_fd = sandbox.pipe_with(sandbox.policy_text(self.config))
         extra_fds = [] if policy_fd is None else [policy_fd]
         try:

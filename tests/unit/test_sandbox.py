@@ -62,6 +62,47 @@ def test_the_worker_app_base_is_the_base_when_set(tmp_path) -> None:
     assert f"rw {os.path.realpath(tmp_path / 'base')}/s" in sandbox.policy_text(cfg)
 
 
+def test_a_path_with_a_newline_is_left_out_not_split_into_a_directive(tmp_path, caplog) -> None:
+    """A directory name carrying "\nrw /" must not become a rule granting the whole filesystem."""
+    evil = tmp_path / "x\nrw /"
+    (evil / "public").mkdir(parents=True)
+    path = tmp_path / "askr.toml"
+    path.write_text(f'[server]\nroot = {json.dumps(str(evil / "public"))}\n')
+    text = sandbox.policy_text(config.load(path))
+    assert "\nrw /\n" not in text and not any(line.startswith("rw /") and line.strip() == "rw /"
+                                             for line in text.splitlines())
+    assert str(evil) not in text
+    assert "PHP gets no access to" in caplog.text and "newline" in caplog.text
+    # and the C side, given a policy: every line is a directive of its own (nothing to escape)
+    lines = text.splitlines()
+    assert all(line.startswith(("#", "required ", "allow_exec ", "debug ", "ro /", "rw /", "exec /"))
+               for line in lines), lines
+
+
+def test_secrets_under_a_readable_rule_are_named(tmp_path, caplog) -> None:
+    """askr.toml beside public/ (the default layout) and a token file in a writable directory are
+    PHP's to read; a token file kept elsewhere is not."""
+    app = tmp_path / "app"
+    (app / "public").mkdir(parents=True)
+    (app / "storage").mkdir()
+    (app / "storage" / "token").write_text("t0ken\n")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "token").write_text("t0ken\n")
+    path = app / "askr.toml"
+    path.write_text(f'[server]\nroot = "public"\n[admin]\ntoken_file = "{app}/storage/token"\n'
+                    f'[sandbox]\nwritable = ["storage"]\n')
+    cfg = config.load(path)
+    found = {secret: (rule.access, rule.path) for secret, rule in sandbox.exposed_secrets(cfg)}
+    base = ("ro", str(app.resolve()))  # the app base rule: the first that covers them
+    assert found == {str(path): base, f"{app}/storage/token": base}
+    sandbox.warn_exposed_secrets(cfg)
+    assert caplog.text.count("sandbox: PHP can read") == 2 and "outside the app" in caplog.text
+    # kept in a directory of its own: nothing to say
+    outside = tmp_path / "etc" / "askr.toml"
+    outside.write_text(f'[server]\nroot = "{app}/public"\n[admin]\ntoken_file = "{tmp_path}/etc/token"\n')
+    assert sandbox.exposed_secrets(config.load(outside)) == []
+
+
 def test_probe_reports_the_kernel() -> None:
     found = sandbox.probe()
     assert set(found) == {"landlock_abi", "landlock_error", "seccomp", "arch"}
