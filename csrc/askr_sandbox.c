@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <signal.h>
 #include <stddef.h>
@@ -288,12 +289,65 @@ static void debug_log(const char *fmt, const char *path, const char *why)
 	}
 }
 
-/* One path rule into the ruleset; a missing path is skipped. */
-static int add_path_rule(int ruleset, const char *path, sandbox_access access, uint64_t handled)
+/* A directory PHP may write in, as named and as it resolves: a rule beneath it names a path PHP
+ * could have replaced, since the last generation, with a symlink to anywhere. */
+typedef struct {
+	const char *given;
+	char real[PATH_MAX];
+} writable_dir;
+
+/* The path an O_PATH descriptor really holds (symlinks resolved). */
+static bool fd_real_path(int fd, char *out, size_t len)
+{
+	char link[32];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, out, len - 1);
+	if (n <= 0 || (size_t)n >= len - 1) {
+		return false;
+	}
+	out[n] = '\0';
+	return true;
+}
+
+static bool path_beneath(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+	while (n && dir[n - 1] == '/') {
+		n--;                          /* "/" itself: every path is beneath it */
+	}
+	return !strncmp(path, dir, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+/* False when `path`, beneath a PHP-writable directory, resolves (through a symlink PHP may have
+ * planted there: "storage/cache" -> "/") to somewhere outside it. Such a rule would hand PHP
+ * what it pointed the link at, at the next reload; it is skipped, with a WARNING. */
+static bool stays_inside_writable(const char *path, int fd, const writable_dir *w, size_t nw)
+{
+	char real[PATH_MAX];
+	bool known = fd_real_path(fd, real, sizeof(real));
+	for (size_t i = 0; i < nw; i++) {
+		if ((path_beneath(path, w[i].given) || path_beneath(path, w[i].real))
+				&& (!known || !path_beneath(real, w[i].real))) {
+			askr_log("WARNING", "sandbox: no rule for %s: it lies in %s, which PHP may write, and leads "
+				"out of it (to %s): a symlink PHP could have made", path, w[i].given, known ? real : "?");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* One path rule into the ruleset; a missing path is skipped, and so is one a PHP-writable
+ * directory could have redirected (see stays_inside_writable). */
+static int add_path_rule(int ruleset, const char *path, sandbox_access access, uint64_t handled,
+	const writable_dir *w, size_t nw)
 {
 	int fd = open(path, O_PATH | O_CLOEXEC);
 	if (fd < 0) {
 		debug_log("sandbox: %s skipped: %s", path, strerror(errno));
+		return 0;
+	}
+	if (!stays_inside_writable(path, fd, w, nw)) {
+		close(fd);
 		return 0;
 	}
 	struct stat st;
@@ -349,20 +403,42 @@ static int landlock_layer(int abi, proc_scope proc, const char *const *exec_also
 	if (ruleset < 0) {
 		return errno;
 	}
+	/* The writable directories first, as they resolve now: the other rules are checked against
+	 * them (add_path_rule). */
+	writable_dir *w = calloc(P.nrules ? P.nrules : 1, sizeof(*w));
+	size_t nw = 0;
+	if (!w) {
+		close(ruleset);
+		return ENOMEM;
+	}
+	for (size_t i = 0; i < P.nrules; i++) {
+		sandbox_access a = P.rules[i].access;
+		if (a == SANDBOX_RW || (a == SANDBOX_RW_STARTUP && proc == PROC_ALL)) {
+			int fd = open(P.rules[i].path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (fd >= 0 && fd_real_path(fd, w[nw].real, sizeof(w[nw].real))) {
+				w[nw++].given = P.rules[i].path;
+			}
+			if (fd >= 0) {
+				close(fd);
+			}
+		}
+	}
 	int rc = 0;
 	for (size_t i = 0; i < P.nrules && !rc; i++) {
 		if (P.rules[i].access != SANDBOX_RW_STARTUP || proc == PROC_ALL) {
-			rc = add_path_rule(ruleset, P.rules[i].path, P.rules[i].access, attr.handled_access_fs);
+			rc = add_path_rule(ruleset, P.rules[i].path, P.rules[i].access, attr.handled_access_fs, w, nw);
 		}
 	}
 	/* Every process may read its own /proc/self (statm for max_memory, mem for the slowlog's
 	 * watchdog); the zygote's layer must cover the /proc/<pid> of workers not yet forked. */
 	if (!rc) {
-		rc = add_path_rule(ruleset, proc == PROC_ALL ? "/proc" : "/proc/self", SANDBOX_RO, attr.handled_access_fs);
+		rc = add_path_rule(ruleset, proc == PROC_ALL ? "/proc" : "/proc/self", SANDBOX_RO, attr.handled_access_fs,
+			NULL, 0);
 	}
 	for (size_t i = 0; exec_also && exec_also[i] && !rc; i++) {
-		rc = add_path_rule(ruleset, exec_also[i], SANDBOX_EXEC, attr.handled_access_fs);
+		rc = add_path_rule(ruleset, exec_also[i], SANDBOX_EXEC, attr.handled_access_fs, w, nw);
 	}
+	free(w);
 	for (size_t i = 0; i < P.nports && attr.handled_access_net && !rc; i++) {
 		struct ll_net_port_attr port = { .allowed_access = LL_ACCESS_NET_CONNECT_TCP, .port = P.ports[i] };
 		if (syscall(SYS_landlock_add_rule, ruleset, LL_RULE_NET_PORT, &port, 0) < 0) {

@@ -153,6 +153,29 @@ def test_the_launcher_confines_the_cli(tmp_path) -> None:
 
 @needs_php
 @needs_kernel
+def test_a_symlink_in_a_writable_directory_cannot_widen_a_rule(tmp_path) -> None:
+    """PHP may write storage/: what a rule names inside it could, by the next reload, be a symlink
+    PHP made to anywhere. Such a rule is skipped (with a WARNING) when it leads out of storage/;
+    one that stays inside is kept."""
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "f").write_text("secret")
+    storage = tmp_path / "storage"
+    (storage / "real").mkdir(parents=True)
+    (storage / "real" / "f").write_text("mine")
+    (storage / "cache").symlink_to(tmp_path / "secret")   # planted: out of storage/
+    (storage / "inside").symlink_to(storage / "real")     # harmless: stays in it
+    policy = BASE + f"rw {storage}\nro {storage}/cache\nrw {storage}/inside\nro {storage}/cache/f\n"
+    code = ("echo json_encode(array_map(fn ($p) => @file_get_contents($p), "
+            f"['{tmp_path}/secret/f', '{storage}/cache/f', '{storage}/inside/f']));")
+    done = launch(policy, code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [False, False, "mine"]
+    assert done.stderr.count("which PHP may write, and leads out of it") == 2, done.stderr
+    assert f"no rule for {storage}/cache: it lies in {storage}" in done.stderr
+
+
+@needs_php
+@needs_kernel
 @pytest.mark.skipif(sandbox.probe()["landlock_abi"] < 4, reason="TCP rules need Landlock ABI 4 (Linux 6.7)")
 def test_connect_limits_tcp_to_the_listed_ports() -> None:
     with socket.socket() as allowed, socket.socket() as other:
