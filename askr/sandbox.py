@@ -143,6 +143,15 @@ def warn_exposed_secrets(config: Config) -> None:
                     secret, rule.path, "write" if rule.access == "rw" else "read")
 
 
+def connect_not_enforced(config: Config, landlock_abi: int) -> str | None:
+    """Why [sandbox] connect does not hold on this kernel (Landlock below ABI 4 has no TCP rules,
+    and the C side skips them silently), or None. Without Landlock at all PHP has warned already."""
+    if not config.sandbox.connect or not 0 < landlock_abi < 4:
+        return None
+    return (f"sandbox: [sandbox] connect is not enforced: this kernel's Landlock is ABI {landlock_abi}, "
+            "TCP rules need ABI 4 (Linux 6.7); outgoing TCP is not restricted")
+
+
 def cli_rules(config: Config) -> list[Rule]:
     """The PHP CLI's own files (php.ini, conf.d and what its entries link to, extension_dir,
     include_path, session and temporary directories), asked of the CLI itself, plus the CLI

@@ -108,6 +108,11 @@ class Zygote:
         fields = first.decode(errors="replace").split()
         if fields[:1] == ["sandbox"] and len(fields) == 3:  # what it applied, before `ready`
             self.sandbox = {"landlock_abi": int(fields[1]), "seccomp": fields[2] == "1"}
+            unenforced = sandbox.connect_not_enforced(self.config, self.sandbox["landlock_abi"])
+            if unenforced and self.config.sandbox.required:
+                raise ZygoteError(f"{unenforced}, and [sandbox] required = true")
+            if unenforced:
+                log.warning("%s", unenforced)
             fields = (await reader.readline()).decode(errors="replace").split()
         if not fields or fields[0] != "ready":
             reason = " ".join(fields[1:]) if fields else "it exited during startup (see the log above)"

@@ -103,6 +103,18 @@ def test_secrets_under_a_readable_rule_are_named(tmp_path, caplog) -> None:
     assert sandbox.exposed_secrets(config.load(outside)) == []
 
 
+@pytest.mark.parametrize(("connect", "abi", "unenforced"), [
+    ('["tcp:3306"]', 3, True), ('["tcp:3306"]', 4, False), ("[]", 3, False),
+    ('["tcp:3306"]', 0, False),  # no Landlock at all: PHP's own warning says so
+])
+def test_connect_on_a_kernel_without_tcp_rules_is_said(tmp_path, connect, abi, unenforced) -> None:
+    cfg = load(tmp_path, f"[sandbox]\nconnect = {connect}\n")
+    why = sandbox.connect_not_enforced(cfg, abi)
+    assert (why is not None) == unenforced
+    if why:
+        assert f"Landlock is ABI {abi}" in why and "not restricted" in why
+
+
 def test_probe_reports_the_kernel() -> None:
     found = sandbox.probe()
     assert set(found) == {"landlock_abi", "landlock_error", "seccomp", "arch"}
