@@ -28,7 +28,9 @@ log = logging.getLogger("askr.master")
 # on this system is skipped by the C side.
 SYSTEM_READABLE = (
     "/usr/lib", "/lib", "/lib64", "/usr/lib64",
-    "/etc/ssl", "/usr/share/ca-certificates",
+    # /etc/ssl's certificates and configuration, not the directory: /etc/ssl/private holds the
+    # host's TLS keys (askr's own, often), which a root or ssl-cert PHP could otherwise read
+    "/etc/ssl/certs", "/etc/ssl/openssl.cnf", "/etc/ssl/cert.pem", "/usr/share/ca-certificates",
     "/usr/share/zoneinfo", "/etc/localtime", "/etc/timezone", "/usr/lib/locale", "/usr/share/locale",
     "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
     "/etc/services", "/etc/protocols", "/etc/passwd", "/etc/group",

@@ -114,6 +114,11 @@ def test_reads_only_what_the_rules_allow(sandboxed) -> None:
         assert (path == SHADOW and not ROOT_READS_SHADOW) or "Permission denied" in result["error"], result
     assert probe(http, do="list", path=str(paths["secret"].parent))["ok"] is False
     assert probe(http, do="list", path="/etc")["ok"] is False  # not /etc as a whole
+    # nor the host's TLS keys beside the CA certificates (the test, as root, can list them)
+    private = "/etc/ssl/private"
+    if os.access(private, os.R_OK | os.X_OK):
+        assert probe(http, do="list", path=private)["ok"] is False
+        assert probe(http, do="list", path="/usr/lib/ssl/private")["ok"] is False  # Debian's symlink to it
     # what the app needs: its code, PHP's own files, DNS and TLS data
     for path in (str(paths["app"] / "src" / "code.php"), "/usr/share/php", "/etc/resolv.conf",
                  "/usr/share/zoneinfo/UTC", "/etc/ssl/certs/ca-certificates.crt"):
