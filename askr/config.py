@@ -706,8 +706,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Let PHP run programs (exec(), shell_exec(), proc_open(), mail() through sendmail), as "
             "php-fpm does: system programs under /usr run, with the same Landlock rules and syscall "
             "filter as PHP. false (recommended when the app runs no programs) makes execve fail with "
-            "EPERM in HTTP workers; queue workers and the scheduler may then run only PHP's CLI "
-            "(Laravel's scheduled command() events, which run in a shell, need true)."),
+            "EPERM in HTTP workers, and in queue workers and scheduler runs once their PHP CLI has "
+            "started (Laravel's scheduled command() events, which run in a shell, need true)."),
     Setting("dev", "watch", [], _watch_globs,
             "Development: a rolling reload whenever a file matching one of these globs changes (as "
             "SIGHUP; askr serve --watch). Globs are relative to the app base ([worker] app_base, else "

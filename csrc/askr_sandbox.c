@@ -508,7 +508,8 @@ static const char *syscall_label(int nr)
 }
 
 /* A tiny BPF assembler: jumps name labels, resolved at the end (BPF jumps are 8-bit offsets). */
-enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_IOCTL, L_TRAP, L_EPERM, L_SIGACTION,
+enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_IOCTL, L_EXECVEAT, L_TRAP, L_EPERM,
+	L_SIGACTION,
 	L_SIGACTION_SET, L_SCRATCH, L_COUNT = L_SCRATCH + 7 };   /* L_SCRATCH..: emit_ip_in's, one allow */
 typedef struct {
 	uint16_t code;
@@ -552,6 +553,7 @@ static void mark(bpf_prog *p, int label)
 #define OFF_ARG0_LO offsetof(struct seccomp_data, args[0])
 #define OFF_ARG1_LO offsetof(struct seccomp_data, args[1])
 #define OFF_ARG1_HI (offsetof(struct seccomp_data, args[1]) + 4)
+#define OFF_ARG4_LO offsetof(struct seccomp_data, args[4])
 
 /* Where this process's C library code lies: a denied call made from there is the PHP process's
  * own (its SIGSYS handler turns it into EPERM and counts it). One made from anywhere else is a
@@ -597,8 +599,11 @@ static void emit_ip_in(bpf_prog *p, code_range range, int inside, int outside, i
 	JGE((uint32_t)range.end, outside, inside);
 }
 
-/* The filter. trap: trap denials made from our libc (see above); else every denial is EPERM. */
-static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_filter *out, int *len)
+/* The filter. trap: trap denials made from our libc (see above); else every denial is EPERM.
+ * deny_exec: execve and execveat are denied, but for exec_fd >= 0, execveat(exec_fd, "", ...,
+ * AT_EMPTY_PATH): the launcher's one exec of the CLI, whose exec_fd is close-on-exec, so that
+ * after it the CLI and whatever it starts run nothing (the kernel reads both as 32-bit ints). */
+static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, int exec_fd, struct sock_filter *out, int *len)
 {
 	code_range libc = { 0, 0 };
 	if (trap) {
@@ -621,9 +626,16 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 	}
 	if (deny_exec) {
 		JEQ(SYS_execve, L_DENY, L_NEXT);
-		JEQ(SYS_execveat, L_DENY, L_NEXT);
+		JEQ(SYS_execveat, exec_fd >= 0 ? L_EXECVEAT : L_DENY, L_NEXT);
 	}
 	RET(SECCOMP_RET_ALLOW);
+	if (deny_exec && exec_fd >= 0) {
+		mark(p, L_EXECVEAT);
+		LD(OFF_ARG0_LO);
+		JEQ((uint32_t)exec_fd, L_NEXT, L_DENY);
+		LD(OFF_ARG4_LO);
+		JEQ(AT_EMPTY_PATH, L_ALLOW, L_DENY);
+	}
 	mark(p, L_CLONE);                           /* (BPF jumps only forward: each block returns) */
 	LD(OFF_ARG0_LO);
 	JSET(CLONE_NEW_ANY, L_DENY, L_NEXT);
@@ -809,12 +821,12 @@ static void on_sigsys(int sig, siginfo_t *si, void *context)
 	errno = saved;
 }
 
-static int seccomp_install(bool trap, bool deny_exec)
+static int seccomp_install(bool trap, bool deny_exec, int exec_fd)
 {
 	static bpf_prog prog;
 	struct sock_filter filter[sizeof(prog.ins) / sizeof(prog.ins[0])];
 	int len = 0;
-	if (!build_filter(&prog, trap, deny_exec, filter, &len)) {
+	if (!build_filter(&prog, trap, deny_exec, exec_fd, filter, &len)) {
 		return E2BIG;
 	}
 	if (trap) {
@@ -836,7 +848,7 @@ static int seccomp_install(bool trap, bool deny_exec)
 
 #else /* no SANDBOX_AUDIT_ARCH */
 
-static int seccomp_install(bool trap, bool deny_exec)
+static int seccomp_install(bool trap, bool deny_exec, int exec_fd)
 {
 	return ENOSYS;
 }
@@ -882,7 +894,7 @@ bool sandbox_apply_zygote(char *err, size_t errlen)
 			"filesystem rules ([sandbox] required = true refuses to start instead)", strerror(ll_errno));
 	}
 	if (seccomp_ok) {
-		int rc = seccomp_install(true, !P.allow_exec);
+		int rc = seccomp_install(true, !P.allow_exec, -1);
 		if (rc) {
 			if (P.required) {
 				snprintf(err, errlen, "seccomp: %s", strerror(rc));
@@ -944,8 +956,9 @@ int sandbox_exec(int policy_fd, bool ignore_sigterm, char **argv)
 		return 126;
 	}
 	if (abi) {
-		/* The program itself and its loader must be executable even when allow_exec is false:
-		 * seccomp cannot tell this execve from PHP's, so Landlock's EXECUTE right limits it. */
+		/* The program itself and its loader must be executable even when allow_exec is false
+		 * (the loader then could run any readable file, "ld.so FILE": the seccomp filter below
+		 * is what stops the CLI from executing anything after this exec). */
 		const char *exec_also[] = { argv[0], dynamic_loader(), NULL };
 		int rc = landlock_layer(abi, PROC_SELF, exec_also, LL_RESTRICT_SELF_LOG_NEW_EXEC_ON);
 		if (rc && P.required) {
@@ -953,8 +966,15 @@ int sandbox_exec(int policy_fd, bool ignore_sigterm, char **argv)
 			return 126;
 		}
 	}
+	/* allow_exec false: the filter lets through only execveat() of this descriptor, which
+	 * closes as the CLI starts; every execve the CLI makes then fails with EPERM. */
+	int exec_fd = -1;
+	if (!P.allow_exec && (exec_fd = open(argv[0], O_PATH | O_CLOEXEC)) < 0) {
+		fprintf(stderr, "askr: cannot run %s: %s\n", argv[0], strerror(errno));
+		return 127;
+	}
 	if (seccomp_ok) {
-		int rc = seccomp_install(false, false);
+		int rc = seccomp_install(false, !P.allow_exec, exec_fd);
 		if (rc && P.debug) {
 			fprintf(stderr, "askr: seccomp filter: %s\n", strerror(rc));
 		}
@@ -963,7 +983,11 @@ int sandbox_exec(int policy_fd, bool ignore_sigterm, char **argv)
 			return 126;
 		}
 	}
-	execv(argv[0], argv);
+	if (exec_fd >= 0) {
+		syscall(SYS_execveat, exec_fd, "", argv, environ, AT_EMPTY_PATH);
+	} else {
+		execv(argv[0], argv);
+	}
 	fprintf(stderr, "askr: cannot run %s: %s\n", argv[0], strerror(errno));
 	return 127;
 }

@@ -165,6 +165,26 @@ def test_the_launcher_confines_the_cli(tmp_path) -> None:
 
 @needs_php
 @needs_kernel
+def test_allow_exec_false_lets_the_launcher_run_the_cli_and_nothing_more(tmp_path) -> None:
+    """Landlock must let the launcher's execve map the CLI and the dynamic loader, so from the
+    CLI, the loader could run any file PHP can read (ld.so FILE) and the CLI could start itself
+    again; with allow_exec 0 the seccomp filter refuses every execve after the launcher's own."""
+    (tmp_path / "ok").mkdir()
+    shutil.copy("/usr/bin/id", tmp_path / "ok" / "id")  # readable only: no EXECUTE right
+    loader = "/lib64/ld-linux-x86-64.so.2"
+    code = ("function run($argv) { $p = @proc_open($argv, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $io);"
+            " return $p ? stream_get_contents($io[1]) : false; }"
+            f"echo json_encode([run(['{loader}', '{tmp_path}/ok/id']),"
+            f" run(['{PHP}', '-n', '-r', 'echo 1;'])]);")
+    done = launch(BASE + f"ro {tmp_path}/ok\n", code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["", ""], done.stdout  # each child's execve failed
+    with_exec = launch(BASE.replace("allow_exec 0", "allow_exec 1") + f"ro {tmp_path}/ok\n", code)
+    assert json.loads(with_exec.stdout)[1] == "1"  # allow_exec 1: the CLI may run itself
+
+
+@needs_php
+@needs_kernel
 def test_a_symlink_in_a_writable_directory_cannot_widen_a_rule(tmp_path) -> None:
     """PHP may write storage/: what a rule names inside it could, by the next reload, be a symlink
     PHP made to anywhere. Such a rule is skipped (with a WARNING) when it leads out of storage/;
