@@ -117,18 +117,31 @@ def policy_text(config: Config, extra: list[Rule] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Where the master makes its runtime directory (the fronts' config.json, the admin token in it,
+# the scoreboard, the fronts' sockets), which it hands to the PHP user: not under TMPDIR or
+# /tmp, PHP's default temporary directory and so writable by PHP. /dev/shm is in no rule.
+RUNTIME_PARENT = "/dev/shm"
+
+
+def runtime_parent(config: Config) -> str | None:
+    """The directory for askr's runtime directory (None: tempfile's default, TMPDIR or /tmp)."""
+    usable = os.path.isdir(RUNTIME_PARENT) and os.access(RUNTIME_PARENT, os.W_OK | os.X_OK)
+    return RUNTIME_PARENT if config.sandbox.enabled and usable else None
+
+
 def _beneath(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def exposed_secrets(config: Config, given: list[Rule] | None = None) -> list[tuple[str, Rule]]:
-    """askr's own secrets (askr.toml, the TLS key, the admin token file) that a rule lets PHP read
-    after all, each with the first such rule. Landlock only grants, it cannot carve a file out of
-    a directory it grants: a secret kept in the app base (askr.toml beside Laravel's public/, the
-    default layout) is the app's to read."""
-    secrets = [config.source, config.tls.key, config.admin.token_file]
+def exposed_secrets(config: Config, given: list[Rule] | None = None,
+                    runtime_dir: str | None = None) -> list[tuple[str, Rule]]:
+    """askr's own secrets (askr.toml, the TLS key, the admin token file, its runtime directory)
+    that a rule lets PHP read after all, each with the first such rule. Landlock only grants, it
+    cannot carve a file out of a directory it grants: a secret kept in the app base (askr.toml
+    beside Laravel's public/, the default layout) is the app's to read."""
+    secrets = [config.source, config.tls.key, config.admin.token_file, runtime_dir]
     out = []
-    for secret in dict.fromkeys(s for s in secrets if s and os.path.isfile(s)):
+    for secret in dict.fromkeys(s for s in secrets if s and os.path.exists(s)):
         real = os.path.realpath(secret)
         for rule in given if given is not None else rules(config):
             if _beneath(real, os.path.realpath(rule.path)):
@@ -137,9 +150,9 @@ def exposed_secrets(config: Config, given: list[Rule] | None = None) -> list[tup
     return out
 
 
-def warn_exposed_secrets(config: Config) -> None:
+def warn_exposed_secrets(config: Config, runtime_dir: str | None = None) -> None:
     """One WARNING per secret PHP can read (each generation, as its policy is made)."""
-    for secret, rule in exposed_secrets(config):
+    for secret, rule in exposed_secrets(config, runtime_dir=runtime_dir):
         log.warning("sandbox: PHP can read %s: it lies under %s, which the sandbox lets PHP %s; keep "
                     "askr.toml, the TLS key and the token file outside the app (e.g. /etc/askr)",
                     secret, rule.path, "write" if rule.access == "rw" else "read")

@@ -78,7 +78,7 @@ class Zygote:
         # [sandbox]: the policy on a pipe, resolved now like the rest of the generation
         policy_fd = None
         if self.config.sandbox.enabled:
-            sandbox.warn_exposed_secrets(self.config)
+            sandbox.warn_exposed_secrets(self.config, os.path.dirname(self.scoreboard) or None)
             policy_fd = sandbox.pipe_with(sandbox.policy_text(self.config))
         extra_fds = [] if policy_fd is None else [policy_fd]
         try:

@@ -237,6 +237,32 @@ def test_enabled_false_is_todays_behaviour(askr_server, tmp_path) -> None:
     assert "sandbox" not in server.log
 
 
+def runtime_dir(server) -> Path:
+    """askr's runtime directory: where the master's scoreboard mapping lives."""
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    return Path(re.search(r"(/\S+)/scoreboard$", maps, re.M).group(1))
+
+
+def test_askr_runtime_directory_is_out_of_php_reach(askr_server, tmp_path) -> None:
+    """PHP's temporary directory left at its default (TMPDIR, else /tmp, writable by PHP) must not
+    hold askr's runtime directory, which belongs to the PHP user too: the fronts' config (the admin
+    token in it), the scoreboard and the fronts' sockets."""
+    paths = layout(tmp_path)
+    ini = {k: v for k, v in php_ini(paths).items() if k not in ("sys_temp_dir", "upload_tmp_dir")}
+    server, http = serve(askr_server, paths, worker={"ini": ini}, admin={"token": "t0ken-for-the-admin-api"})
+    with http:
+        directory = runtime_dir(server)
+        wait_until(lambda: (directory / "config.json").exists(), what="the fronts' config.json")
+        assert "t0ken-for-the-admin-api" in (directory / "config.json").read_text()
+        assert probe(http, do="list", path=str(directory))["ok"] is False
+        assert probe(http, do="read", path=str(directory / "config.json"))["ok"] is False
+        assert probe(http, do="write", path=str(directory / "scoreboard"), data="x")["ok"] is False
+        # PHP's own temporary directory works as before
+        mine = f"{os.environ.get('TMPDIR', '/tmp')}/askr-php-{os.getpid()}"
+        assert probe(http, do="write", path=mine)["ok"] is True
+    os.unlink(mine)
+
+
 def test_opcache_preload_runs_sandboxed(askr_server, tmp_path) -> None:
     """opcache.preload runs app code in the zygote during module startup: inside the sandbox too."""
     paths = layout(tmp_path)

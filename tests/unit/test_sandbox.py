@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,23 @@ def test_connect_on_a_kernel_without_tcp_rules_is_said(tmp_path, connect, abi, u
     assert (why is not None) == unenforced
     if why:
         assert f"Landlock is ABI {abi}" in why and "not restricted" in why
+
+
+@pytest.mark.skipif(not os.access(sandbox.RUNTIME_PARENT, os.W_OK | os.X_OK), reason="no writable /dev/shm")
+def test_the_runtime_directory_lies_in_no_rule_and_is_named_if_one_covers_it(tmp_path) -> None:
+    cfg = load(tmp_path, "")
+    parent = sandbox.runtime_parent(cfg)
+    assert parent == "/dev/shm" and not any(sandbox._beneath(parent, os.path.realpath(r.path))
+                                            for r in sandbox.rules(cfg))
+    assert sandbox.runtime_parent(load(tmp_path, "[sandbox]\nenabled = false\n")) is None
+    covered = load(tmp_path, '[sandbox]\nreadable = ["/dev/shm"]\n')
+    runtime = tempfile.mkdtemp(prefix="askr-", dir=parent)
+    try:
+        found = sandbox.exposed_secrets(covered, runtime_dir=runtime)
+        assert found == [(runtime, sandbox.Rule("ro", "/dev/shm"))]
+        assert sandbox.exposed_secrets(cfg, runtime_dir=runtime) == []
+    finally:
+        os.rmdir(runtime)
 
 
 def test_probe_reports_the_kernel() -> None:
