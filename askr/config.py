@@ -694,17 +694,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sandbox", "writable", [], _sandbox_paths,
             'Paths PHP may write (and read), e.g. ["storage", "bootstrap/cache"] for Laravel: '
             "absolute, or relative to the app base. session.save_path, upload_tmp_dir and "
-            "sys_temp_dir (else /tmp) are writable already. Nothing writable is ever executable."),
+            "sys_temp_dir (else /tmp) are writable already. Nothing writable can be executed directly "
+            "(execve); with allow_exec, a program PHP wrote can still be run through the dynamic loader "
+            "or an interpreter, as PHP itself can include() what it wrote."),
     Setting("sandbox", "connect", [], _connect_ports,
             'Restrict outgoing TCP to these ports, e.g. ["tcp:3306", "tcp:6379", "tcp:443"] (Landlock '
-            "ABI 4, Linux 6.7+; binding TCP ports is then refused too). Empty (default): the "
+            "ABI 4, Linux 6.7+, else a WARNING, or a refusal with required; binding TCP ports is "
+            "then refused too). Empty (default): the "
             "network is not restricted, as apps talk to databases, caches and HTTP APIs."),
     Setting("sandbox", "allow_exec", True, _bool,
             "Let PHP run programs (exec(), shell_exec(), proc_open(), mail() through sendmail), as "
             "php-fpm does: system programs under /usr run, with the same Landlock rules and syscall "
             "filter as PHP. false (recommended when the app runs no programs) makes execve fail with "
-            "EPERM in HTTP workers; queue workers and the scheduler may then run only PHP's CLI "
-            "(Laravel's scheduled command() events, which run in a shell, need true)."),
+            "EPERM in HTTP workers, and in queue workers and scheduler runs once their PHP CLI has "
+            "started (Laravel's scheduled command() events, which run in a shell, need true)."),
     Setting("dev", "watch", [], _watch_globs,
             "Development: a rolling reload whenever a file matching one of these globs changes (as "
             "SIGHUP; askr serve --watch). Globs are relative to the app base ([worker] app_base, else "

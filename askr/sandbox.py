@@ -28,7 +28,9 @@ log = logging.getLogger("askr.master")
 # on this system is skipped by the C side.
 SYSTEM_READABLE = (
     "/usr/lib", "/lib", "/lib64", "/usr/lib64",
-    "/etc/ssl", "/usr/share/ca-certificates",
+    # /etc/ssl's certificates and configuration, not the directory: /etc/ssl/private holds the
+    # host's TLS keys (askr's own, often), which a root or ssl-cert PHP could otherwise read
+    "/etc/ssl/certs", "/etc/ssl/openssl.cnf", "/etc/ssl/cert.pem", "/usr/share/ca-certificates",
     "/usr/share/zoneinfo", "/etc/localtime", "/etc/timezone", "/usr/lib/locale", "/usr/share/locale",
     "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
     "/etc/services", "/etc/protocols", "/etc/passwd", "/etc/group",
@@ -103,9 +105,66 @@ def policy_text(config: Config, extra: list[Rule] | None = None) -> str:
              f"allow_exec {int(sandbox.allow_exec)}",
              f"debug {int(config.log.level == 'debug')}"]
     for rule in [*rules(config), *(extra or [])]:
+        if "\n" in rule.path or "\0" in rule.path:
+            # One directive per line: such a path would end its line early and the rest would be
+            # read as a directive of its own ("/srv/x\nrw /" granting the whole filesystem).
+            # Left out, PHP gets EACCES there, which is the safe way to be wrong.
+            log.error("sandbox: PHP gets no access to %r: a path with a newline or NUL cannot be "
+                      "written into the sandbox policy; rename it", rule.path)
+            continue
         lines.append(f"{rule.access} {rule.path}")
     lines += [f"connect {c}" for c in sandbox.connect]
     return "\n".join(lines) + "\n"
+
+
+# Where the master makes its runtime directory (the fronts' config.json, the admin token in it,
+# the scoreboard, the fronts' sockets), which it hands to the PHP user: not under TMPDIR or
+# /tmp, PHP's default temporary directory and so writable by PHP. /dev/shm is in no rule.
+RUNTIME_PARENT = "/dev/shm"
+
+
+def runtime_parent(config: Config) -> str | None:
+    """The directory for askr's runtime directory (None: tempfile's default, TMPDIR or /tmp)."""
+    usable = os.path.isdir(RUNTIME_PARENT) and os.access(RUNTIME_PARENT, os.W_OK | os.X_OK)
+    return RUNTIME_PARENT if config.sandbox.enabled and usable else None
+
+
+def _beneath(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def exposed_secrets(config: Config, given: list[Rule] | None = None,
+                    runtime_dir: str | None = None) -> list[tuple[str, Rule]]:
+    """askr's own secrets (askr.toml, the TLS key, the admin token file, its runtime directory)
+    that a rule lets PHP read after all, each with the first such rule. Landlock only grants, it
+    cannot carve a file out of a directory it grants: a secret kept in the app base (askr.toml
+    beside Laravel's public/, the default layout) is the app's to read."""
+    secrets = [config.source, config.tls.key, config.admin.token_file, runtime_dir]
+    out = []
+    for secret in dict.fromkeys(s for s in secrets if s and os.path.exists(s)):
+        real = os.path.realpath(secret)
+        for rule in given if given is not None else rules(config):
+            if _beneath(real, os.path.realpath(rule.path)):
+                out.append((secret, rule))
+                break
+    return out
+
+
+def warn_exposed_secrets(config: Config, runtime_dir: str | None = None) -> None:
+    """One WARNING per secret PHP can read (each generation, as its policy is made)."""
+    for secret, rule in exposed_secrets(config, runtime_dir=runtime_dir):
+        log.warning("sandbox: PHP can read %s: it lies under %s, which the sandbox lets PHP %s; keep "
+                    "askr.toml, the TLS key and the token file outside the app (e.g. /etc/askr)",
+                    secret, rule.path, "write" if rule.access == "rw" else "read")
+
+
+def connect_not_enforced(config: Config, landlock_abi: int) -> str | None:
+    """Why [sandbox] connect does not hold on this kernel (Landlock below ABI 4 has no TCP rules,
+    and the C side skips them silently), or None. Without Landlock at all PHP has warned already."""
+    if not config.sandbox.connect or not 0 < landlock_abi < 4:
+        return None
+    return (f"sandbox: [sandbox] connect is not enforced: this kernel's Landlock is ABI {landlock_abi}, "
+            "TCP rules need ABI 4 (Linux 6.7); outgoing TCP is not restricted")
 
 
 def cli_rules(config: Config) -> list[Rule]:

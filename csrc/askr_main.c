@@ -273,7 +273,8 @@ static void add_error_log(const char *path)
 	if (!path || path[0] != '/') {
 		return;                        /* unset (the SAPI's log: stderr) or syslog */
 	}
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	/* O_NOFOLLOW: not through a symlink PHP may have left in a directory it writes. */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		close(fd);
 	}

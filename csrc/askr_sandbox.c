@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <signal.h>
 #include <stddef.h>
@@ -288,12 +289,65 @@ static void debug_log(const char *fmt, const char *path, const char *why)
 	}
 }
 
-/* One path rule into the ruleset; a missing path is skipped. */
-static int add_path_rule(int ruleset, const char *path, sandbox_access access, uint64_t handled)
+/* A directory PHP may write in, as named and as it resolves: a rule beneath it names a path PHP
+ * could have replaced, since the last generation, with a symlink to anywhere. */
+typedef struct {
+	const char *given;
+	char real[PATH_MAX];
+} writable_dir;
+
+/* The path an O_PATH descriptor really holds (symlinks resolved). */
+static bool fd_real_path(int fd, char *out, size_t len)
+{
+	char link[32];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, out, len - 1);
+	if (n <= 0 || (size_t)n >= len - 1) {
+		return false;
+	}
+	out[n] = '\0';
+	return true;
+}
+
+static bool path_beneath(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+	while (n && dir[n - 1] == '/') {
+		n--;                          /* "/" itself: every path is beneath it */
+	}
+	return !strncmp(path, dir, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+/* False when `path`, beneath a PHP-writable directory, resolves (through a symlink PHP may have
+ * planted there: "storage/cache" -> "/") to somewhere outside it. Such a rule would hand PHP
+ * what it pointed the link at, at the next reload; it is skipped, with a WARNING. */
+static bool stays_inside_writable(const char *path, int fd, const writable_dir *w, size_t nw)
+{
+	char real[PATH_MAX];
+	bool known = fd_real_path(fd, real, sizeof(real));
+	for (size_t i = 0; i < nw; i++) {
+		if ((path_beneath(path, w[i].given) || path_beneath(path, w[i].real))
+				&& (!known || !path_beneath(real, w[i].real))) {
+			askr_log("WARNING", "sandbox: no rule for %s: it lies in %s, which PHP may write, and leads "
+				"out of it (to %s): a symlink PHP could have made", path, w[i].given, known ? real : "?");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* One path rule into the ruleset; a missing path is skipped, and so is one a PHP-writable
+ * directory could have redirected (see stays_inside_writable). */
+static int add_path_rule(int ruleset, const char *path, sandbox_access access, uint64_t handled,
+	const writable_dir *w, size_t nw)
 {
 	int fd = open(path, O_PATH | O_CLOEXEC);
 	if (fd < 0) {
 		debug_log("sandbox: %s skipped: %s", path, strerror(errno));
+		return 0;
+	}
+	if (!stays_inside_writable(path, fd, w, nw)) {
+		close(fd);
 		return 0;
 	}
 	struct stat st;
@@ -349,20 +403,42 @@ static int landlock_layer(int abi, proc_scope proc, const char *const *exec_also
 	if (ruleset < 0) {
 		return errno;
 	}
+	/* The writable directories first, as they resolve now: the other rules are checked against
+	 * them (add_path_rule). */
+	writable_dir *w = calloc(P.nrules ? P.nrules : 1, sizeof(*w));
+	size_t nw = 0;
+	if (!w) {
+		close(ruleset);
+		return ENOMEM;
+	}
+	for (size_t i = 0; i < P.nrules; i++) {
+		sandbox_access a = P.rules[i].access;
+		if (a == SANDBOX_RW || (a == SANDBOX_RW_STARTUP && proc == PROC_ALL)) {
+			int fd = open(P.rules[i].path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (fd >= 0 && fd_real_path(fd, w[nw].real, sizeof(w[nw].real))) {
+				w[nw++].given = P.rules[i].path;
+			}
+			if (fd >= 0) {
+				close(fd);
+			}
+		}
+	}
 	int rc = 0;
 	for (size_t i = 0; i < P.nrules && !rc; i++) {
 		if (P.rules[i].access != SANDBOX_RW_STARTUP || proc == PROC_ALL) {
-			rc = add_path_rule(ruleset, P.rules[i].path, P.rules[i].access, attr.handled_access_fs);
+			rc = add_path_rule(ruleset, P.rules[i].path, P.rules[i].access, attr.handled_access_fs, w, nw);
 		}
 	}
 	/* Every process may read its own /proc/self (statm for max_memory, mem for the slowlog's
 	 * watchdog); the zygote's layer must cover the /proc/<pid> of workers not yet forked. */
 	if (!rc) {
-		rc = add_path_rule(ruleset, proc == PROC_ALL ? "/proc" : "/proc/self", SANDBOX_RO, attr.handled_access_fs);
+		rc = add_path_rule(ruleset, proc == PROC_ALL ? "/proc" : "/proc/self", SANDBOX_RO, attr.handled_access_fs,
+			NULL, 0);
 	}
 	for (size_t i = 0; exec_also && exec_also[i] && !rc; i++) {
-		rc = add_path_rule(ruleset, exec_also[i], SANDBOX_EXEC, attr.handled_access_fs);
+		rc = add_path_rule(ruleset, exec_also[i], SANDBOX_EXEC, attr.handled_access_fs, w, nw);
 	}
+	free(w);
 	for (size_t i = 0; i < P.nports && attr.handled_access_net && !rc; i++) {
 		struct ll_net_port_attr port = { .allowed_access = LL_ACCESS_NET_CONNECT_TCP, .port = P.ports[i] };
 		if (syscall(SYS_landlock_add_rule, ruleset, LL_RULE_NET_PORT, &port, 0) < 0) {
@@ -409,7 +485,7 @@ static const syscall_name DENIED[] = {
 	DENY(syslog), DENY(uselib), DENY(_sysctl), DENY(vhangup), DENY(sethostname), DENY(setdomainname),
 };
 static const syscall_name EXEC_CALLS[] = { DENY(execve), DENY(execveat) };
-static const syscall_name SPECIAL[] = { DENY(clone), DENY(personality), DENY(clone3) };
+static const syscall_name SPECIAL[] = { DENY(clone), DENY(personality), DENY(clone3), DENY(ioctl) };
 
 /* clone() flags that make new namespaces: unshare() by another door. */
 #define CLONE_NEW_ANY 0x7E020000u   /* NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET */
@@ -417,17 +493,23 @@ static const syscall_name SPECIAL[] = { DENY(clone), DENY(personality), DENY(clo
  * the query. Others can turn off ASLR (ADDR_NO_RANDOMIZE) or make data executable for the
  * programs PHP executes. */
 static const uint32_t PERSONALITY_OK[] = { 0x0, 0x8, 0x20000, 0x20008, 0xffffffffu };
+/* ioctl() requests that reach beyond the process through a terminal it holds (askr serve's
+ * stderr is the developer's terminal): TIOCSTI types into it, as if at the keyboard, commands
+ * the shell runs once askr exits (bubblewrap's CVE-2017-5226); TIOCLINUX can read and paste the
+ * console's screen. The kernel takes `cmd` as 32 bits, so the low word is what it runs. */
+static const uint32_t IOCTL_DENIED[] = { 0x5412 /* TIOCSTI */, 0x541C /* TIOCLINUX */ };
 
 static const char *syscall_label(int nr)
 {
 	for (size_t i = 0; i < sizeof(DENIED) / sizeof(DENIED[0]); i++) if (DENIED[i].nr == nr) return DENIED[i].name;
 	for (size_t i = 0; i < 2; i++) if (EXEC_CALLS[i].nr == nr) return EXEC_CALLS[i].name;
-	for (size_t i = 0; i < 3; i++) if (SPECIAL[i].nr == nr) return SPECIAL[i].name;
+	for (size_t i = 0; i < sizeof(SPECIAL) / sizeof(SPECIAL[0]); i++) if (SPECIAL[i].nr == nr) return SPECIAL[i].name;
 	return "syscall";
 }
 
 /* A tiny BPF assembler: jumps name labels, resolved at the end (BPF jumps are 8-bit offsets). */
-enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_TRAP, L_EPERM, L_SIGACTION,
+enum { L_NEXT = -1, L_DENY, L_ALLOW, L_ENOSYS, L_CLONE, L_PERSONALITY, L_IOCTL, L_EXECVEAT, L_TRAP, L_EPERM,
+	L_SIGACTION,
 	L_SIGACTION_SET, L_SCRATCH, L_COUNT = L_SCRATCH + 7 };   /* L_SCRATCH..: emit_ip_in's, one allow */
 typedef struct {
 	uint16_t code;
@@ -471,6 +553,7 @@ static void mark(bpf_prog *p, int label)
 #define OFF_ARG0_LO offsetof(struct seccomp_data, args[0])
 #define OFF_ARG1_LO offsetof(struct seccomp_data, args[1])
 #define OFF_ARG1_HI (offsetof(struct seccomp_data, args[1]) + 4)
+#define OFF_ARG4_LO offsetof(struct seccomp_data, args[4])
 
 /* Where this process's C library code lies: a denied call made from there is the PHP process's
  * own (its SIGSYS handler turns it into EPERM and counts it). One made from anywhere else is a
@@ -516,8 +599,11 @@ static void emit_ip_in(bpf_prog *p, code_range range, int inside, int outside, i
 	JGE((uint32_t)range.end, outside, inside);
 }
 
-/* The filter. trap: trap denials made from our libc (see above); else every denial is EPERM. */
-static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_filter *out, int *len)
+/* The filter. trap: trap denials made from our libc (see above); else every denial is EPERM.
+ * deny_exec: execve and execveat are denied, but for exec_fd >= 0, execveat(exec_fd, "", ...,
+ * AT_EMPTY_PATH): the launcher's one exec of the CLI, whose exec_fd is close-on-exec, so that
+ * after it the CLI and whatever it starts run nothing (the kernel reads both as 32-bit ints). */
+static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, int exec_fd, struct sock_filter *out, int *len)
 {
 	code_range libc = { 0, 0 };
 	if (trap) {
@@ -531,6 +617,7 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 	JEQ(SYS_clone3, L_ENOSYS, L_NEXT);          /* its flags are in memory BPF cannot read: glibc falls back to clone */
 	JEQ(SYS_clone, L_CLONE, L_NEXT);
 	JEQ(SYS_personality, L_PERSONALITY, L_NEXT);
+	JEQ(SYS_ioctl, L_IOCTL, L_NEXT);
 	if (trap && libc.end) {
 		JEQ(SYS_rt_sigaction, L_SIGACTION, L_NEXT);
 	}
@@ -539,9 +626,16 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 	}
 	if (deny_exec) {
 		JEQ(SYS_execve, L_DENY, L_NEXT);
-		JEQ(SYS_execveat, L_DENY, L_NEXT);
+		JEQ(SYS_execveat, exec_fd >= 0 ? L_EXECVEAT : L_DENY, L_NEXT);
 	}
 	RET(SECCOMP_RET_ALLOW);
+	if (deny_exec && exec_fd >= 0) {
+		mark(p, L_EXECVEAT);
+		LD(OFF_ARG0_LO);
+		JEQ((uint32_t)exec_fd, L_NEXT, L_DENY);
+		LD(OFF_ARG4_LO);
+		JEQ(AT_EMPTY_PATH, L_ALLOW, L_DENY);
+	}
 	mark(p, L_CLONE);                           /* (BPF jumps only forward: each block returns) */
 	LD(OFF_ARG0_LO);
 	JSET(CLONE_NEW_ANY, L_DENY, L_NEXT);
@@ -552,6 +646,11 @@ static bool build_filter(bpf_prog *p, bool trap, bool deny_exec, struct sock_fil
 		JEQ(PERSONALITY_OK[i], L_ALLOW, L_NEXT);
 	}
 	JA(L_DENY);
+	mark(p, L_IOCTL);
+	LD(OFF_ARG1_LO);
+	for (size_t i = 0; i < sizeof(IOCTL_DENIED) / sizeof(IOCTL_DENIED[0]); i++) {
+		JEQ(IOCTL_DENIED[i], L_DENY, L_NEXT);
+	}
 	mark(p, L_ALLOW);
 	RET(SECCOMP_RET_ALLOW);
 	mark(p, L_ENOSYS);
@@ -722,12 +821,12 @@ static void on_sigsys(int sig, siginfo_t *si, void *context)
 	errno = saved;
 }
 
-static int seccomp_install(bool trap, bool deny_exec)
+static int seccomp_install(bool trap, bool deny_exec, int exec_fd)
 {
 	static bpf_prog prog;
 	struct sock_filter filter[sizeof(prog.ins) / sizeof(prog.ins[0])];
 	int len = 0;
-	if (!build_filter(&prog, trap, deny_exec, filter, &len)) {
+	if (!build_filter(&prog, trap, deny_exec, exec_fd, filter, &len)) {
 		return E2BIG;
 	}
 	if (trap) {
@@ -749,7 +848,7 @@ static int seccomp_install(bool trap, bool deny_exec)
 
 #else /* no SANDBOX_AUDIT_ARCH */
 
-static int seccomp_install(bool trap, bool deny_exec)
+static int seccomp_install(bool trap, bool deny_exec, int exec_fd)
 {
 	return ENOSYS;
 }
@@ -795,7 +894,7 @@ bool sandbox_apply_zygote(char *err, size_t errlen)
 			"filesystem rules ([sandbox] required = true refuses to start instead)", strerror(ll_errno));
 	}
 	if (seccomp_ok) {
-		int rc = seccomp_install(true, !P.allow_exec);
+		int rc = seccomp_install(true, !P.allow_exec, -1);
 		if (rc) {
 			if (P.required) {
 				snprintf(err, errlen, "seccomp: %s", strerror(rc));
@@ -857,8 +956,9 @@ int sandbox_exec(int policy_fd, bool ignore_sigterm, char **argv)
 		return 126;
 	}
 	if (abi) {
-		/* The program itself and its loader must be executable even when allow_exec is false:
-		 * seccomp cannot tell this execve from PHP's, so Landlock's EXECUTE right limits it. */
+		/* The program itself and its loader must be executable even when allow_exec is false
+		 * (the loader then could run any readable file, "ld.so FILE": the seccomp filter below
+		 * is what stops the CLI from executing anything after this exec). */
 		const char *exec_also[] = { argv[0], dynamic_loader(), NULL };
 		int rc = landlock_layer(abi, PROC_SELF, exec_also, LL_RESTRICT_SELF_LOG_NEW_EXEC_ON);
 		if (rc && P.required) {
@@ -866,8 +966,15 @@ int sandbox_exec(int policy_fd, bool ignore_sigterm, char **argv)
 			return 126;
 		}
 	}
+	/* allow_exec false: the filter lets through only execveat() of this descriptor, which
+	 * closes as the CLI starts; every execve the CLI makes then fails with EPERM. */
+	int exec_fd = -1;
+	if (!P.allow_exec && (exec_fd = open(argv[0], O_PATH | O_CLOEXEC)) < 0) {
+		fprintf(stderr, "askr: cannot run %s: %s\n", argv[0], strerror(errno));
+		return 127;
+	}
 	if (seccomp_ok) {
-		int rc = seccomp_install(false, false);
+		int rc = seccomp_install(false, !P.allow_exec, exec_fd);
 		if (rc && P.debug) {
 			fprintf(stderr, "askr: seccomp filter: %s\n", strerror(rc));
 		}
@@ -876,7 +983,11 @@ int sandbox_exec(int policy_fd, bool ignore_sigterm, char **argv)
 			return 126;
 		}
 	}
-	execv(argv[0], argv);
+	if (exec_fd >= 0) {
+		syscall(SYS_execveat, exec_fd, "", argv, environ, AT_EMPTY_PATH);
+	} else {
+		execv(argv[0], argv);
+	}
 	fprintf(stderr, "askr: cannot run %s: %s\n", argv[0], strerror(errno));
 	return 127;
 }

@@ -27,7 +27,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from askr import privileges, readiness
+from askr import privileges, readiness, sandbox
 from askr.admin.server import AdminServer
 from askr.bridge import events as worker_events
 from askr.bridge import scoreboard
@@ -153,7 +153,8 @@ class Arbiter:
 
     def bind(self) -> None:
         """Bind every socket first: a port problem is reported before anything starts."""
-        self.runtime_dir = tempfile.mkdtemp(prefix="askr-")
+        # handed to [server] user: out of the directories the PHP sandbox grants (askr/sandbox.py)
+        self.runtime_dir = tempfile.mkdtemp(prefix="askr-", dir=sandbox.runtime_parent(self.config))
         self.scoreboard_path = os.path.join(self.runtime_dir, "scoreboard")
         self.fronts.bind(self.runtime_dir, self.scoreboard_path, len(self.slots))
         self.admin_sock = sockets.bind_tcp(self.config.admin.listen, backlog=64, key="[admin] listen")

@@ -78,6 +78,7 @@ class Zygote:
         # [sandbox]: the policy on a pipe, resolved now like the rest of the generation
         policy_fd = None
         if self.config.sandbox.enabled:
+            sandbox.warn_exposed_secrets(self.config, os.path.dirname(self.scoreboard) or None)
             policy_fd = sandbox.pipe_with(sandbox.policy_text(self.config))
         extra_fds = [] if policy_fd is None else [policy_fd]
         try:
@@ -107,6 +108,11 @@ class Zygote:
         fields = first.decode(errors="replace").split()
         if fields[:1] == ["sandbox"] and len(fields) == 3:  # what it applied, before `ready`
             self.sandbox = {"landlock_abi": int(fields[1]), "seccomp": fields[2] == "1"}
+            unenforced = sandbox.connect_not_enforced(self.config, self.sandbox["landlock_abi"])
+            if unenforced and self.config.sandbox.required:
+                raise ZygoteError(f"{unenforced}, and [sandbox] required = true")
+            if unenforced:
+                log.warning("%s", unenforced)
             fields = (await reader.readline()).decode(errors="replace").split()
         if not fields or fields[0] != "ready":
             reason = " ".join(fields[1:]) if fields else "it exited during startup (see the log above)"

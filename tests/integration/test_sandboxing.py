@@ -114,6 +114,11 @@ def test_reads_only_what_the_rules_allow(sandboxed) -> None:
         assert (path == SHADOW and not ROOT_READS_SHADOW) or "Permission denied" in result["error"], result
     assert probe(http, do="list", path=str(paths["secret"].parent))["ok"] is False
     assert probe(http, do="list", path="/etc")["ok"] is False  # not /etc as a whole
+    # nor the host's TLS keys beside the CA certificates (the test, as root, can list them)
+    private = "/etc/ssl/private"
+    if os.access(private, os.R_OK | os.X_OK):
+        assert probe(http, do="list", path=private)["ok"] is False
+        assert probe(http, do="list", path="/usr/lib/ssl/private")["ok"] is False  # Debian's symlink to it
     # what the app needs: its code, PHP's own files, DNS and TLS data
     for path in (str(paths["app"] / "src" / "code.php"), "/usr/share/php", "/etc/resolv.conf",
                  "/usr/share/zoneinfo/UTC", "/etc/ssl/certs/ca-certificates.crt"):
@@ -160,6 +165,25 @@ def test_ptrace_and_mount_fail_with_eperm_and_are_counted(sandboxed) -> None:
     status = httpx.get(server.admin_url + "/api/status", timeout=30).json()
     assert status["sandbox"]["landlock_abi"] >= 1 and status["sandbox"]["seccomp"] is True
     assert status["sandbox"]["denied_syscalls"] >= 2 and status["sandbox"]["allow_exec"] is True
+
+
+TIOCSTI, TIOCLINUX, TCGETS = 0x5412, 0x541C, 0x5401
+EPERM, ENOTTY = 1, 25
+
+
+def test_terminal_injection_ioctls_fail_with_eperm(sandboxed) -> None:
+    """TIOCSTI would type commands into the terminal askr serve runs in; TIOCLINUX reads the
+    console. Both are EPERM, from PHP and from a program it runs; other ioctls pass (ENOTTY on
+    /dev/null, not EPERM)."""
+    _server, http, _paths = sandboxed
+    for request in (TIOCSTI, TIOCLINUX):
+        assert probe(http, do="ioctl", request=str(request)) == {"do": "ioctl", "rc": -1, "errno": EPERM}
+        # the high word is not part of the request the kernel runs: it cannot hide one
+        assert probe(http, do="ioctl", request=str(request | 1 << 32))["errno"] == EPERM
+    assert probe(http, do="ioctl", request=str(TCGETS)) == {"do": "ioctl", "rc": -1, "errno": ENOTTY}
+    perl = "perl -e '$x = \"x\"; ioctl(STDIN, {}, $x) or print $!+0' < /dev/null 2>&1"
+    assert probe(http, do="exec", cmd=perl.format(TIOCSTI))["output"] == str(EPERM)
+    assert probe(http, do="exec", cmd=perl.format(TCGETS))["output"] == str(ENOTTY)
 
 
 def test_programs_run_but_inherit_the_rules(sandboxed) -> None:
@@ -211,6 +235,32 @@ def test_enabled_false_is_todays_behaviour(askr_server, tmp_path) -> None:
     assert status["sandbox"] == {"enabled": False, "required": False, "allow_exec": True, "landlock_abi": 0,
                                  "seccomp": False, "denied_syscalls": 0}
     assert "sandbox" not in server.log
+
+
+def runtime_dir(server) -> Path:
+    """askr's runtime directory: where the master's scoreboard mapping lives."""
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    return Path(re.search(r"(/\S+)/scoreboard$", maps, re.M).group(1))
+
+
+def test_askr_runtime_directory_is_out_of_php_reach(askr_server, tmp_path) -> None:
+    """PHP's temporary directory left at its default (TMPDIR, else /tmp, writable by PHP) must not
+    hold askr's runtime directory, which belongs to the PHP user too: the fronts' config (the admin
+    token in it), the scoreboard and the fronts' sockets."""
+    paths = layout(tmp_path)
+    ini = {k: v for k, v in php_ini(paths).items() if k not in ("sys_temp_dir", "upload_tmp_dir")}
+    server, http = serve(askr_server, paths, worker={"ini": ini}, admin={"token": "t0ken-for-the-admin-api"})
+    with http:
+        directory = runtime_dir(server)
+        wait_until(lambda: (directory / "config.json").exists(), what="the fronts' config.json")
+        assert "t0ken-for-the-admin-api" in (directory / "config.json").read_text()
+        assert probe(http, do="list", path=str(directory))["ok"] is False
+        assert probe(http, do="read", path=str(directory / "config.json"))["ok"] is False
+        assert probe(http, do="write", path=str(directory / "scoreboard"), data="x")["ok"] is False
+        # PHP's own temporary directory works as before
+        mine = f"{os.environ.get('TMPDIR', '/tmp')}/askr-php-{os.getpid()}"
+        assert probe(http, do="write", path=mine)["ok"] is True
+    os.unlink(mine)
 
 
 def test_opcache_preload_runs_sandboxed(askr_server, tmp_path) -> None:

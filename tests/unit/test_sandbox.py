@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,76 @@ def test_the_worker_app_base_is_the_base_when_set(tmp_path) -> None:
     assert f"rw {os.path.realpath(tmp_path / 'base')}/s" in sandbox.policy_text(cfg)
 
 
+def test_a_path_with_a_newline_is_left_out_not_split_into_a_directive(tmp_path, caplog) -> None:
+    """A directory name carrying "\nrw /" must not become a rule granting the whole filesystem."""
+    evil = tmp_path / "x\nrw /"
+    (evil / "public").mkdir(parents=True)
+    path = tmp_path / "askr.toml"
+    path.write_text(f'[server]\nroot = {json.dumps(str(evil / "public"))}\n')
+    text = sandbox.policy_text(config.load(path))
+    assert "\nrw /\n" not in text and not any(line.startswith("rw /") and line.strip() == "rw /"
+                                             for line in text.splitlines())
+    assert str(evil) not in text
+    assert "PHP gets no access to" in caplog.text and "newline" in caplog.text
+    # and the C side, given a policy: every line is a directive of its own (nothing to escape)
+    lines = text.splitlines()
+    assert all(line.startswith(("#", "required ", "allow_exec ", "debug ", "ro /", "rw /", "exec /"))
+               for line in lines), lines
+
+
+def test_secrets_under_a_readable_rule_are_named(tmp_path, caplog) -> None:
+    """askr.toml beside public/ (the default layout) and a token file in a writable directory are
+    PHP's to read; a token file kept elsewhere is not."""
+    app = tmp_path / "app"
+    (app / "public").mkdir(parents=True)
+    (app / "storage").mkdir()
+    (app / "storage" / "token").write_text("t0ken\n")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "token").write_text("t0ken\n")
+    path = app / "askr.toml"
+    path.write_text(f'[server]\nroot = "public"\n[admin]\ntoken_file = "{app}/storage/token"\n'
+                    f'[sandbox]\nwritable = ["storage"]\n')
+    cfg = config.load(path)
+    found = {secret: (rule.access, rule.path) for secret, rule in sandbox.exposed_secrets(cfg)}
+    base = ("ro", str(app.resolve()))  # the app base rule: the first that covers them
+    assert found == {str(path): base, f"{app}/storage/token": base}
+    sandbox.warn_exposed_secrets(cfg)
+    assert caplog.text.count("sandbox: PHP can read") == 2 and "outside the app" in caplog.text
+    # kept in a directory of its own: nothing to say
+    outside = tmp_path / "etc" / "askr.toml"
+    outside.write_text(f'[server]\nroot = "{app}/public"\n[admin]\ntoken_file = "{tmp_path}/etc/token"\n')
+    assert sandbox.exposed_secrets(config.load(outside)) == []
+
+
+@pytest.mark.parametrize(("connect", "abi", "unenforced"), [
+    ('["tcp:3306"]', 3, True), ('["tcp:3306"]', 4, False), ("[]", 3, False),
+    ('["tcp:3306"]', 0, False),  # no Landlock at all: PHP's own warning says so
+])
+def test_connect_on_a_kernel_without_tcp_rules_is_said(tmp_path, connect, abi, unenforced) -> None:
+    cfg = load(tmp_path, f"[sandbox]\nconnect = {connect}\n")
+    why = sandbox.connect_not_enforced(cfg, abi)
+    assert (why is not None) == unenforced
+    if why:
+        assert f"Landlock is ABI {abi}" in why and "not restricted" in why
+
+
+@pytest.mark.skipif(not os.access(sandbox.RUNTIME_PARENT, os.W_OK | os.X_OK), reason="no writable /dev/shm")
+def test_the_runtime_directory_lies_in_no_rule_and_is_named_if_one_covers_it(tmp_path) -> None:
+    cfg = load(tmp_path, "")
+    parent = sandbox.runtime_parent(cfg)
+    assert parent == "/dev/shm" and not any(sandbox._beneath(parent, os.path.realpath(r.path))
+                                            for r in sandbox.rules(cfg))
+    assert sandbox.runtime_parent(load(tmp_path, "[sandbox]\nenabled = false\n")) is None
+    covered = load(tmp_path, '[sandbox]\nreadable = ["/dev/shm"]\n')
+    runtime = tempfile.mkdtemp(prefix="askr-", dir=parent)
+    try:
+        found = sandbox.exposed_secrets(covered, runtime_dir=runtime)
+        assert found == [(runtime, sandbox.Rule("ro", "/dev/shm"))]
+        assert sandbox.exposed_secrets(cfg, runtime_dir=runtime) == []
+    finally:
+        os.rmdir(runtime)
+
+
 def test_probe_reports_the_kernel() -> None:
     found = sandbox.probe()
     assert set(found) == {"landlock_abi", "landlock_error", "seccomp", "arch"}
@@ -108,6 +179,49 @@ def test_the_launcher_confines_the_cli(tmp_path) -> None:
     result = json.loads(done.stdout)
     # shell_exec: false, the shell cannot be executed (Landlock's EXECUTE: only the CLI and its loader)
     assert result == {"ok": "readable", "no": False, "write": False, "exec": False, "ptrace": -1}
+
+
+@needs_php
+@needs_kernel
+def test_allow_exec_false_lets_the_launcher_run_the_cli_and_nothing_more(tmp_path) -> None:
+    """Landlock must let the launcher's execve map the CLI and the dynamic loader, so from the
+    CLI, the loader could run any file PHP can read (ld.so FILE) and the CLI could start itself
+    again; with allow_exec 0 the seccomp filter refuses every execve after the launcher's own."""
+    (tmp_path / "ok").mkdir()
+    shutil.copy("/usr/bin/id", tmp_path / "ok" / "id")  # readable only: no EXECUTE right
+    loader = "/lib64/ld-linux-x86-64.so.2"
+    code = ("function run($argv) { $p = @proc_open($argv, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $io);"
+            " return $p ? stream_get_contents($io[1]) : false; }"
+            f"echo json_encode([run(['{loader}', '{tmp_path}/ok/id']),"
+            f" run(['{PHP}', '-n', '-r', 'echo 1;'])]);")
+    done = launch(BASE + f"ro {tmp_path}/ok\n", code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["", ""], done.stdout  # each child's execve failed
+    with_exec = launch(BASE.replace("allow_exec 0", "allow_exec 1") + f"ro {tmp_path}/ok\n", code)
+    assert json.loads(with_exec.stdout)[1] == "1"  # allow_exec 1: the CLI may run itself
+
+
+@needs_php
+@needs_kernel
+def test_a_symlink_in_a_writable_directory_cannot_widen_a_rule(tmp_path) -> None:
+    """PHP may write storage/: what a rule names inside it could, by the next reload, be a symlink
+    PHP made to anywhere. Such a rule is skipped (with a WARNING) when it leads out of storage/;
+    one that stays inside is kept."""
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "f").write_text("secret")
+    storage = tmp_path / "storage"
+    (storage / "real").mkdir(parents=True)
+    (storage / "real" / "f").write_text("mine")
+    (storage / "cache").symlink_to(tmp_path / "secret")   # planted: out of storage/
+    (storage / "inside").symlink_to(storage / "real")     # harmless: stays in it
+    policy = BASE + f"rw {storage}\nro {storage}/cache\nrw {storage}/inside\nro {storage}/cache/f\n"
+    code = ("echo json_encode(array_map(fn ($p) => @file_get_contents($p), "
+            f"['{tmp_path}/secret/f', '{storage}/cache/f', '{storage}/inside/f']));")
+    done = launch(policy, code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [False, False, "mine"]
+    assert done.stderr.count("which PHP may write, and leads out of it") == 2, done.stderr
+    assert f"no rule for {storage}/cache: it lies in {storage}" in done.stderr
 
 
 @needs_php

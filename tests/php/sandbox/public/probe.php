@@ -23,6 +23,11 @@ if ($do === 'read') {
         : $libc->mount('none', '/mnt', 'tmpfs', 0, null);
     $out['rc'] = $rc;
     $out['errno'] = $libc->__errno_location()[0];
+} elseif ($do === 'ioctl') {
+    // one ioctl() request on stdin (/dev/null, no terminal), with errno
+    $libc = FFI::cdef('int ioctl(int, unsigned long, const char *); int *__errno_location(void);', 'libc.so.6');
+    $out['rc'] = $libc->ioctl(0, (int) $_GET['request'], 'x');
+    $out['errno'] = $libc->__errno_location()[0];
 } elseif ($do === 'connect') {
     $out['ok'] = @fsockopen('127.0.0.1', (int) $_GET['port'], $no, $err, 5) !== false;
     $out['error'] = $err;
