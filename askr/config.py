@@ -366,6 +366,9 @@ def _sandbox_paths(value: Any) -> tuple[str, ...]:
 _CONNECT = re.compile(r"tcp:(\d{1,5})")
 
 
+MAX_CONNECT_PORTS = 64  # csrc/askr_sandbox.c's policy holds this many connect ports
+
+
 @_typed('list of "tcp:PORT"')
 def _connect_ports(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -375,7 +378,11 @@ def _connect_ports(value: Any) -> tuple[str, ...]:
         if not m or not 1 <= int(m.group(1)) <= 65535:
             raise ValueError(f'{item!r}: expected "tcp:PORT" with a port from 1 to 65535, e.g. "tcp:3306" '
                              "(Landlock restricts TCP only; UDP, DNS included, is never restricted)")
-    return tuple(value)
+    ports = tuple(dict.fromkeys(value))  # each port once
+    if len(ports) > MAX_CONNECT_PORTS:
+        raise ValueError(f"at most {MAX_CONNECT_PORTS} ports (the sandbox's policy holds that many); "
+                         "leave connect empty to not restrict the network")
+    return ports
 
 
 DEFAULT_WATCH = ("**/*.php", ".env", "config/**")  # askr serve --watch with no globs

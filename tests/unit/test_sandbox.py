@@ -29,6 +29,7 @@ def load(tmp_path: Path, text: str) -> config.Config:
 @pytest.mark.parametrize(("text", "message"), [
     ('connect = ["3306"]', '"tcp:PORT"'),
     ('connect = ["tcp:70000"]', "from 1 to 65535"),
+    (f"connect = {json.dumps([f'tcp:{p}' for p in range(1000, 1065)])}", "at most 64 ports"),
     ('writable = ["/"]', "whole filesystem"),
     ('readable = "storage"', "list of paths"),
     ('allow_exec = "no"', "true or false"),
@@ -264,3 +265,8 @@ def test_doctor_with_the_sandbox_off(tmp_path) -> None:
 
     check = preflight._sandbox_check(load(tmp_path, "[sandbox]\nenabled = false\n"))
     assert (check.status, check.detail) == ("warn", "off ([sandbox] enabled = false): PHP runs unsandboxed")
+
+
+def test_a_port_named_twice_is_one_port(tmp_path) -> None:
+    cfg = load(tmp_path, '[sandbox]\nconnect = ["tcp:3306", "tcp:6379", "tcp:3306"]\n')
+    assert cfg.sandbox.connect == ("tcp:3306", "tcp:6379")
