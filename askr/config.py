@@ -513,8 +513,10 @@ SETTINGS: tuple[Setting, ...] = (
             "goes to it. Unset: classic mode, each request runs its script like php-fpm.", path=True),
     Setting("worker", "app_base", None, _str,
             "The application's base directory, given to the worker, queue and scheduler scripts as "
-            "$_SERVER['ASKR_APP_BASE'] (queue workers and scheduler runs also start in it). "
-            "Default: the parent of [server] root.", path=True),
+            "$_SERVER['ASKR_APP_BASE'] (queue workers and scheduler runs also start in it), and the "
+            "directory the sandbox lets PHP read as a whole. Default: the parent of [server] root. An "
+            "app that lives entirely in its document root (WordPress in /var/www/html) sets it to the "
+            "root, so that the sandbox does not open the whole parent (/var/www) to PHP.", path=True),
     Setting("worker", "ini", {}, _ini,
             'php.ini overrides for every PHP process askr runs (HTTP workers, queue workers, the '
             'scheduler): a table, e.g. { memory_limit = "256M" }, or php.ini lines in one string, '
@@ -858,9 +860,11 @@ def _check_values(source: str, parsed: dict[str, dict[str, Any]]) -> list[str]:
     """Combinations of values that cannot work, judged from the values alone (no I/O)."""
     problems: list[str] = []
     server, worker, tls, admin = parsed["server"], parsed["worker"], parsed["tls"], parsed["admin"]
-    if not any(_scripts(parsed).values()) and worker["app_base"] is not None:
-        problems.append(f"{source}: [worker] app_base is set but no script is; app_base only applies "
-                        "to worker mode, queue workers and the scheduler: set a script or remove it")
+    sandboxed = parsed["sandbox"]["enabled"]
+    if not any(_scripts(parsed).values()) and worker["app_base"] is not None and not sandboxed:
+        problems.append(f"{source}: [worker] app_base is set but no script is, and the sandbox is off; "
+                        "app_base only applies to worker mode, queue workers, the scheduler and what the "
+                        "sandbox lets PHP read: set a script or remove it")
     if (tls["cert"] is None) != (tls["key"] is None):
         missing = "key" if tls["key"] is None else "cert"
         problems.append(f"{source}: [tls] {missing} is missing: TLS needs both cert and key")

@@ -64,7 +64,7 @@ ini = { memory_limit = "256M", "opcache.enable" = true }
         ("[server]\nfronts = \"many\"\n", "[server] fronts = 'many'"),
         ("[limits]\nmax_header_size = \"1M\"\n", "[limits] max_header_size = '1M': at most 64K"),
         ("[worker]\nscript = \"w.php\"\n", "[worker] script = '"),
-        ("[worker]\napp_base = \".\"\n", "app_base is set but no script is"),
+        ("[worker]\napp_base = \".\"\n[sandbox]\nenabled = false\n", "app_base is set but no script is"),
         ("[queue]\nscript = \"q.php\"\n", "[queue] script = '"),
         ("[scheduler]\nscript = \"s.php\"\n", "[scheduler] script = '"),
         ("[queue]\nworkers = -1\n", "[queue] workers = -1: expected an integer >= 0"),

@@ -64,6 +64,14 @@ def test_the_worker_app_base_is_the_base_when_set(tmp_path) -> None:
     assert f"rw {os.path.realpath(tmp_path / 'base')}/s" in sandbox.policy_text(cfg)
 
 
+def test_a_classic_app_can_narrow_the_app_base_to_its_root(tmp_path) -> None:
+    """WordPress in app/public: with app_base = the root, the parent (other sites) is not readable."""
+    cfg = load(tmp_path, '[worker]\napp_base = "app/public"\n')
+    app = os.path.realpath(tmp_path / "app")
+    lines = sandbox.policy_text(cfg).splitlines()
+    assert f"ro {app}/public" in lines and f"ro {app}" not in lines
+
+
 def test_a_path_with_a_newline_is_left_out_not_split_into_a_directive(tmp_path, caplog) -> None:
     """A directory name carrying "\nrw /" must not become a rule granting the whole filesystem."""
     evil = tmp_path / "x\nrw /"
