@@ -91,7 +91,11 @@ class Queue:
 
 
 def measure(requests: int, rounds: int) -> dict[str, float]:
-    tmp = Path(tempfile.mkdtemp(prefix="askr-front-path-"))
+    with tempfile.TemporaryDirectory(prefix="askr-front-path-") as tmp:
+        return _measure(Path(tmp), requests, rounds)
+
+
+def _measure(tmp: Path, requests: int, rounds: int) -> dict[str, float]:
     root = tmp / "public"
     root.mkdir()
     (root / "index.php").write_text("<?php\n")
