@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from askr import privileges
 from askr.config import Config
 
 log = logging.getLogger("askr.master")
@@ -167,10 +168,13 @@ def connect_not_enforced(config: Config, landlock_abi: int) -> str | None:
             "TCP rules need ABI 4 (Linux 6.7); outgoing TCP is not restricted")
 
 
-def cli_rules(config: Config) -> list[Rule]:
+def cli_rules(config: Config, run_as: tuple[int, int] | None = None) -> list[Rule]:
     """The PHP CLI's own files (php.ini, conf.d and what its entries link to, extension_dir,
     include_path, session and temporary directories), asked of the CLI itself, plus the CLI
-    program, which the launcher must be allowed to execute. [] when the CLI cannot be run."""
+    program, which the launcher must be allowed to execute. [] when the CLI cannot be run.
+
+    The probe runs unsandboxed, so it runs as the user PHP runs as (`run_as`, [server] user),
+    never as the master's root ([worker] ini and php_cli are the app's to choose)."""
     php = shutil.which(config.worker.php_cli)
     if php is None:
         return []
@@ -179,7 +183,7 @@ def cli_rules(config: Config) -> list[Rule]:
         command += ["-d", f"{key}={value}"]
     try:
         done = subprocess.run([*command, "-r", _CLI_PROBE], capture_output=True, text=True, timeout=30,
-                              check=False)
+                              check=False, cwd="/", **privileges.popen_user(run_as))
         found = json.loads(done.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired) as e:
         log.warning("sandbox: cannot ask %s for its php.ini paths (%s); queue workers and the scheduler "

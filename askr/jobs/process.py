@@ -31,11 +31,11 @@ class Release:
     sandbox_policy: str | None = None  # [sandbox]: what the launcher applies before running PHP's CLI
 
     @classmethod
-    def resolve(cls, config: Config, script: str) -> Release:
+    def resolve(cls, config: Config, script: str, run_as: tuple[int, int] | None = None) -> Release:
         policy = None
         if config.sandbox.enabled:
             policy = sandbox.policy_text(config, [sandbox.Rule("ro", os.path.realpath(script)),
-                                                  *sandbox.cli_rules(config)])
+                                                  *sandbox.cli_rules(config, run_as)])
         return cls(os.path.realpath(script), os.path.realpath(config.worker.app_base or "."), policy)
 
 

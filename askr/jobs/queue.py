@@ -61,7 +61,7 @@ class QueueWorkers:
 
     def _use(self, generation: int) -> None:
         """New workers run `generation`'s release, resolved now (a symlink deploy takes effect)."""
-        self.release = Release.resolve(self.config, self.config.queue.script or "")
+        self.release = Release.resolve(self.config, self.config.queue.script or "", self.run_as)
         self.generation = generation
 
     def start(self, generation: int) -> None:

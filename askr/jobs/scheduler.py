@@ -52,7 +52,7 @@ class Scheduler:
     def reload(self, generation: int) -> None:
         """Later runs use the release as it resolves now (a run in progress finishes as it is)."""
         if self.enabled:
-            self.release = Release.resolve(self.config, self.config.scheduler.script or "")
+            self.release = Release.resolve(self.config, self.config.scheduler.script or "", self.run_as)
             self.generation = generation
 
     async def _loop(self) -> None:

@@ -278,3 +278,18 @@ def test_doctor_with_the_sandbox_off(tmp_path) -> None:
 def test_a_port_named_twice_is_one_port(tmp_path) -> None:
     cfg = load(tmp_path, '[sandbox]\nconnect = ["tcp:3306", "tcp:6379", "tcp:3306"]\n')
     assert cfg.sandbox.connect == ("tcp:3306", "tcp:6379")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting the probe as another user needs root")
+def test_the_cli_probe_runs_as_the_php_user_not_the_master(tmp_path) -> None:
+    """[worker] php_cli is the app's choice: the master must not run it as root."""
+    with tempfile.TemporaryDirectory() as shared:  # pytest's tmp_path is root's alone (0700)
+        base = Path(shared)
+        base.chmod(0o777)
+        wrapper = base / "php"
+        wrapper.write_text(f'#!/bin/sh\nid -u > {base}/uid\nexec {shutil.which("php")} "$@"\n')
+        wrapper.chmod(0o755)
+        cfg = load(tmp_path, f"[worker]\nphp_cli = {json.dumps(str(wrapper))}\n")
+        rules = sandbox.cli_rules(cfg, (65534, 65534))
+        assert (base / "uid").read_text().strip() == "65534"
+    assert sandbox.Rule("exec", str(wrapper)) in rules and any(r.access == "ro" for r in rules[1:])
