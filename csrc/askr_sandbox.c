@@ -859,11 +859,24 @@ static int seccomp_install(bool trap, bool deny_exec, int exec_fd)
 /* Applying it                                                         */
 /* ------------------------------------------------------------------ */
 
+/* `rc` (an errno) from applying `name`: under `required 1` the zygote refuses to start (false,
+ * "NAME: why" in `err`); otherwise one WARNING, and PHP runs without what it would enforce. */
+static bool refuse_or_warn(int rc, const char *name, const char *enforces, char *err, size_t errlen)
+{
+	if (P.required) {
+		snprintf(err, errlen, "%s: %s", name, strerror(rc));
+		return false;
+	}
+	askr_log("WARNING", "sandbox: %s failed (%s): PHP runs without %s", name, strerror(rc), enforces);
+	return true;
+}
+
 bool sandbox_apply_zygote(char *err, size_t errlen)
 {
 	int abi = sandbox_landlock_abi();
 	int ll_errno = abi ? 0 : errno;
 	bool seccomp_ok = sandbox_seccomp_available();
+	int rc;
 	if (P.required && (!abi || !seccomp_ok)) {
 		snprintf(err, errlen, "[sandbox] required = true, but %s is not available on this kernel (%s); "
 			"askr doctor shows what it offers",
@@ -871,42 +884,25 @@ bool sandbox_apply_zygote(char *err, size_t errlen)
 		return false;
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		if (P.required) {
-			snprintf(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
-			return false;
-		}
-		askr_log("WARNING", "sandbox: prctl(PR_SET_NO_NEW_PRIVS): %s: PHP runs unsandboxed", strerror(errno));
-		return true;
+		return refuse_or_warn(errno, "prctl(PR_SET_NO_NEW_PRIVS)", "the sandbox", err, errlen);
 	}
-	if (abi) {
-		int rc = landlock_layer(abi, PROC_ALL, NULL, 0);
-		if (rc) {
-			if (P.required) {
-				snprintf(err, errlen, "Landlock: %s", strerror(rc));
-				return false;
-			}
-			askr_log("WARNING", "sandbox: Landlock failed (%s): PHP runs without filesystem rules", strerror(rc));
-		} else {
-			g_sandbox.landlock_abi = abi;
-		}
-	} else {
+	if (!abi) {
 		askr_log("WARNING", "sandbox: Landlock is not available on this kernel (%s): PHP runs without "
 			"filesystem rules ([sandbox] required = true refuses to start instead)", strerror(ll_errno));
-	}
-	if (seccomp_ok) {
-		int rc = seccomp_install(true, !P.allow_exec, -1);
-		if (rc) {
-			if (P.required) {
-				snprintf(err, errlen, "seccomp: %s", strerror(rc));
-				return false;
-			}
-			askr_log("WARNING", "sandbox: the seccomp filter failed (%s): PHP runs without it", strerror(rc));
-		} else {
-			g_sandbox.seccomp = true;
+	} else if ((rc = landlock_layer(abi, PROC_ALL, NULL, 0))) {
+		if (!refuse_or_warn(rc, "Landlock", "filesystem rules", err, errlen)) {
+			return false;
 		}
 	} else {
+		g_sandbox.landlock_abi = abi;
+	}
+	if (!seccomp_ok) {
 		askr_log("WARNING", "sandbox: seccomp filters are not available here: PHP runs without the "
 			"syscall filter ([sandbox] required = true refuses to start instead)");
+	} else if ((rc = seccomp_install(true, !P.allow_exec, -1))) {
+		return refuse_or_warn(rc, "seccomp", "the syscall filter", err, errlen);
+	} else {
+		g_sandbox.seccomp = true;
 	}
 	return true;
 }
