@@ -134,11 +134,6 @@ void sandbox_add_path(sandbox_access access, const char *path)
 	}
 }
 
-bool sandbox_required(void)
-{
-	return P.required;
-}
-
 static bool flag_value(const char *v, bool *out)
 {
 	if (!strcmp(v, "0") || !strcmp(v, "1")) {
@@ -229,7 +224,8 @@ bool sandbox_policy_read(int fd, char *err, size_t errlen)
 /* What the kernel offers                                              */
 /* ------------------------------------------------------------------ */
 
-int sandbox_landlock_abi(void)
+/* The Landlock ABI this kernel offers (0: none, errno says why). */
+static int sandbox_landlock_abi(void)
 {
 	long abi = ll_create(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	return abi < 0 ? 0 : (int)abi;
@@ -241,7 +237,8 @@ int sandbox_landlock_abi(void)
 #define X32_SYSCALL_BIT 0x40000000u
 #endif
 
-bool sandbox_seccomp_available(void)
+/* Whether seccomp filters can trap here. */
+static bool sandbox_seccomp_available(void)
 {
 #ifdef SANDBOX_AUDIT_ARCH
 	uint32_t action = SECCOMP_RET_TRAP;
