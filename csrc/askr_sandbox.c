@@ -143,6 +143,13 @@ static bool flag_value(const char *v, bool *out)
 	return false;
 }
 
+/* A path line: only absolute paths (sandbox_add_path() ignores the rest). */
+static bool policy_path(sandbox_access access, const char *arg)
+{
+	sandbox_add_path(access, arg);
+	return arg[0] == '/';
+}
+
 /* One line of the policy; false on anything unknown (the master and this must agree). */
 static bool policy_line(char *line)
 {
@@ -152,26 +159,22 @@ static bool policy_line(char *line)
 	}
 	*sp = '\0';
 	const char *word = line, *arg = sp + 1;
-	if (!strcmp(word, "ro")) sandbox_add_path(SANDBOX_RO, arg);
-	else if (!strcmp(word, "rw")) sandbox_add_path(SANDBOX_RW, arg);
-	else if (!strcmp(word, "exec")) sandbox_add_path(SANDBOX_EXEC, arg);
-	else if (!strcmp(word, "required")) return flag_value(arg, &P.required);
-	else if (!strcmp(word, "allow_exec")) return flag_value(arg, &P.allow_exec);
-	else if (!strcmp(word, "debug")) return flag_value(arg, &P.debug);
-	else if (!strcmp(word, "connect")) {
-		char *end;
-		if (strncmp(arg, "tcp:", 4)) {
-			return false;
-		}
-		unsigned long port = strtoul(arg + 4, &end, 10);
-		if (*end || port == 0 || port > 65535 || P.nports == sizeof(P.ports) / sizeof(P.ports[0])) {
-			return false;
-		}
-		P.ports[P.nports++] = (uint16_t)port;
-	} else {
+	if (!strcmp(word, "ro")) return policy_path(SANDBOX_RO, arg);
+	if (!strcmp(word, "rw")) return policy_path(SANDBOX_RW, arg);
+	if (!strcmp(word, "exec")) return policy_path(SANDBOX_EXEC, arg);
+	if (!strcmp(word, "required")) return flag_value(arg, &P.required);
+	if (!strcmp(word, "allow_exec")) return flag_value(arg, &P.allow_exec);
+	if (!strcmp(word, "debug")) return flag_value(arg, &P.debug);
+	if (strcmp(word, "connect") || strncmp(arg, "tcp:", 4)) {
 		return false;
 	}
-	return arg[0] == '/' || (strcmp(word, "ro") && strcmp(word, "rw") && strcmp(word, "exec"));
+	char *end;
+	unsigned long port = strtoul(arg + 4, &end, 10);
+	if (*end || port == 0 || port > 65535 || P.nports == sizeof(P.ports) / sizeof(P.ports[0])) {
+		return false;
+	}
+	P.ports[P.nports++] = (uint16_t)port;
+	return true;
 }
 
 bool sandbox_policy_read(int fd, char *err, size_t errlen)
@@ -499,7 +502,7 @@ static const uint32_t IOCTL_DENIED[] = { 0x5412 /* TIOCSTI */, 0x541C /* TIOCLIN
 static const char *syscall_label(int nr)
 {
 	for (size_t i = 0; i < sizeof(DENIED) / sizeof(DENIED[0]); i++) if (DENIED[i].nr == nr) return DENIED[i].name;
-	for (size_t i = 0; i < 2; i++) if (EXEC_CALLS[i].nr == nr) return EXEC_CALLS[i].name;
+	for (size_t i = 0; i < sizeof(EXEC_CALLS) / sizeof(EXEC_CALLS[0]); i++) if (EXEC_CALLS[i].nr == nr) return EXEC_CALLS[i].name;
 	for (size_t i = 0; i < sizeof(SPECIAL) / sizeof(SPECIAL[0]); i++) if (SPECIAL[i].nr == nr) return SPECIAL[i].name;
 	return "syscall";
 }
