@@ -763,13 +763,6 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 	return 1;
 }
 
-static uint64_t clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int next_request(void)
 {
 	const worker_config *cfg = W.cfg;
@@ -824,9 +817,9 @@ int next_request(void)
 		dst[n] = '\0';
 		slot[SB_STARTED] = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 		slot[SB_SERVED] = W.served;
-		W.req_mono_ns = clock_ns(CLOCK_MONOTONIC);
 		W.req_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);  /* PHP's thread: not the watchdog's, and cheaper */
 	}
+	W.req_mono_ns = clock_ns(CLOCK_MONOTONIC);   /* the scoreboard's duration, the watchdog's start */
 	return 1;
 }
 
