@@ -576,7 +576,8 @@ uint8_t end_flags(void)
 	return W.cfg->max_requests && W.served == W.cfg->max_requests ? END_FLAG_QUOTA : 0;
 }
 
-uint64_t memory_anon_bytes(void)
+/* The worker's anonymous resident memory in bytes (RssAnon), 0 if unknown. */
+static uint64_t memory_anon_bytes(void)
 {
 	/* statm's resident minus shared (file-backed and shmem pages: libraries, OPcache's shared
 	 * memory) is RssAnon: the heap this process holds, PHP's and C libraries' alike. Opened once

@@ -386,8 +386,6 @@ bool send_hello(void);
 void report_boot_failure(const char *why);
 /* END flags for the response being completed. */
 uint8_t end_flags(void);
-/* The worker's anonymous resident memory in bytes (RssAnon), 0 if unknown. */
-uint64_t memory_anon_bytes(void);
 /* After a response is complete: over max_memory, ask (once) to be replaced (RECYCLE). */
 void recycle_check(void);
 bool stop_requested(void);
