@@ -576,7 +576,8 @@ uint8_t end_flags(void)
 	return W.cfg->max_requests && W.served == W.cfg->max_requests ? END_FLAG_QUOTA : 0;
 }
 
-uint64_t memory_anon_bytes(void)
+/* The worker's anonymous resident memory in bytes (RssAnon), 0 if unknown. */
+static uint64_t memory_anon_bytes(void)
 {
 	/* statm's resident minus shared (file-backed and shmem pages: libraries, OPcache's shared
 	 * memory) is RssAnon: the heap this process holds, PHP's and C libraries' alike. Opened once
@@ -763,13 +764,6 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 	return 1;
 }
 
-static uint64_t clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int next_request(void)
 {
 	const worker_config *cfg = W.cfg;
@@ -824,9 +818,9 @@ int next_request(void)
 		dst[n] = '\0';
 		slot[SB_STARTED] = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 		slot[SB_SERVED] = W.served;
-		W.req_mono_ns = clock_ns(CLOCK_MONOTONIC);
 		W.req_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);  /* PHP's thread: not the watchdog's, and cheaper */
 	}
+	W.req_mono_ns = clock_ns(CLOCK_MONOTONIC);   /* the scoreboard's duration, the watchdog's start */
 	return 1;
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
@@ -41,6 +42,14 @@ enum {
 #define READ_BUF_SIZE   (256 * 1024) /* channel read buffer; also holds one queue message (MAX_QUEUE_MESSAGE) */
 #define OUT_HIGH_WATER  (64 * 1024)  /* buffered response bytes that trigger a write */
 #define OUT_DIRECT      (64 * 1024)  /* ub_write chunks this big skip the copy (writev) */
+
+/* A clock's reading in nanoseconds. */
+static inline uint64_t clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* Big-endian codec. */
 static inline void put_u16(char *p, uint16_t v) { p[0] = (char)(v >> 8); p[1] = (char)v; }
@@ -91,7 +100,7 @@ enum {
 	/* The latest finished request (php-fpm's "request duration", "last request cpu" and
 	 * "last request memory"): written once it is over, read by /api/status?full. */
 	SB_LAST_US = SB_URI + 16,     /* its wall-clock duration, µs */
-	SB_LAST_CPU_US,               /* user + system CPU this process used for it, µs */
+	SB_LAST_CPU_US,               /* user + system CPU PHP's thread used for it, µs */
 	SB_LAST_PEAK,                 /* PHP's peak memory during it (memory_get_peak_usage()), bytes */
 	SB_SLOWLOGGED,                /* requests the slowlog logged (written by the watchdog thread only) */
 	SB_DENIED,                    /* syscalls the sandbox denied (askr_sandbox.c's SIGSYS handler, atomic) */
@@ -357,7 +366,7 @@ typedef struct {
 	askr_request boot;
 	unsigned long served;
 	uint64_t req_mono_ns;         /* when the request in hand was taken (CLOCK_MONOTONIC) */
-	uint64_t req_cpu_ns;          /* this process's CPU time then (CLOCK_PROCESS_CPUTIME_ID) */
+	uint64_t req_cpu_ns;          /* PHP's thread's CPU time then (CLOCK_THREAD_CPUTIME_ID) */
 	bool stop;                    /* the front sent STOP: take no further request */
 	bool hello_sent;
 	bool in_handler;              /* askr_handle_request() is running the handler */
@@ -377,8 +386,6 @@ bool send_hello(void);
 void report_boot_failure(const char *why);
 /* END flags for the response being completed. */
 uint8_t end_flags(void);
-/* The worker's anonymous resident memory in bytes (RssAnon), 0 if unknown. */
-uint64_t memory_anon_bytes(void);
 /* After a response is complete: over max_memory, ask (once) to be replaced (RECYCLE). */
 void recycle_check(void);
 bool stop_requested(void);

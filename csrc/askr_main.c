@@ -234,7 +234,6 @@ static int zygote_run(int ctl_fd, uint32_t generation)
  * scanned conf.d directory, and the files read there, comma-and-newline separated. */
 extern char *php_ini_opened_path, *php_ini_scanned_path, *php_ini_scanned_files;
 
-static bool g_sandboxed;                      /* --sandbox-fd given */
 static char g_sandbox_error[600];             /* why the sandbox refused to start (required) */
 static zend_result (*g_next_post_startup)(void);
 
@@ -458,7 +457,6 @@ int main(int argc, char **argv)
 			ctl_send(ctl_fd, "failed %s\n", err);
 			goto out;
 		}
-		g_sandboxed = true;
 		/* Set before module startup: OPcache chains it (see sandbox_post_startup). */
 		g_next_post_startup = zend_post_startup_cb;
 		zend_post_startup_cb = sandbox_post_startup;
@@ -480,7 +478,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	module_started = true;
-	if (g_sandboxed) {
+	if (sandbox_fd >= 0) {
 		/* What was applied, for /api/status (the master reads it before `ready`). */
 		ctl_send(ctl_fd, "sandbox %d %d\n", g_sandbox.landlock_abi, g_sandbox.seccomp ? 1 : 0);
 	}

@@ -134,11 +134,6 @@ void sandbox_add_path(sandbox_access access, const char *path)
 	}
 }
 
-bool sandbox_required(void)
-{
-	return P.required;
-}
-
 static bool flag_value(const char *v, bool *out)
 {
 	if (!strcmp(v, "0") || !strcmp(v, "1")) {
@@ -146,6 +141,13 @@ static bool flag_value(const char *v, bool *out)
 		return true;
 	}
 	return false;
+}
+
+/* A path line: only absolute paths (sandbox_add_path() ignores the rest). */
+static bool policy_path(sandbox_access access, const char *arg)
+{
+	sandbox_add_path(access, arg);
+	return arg[0] == '/';
 }
 
 /* One line of the policy; false on anything unknown (the master and this must agree). */
@@ -157,26 +159,22 @@ static bool policy_line(char *line)
 	}
 	*sp = '\0';
 	const char *word = line, *arg = sp + 1;
-	if (!strcmp(word, "ro")) sandbox_add_path(SANDBOX_RO, arg);
-	else if (!strcmp(word, "rw")) sandbox_add_path(SANDBOX_RW, arg);
-	else if (!strcmp(word, "exec")) sandbox_add_path(SANDBOX_EXEC, arg);
-	else if (!strcmp(word, "required")) return flag_value(arg, &P.required);
-	else if (!strcmp(word, "allow_exec")) return flag_value(arg, &P.allow_exec);
-	else if (!strcmp(word, "debug")) return flag_value(arg, &P.debug);
-	else if (!strcmp(word, "connect")) {
-		char *end;
-		if (strncmp(arg, "tcp:", 4)) {
-			return false;
-		}
-		unsigned long port = strtoul(arg + 4, &end, 10);
-		if (*end || port == 0 || port > 65535 || P.nports == sizeof(P.ports) / sizeof(P.ports[0])) {
-			return false;
-		}
-		P.ports[P.nports++] = (uint16_t)port;
-	} else {
+	if (!strcmp(word, "ro")) return policy_path(SANDBOX_RO, arg);
+	if (!strcmp(word, "rw")) return policy_path(SANDBOX_RW, arg);
+	if (!strcmp(word, "exec")) return policy_path(SANDBOX_EXEC, arg);
+	if (!strcmp(word, "required")) return flag_value(arg, &P.required);
+	if (!strcmp(word, "allow_exec")) return flag_value(arg, &P.allow_exec);
+	if (!strcmp(word, "debug")) return flag_value(arg, &P.debug);
+	if (strcmp(word, "connect") || strncmp(arg, "tcp:", 4)) {
 		return false;
 	}
-	return arg[0] == '/' || (strcmp(word, "ro") && strcmp(word, "rw") && strcmp(word, "exec"));
+	char *end;
+	unsigned long port = strtoul(arg + 4, &end, 10);
+	if (*end || port == 0 || port > 65535 || P.nports == sizeof(P.ports) / sizeof(P.ports[0])) {
+		return false;
+	}
+	P.ports[P.nports++] = (uint16_t)port;
+	return true;
 }
 
 bool sandbox_policy_read(int fd, char *err, size_t errlen)
@@ -229,7 +227,8 @@ bool sandbox_policy_read(int fd, char *err, size_t errlen)
 /* What the kernel offers                                              */
 /* ------------------------------------------------------------------ */
 
-int sandbox_landlock_abi(void)
+/* The Landlock ABI this kernel offers (0: none, errno says why). */
+static int sandbox_landlock_abi(void)
 {
 	long abi = ll_create(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	return abi < 0 ? 0 : (int)abi;
@@ -241,7 +240,8 @@ int sandbox_landlock_abi(void)
 #define X32_SYSCALL_BIT 0x40000000u
 #endif
 
-bool sandbox_seccomp_available(void)
+/* Whether seccomp filters can trap here. */
+static bool sandbox_seccomp_available(void)
 {
 #ifdef SANDBOX_AUDIT_ARCH
 	uint32_t action = SECCOMP_RET_TRAP;
@@ -502,7 +502,7 @@ static const uint32_t IOCTL_DENIED[] = { 0x5412 /* TIOCSTI */, 0x541C /* TIOCLIN
 static const char *syscall_label(int nr)
 {
 	for (size_t i = 0; i < sizeof(DENIED) / sizeof(DENIED[0]); i++) if (DENIED[i].nr == nr) return DENIED[i].name;
-	for (size_t i = 0; i < 2; i++) if (EXEC_CALLS[i].nr == nr) return EXEC_CALLS[i].name;
+	for (size_t i = 0; i < sizeof(EXEC_CALLS) / sizeof(EXEC_CALLS[0]); i++) if (EXEC_CALLS[i].nr == nr) return EXEC_CALLS[i].name;
 	for (size_t i = 0; i < sizeof(SPECIAL) / sizeof(SPECIAL[0]); i++) if (SPECIAL[i].nr == nr) return SPECIAL[i].name;
 	return "syscall";
 }
@@ -859,11 +859,24 @@ static int seccomp_install(bool trap, bool deny_exec, int exec_fd)
 /* Applying it                                                         */
 /* ------------------------------------------------------------------ */
 
+/* `rc` (an errno) from applying `name`: under `required 1` the zygote refuses to start (false,
+ * "NAME: why" in `err`); otherwise one WARNING, and PHP runs without what it would enforce. */
+static bool refuse_or_warn(int rc, const char *name, const char *enforces, char *err, size_t errlen)
+{
+	if (P.required) {
+		snprintf(err, errlen, "%s: %s", name, strerror(rc));
+		return false;
+	}
+	askr_log("WARNING", "sandbox: %s failed (%s): PHP runs without %s", name, strerror(rc), enforces);
+	return true;
+}
+
 bool sandbox_apply_zygote(char *err, size_t errlen)
 {
 	int abi = sandbox_landlock_abi();
 	int ll_errno = abi ? 0 : errno;
 	bool seccomp_ok = sandbox_seccomp_available();
+	int rc;
 	if (P.required && (!abi || !seccomp_ok)) {
 		snprintf(err, errlen, "[sandbox] required = true, but %s is not available on this kernel (%s); "
 			"askr doctor shows what it offers",
@@ -871,42 +884,25 @@ bool sandbox_apply_zygote(char *err, size_t errlen)
 		return false;
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		if (P.required) {
-			snprintf(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
-			return false;
-		}
-		askr_log("WARNING", "sandbox: prctl(PR_SET_NO_NEW_PRIVS): %s: PHP runs unsandboxed", strerror(errno));
-		return true;
+		return refuse_or_warn(errno, "prctl(PR_SET_NO_NEW_PRIVS)", "the sandbox", err, errlen);
 	}
-	if (abi) {
-		int rc = landlock_layer(abi, PROC_ALL, NULL, 0);
-		if (rc) {
-			if (P.required) {
-				snprintf(err, errlen, "Landlock: %s", strerror(rc));
-				return false;
-			}
-			askr_log("WARNING", "sandbox: Landlock failed (%s): PHP runs without filesystem rules", strerror(rc));
-		} else {
-			g_sandbox.landlock_abi = abi;
-		}
-	} else {
+	if (!abi) {
 		askr_log("WARNING", "sandbox: Landlock is not available on this kernel (%s): PHP runs without "
 			"filesystem rules ([sandbox] required = true refuses to start instead)", strerror(ll_errno));
-	}
-	if (seccomp_ok) {
-		int rc = seccomp_install(true, !P.allow_exec, -1);
-		if (rc) {
-			if (P.required) {
-				snprintf(err, errlen, "seccomp: %s", strerror(rc));
-				return false;
-			}
-			askr_log("WARNING", "sandbox: the seccomp filter failed (%s): PHP runs without it", strerror(rc));
-		} else {
-			g_sandbox.seccomp = true;
+	} else if ((rc = landlock_layer(abi, PROC_ALL, NULL, 0))) {
+		if (!refuse_or_warn(rc, "Landlock", "filesystem rules", err, errlen)) {
+			return false;
 		}
 	} else {
+		g_sandbox.landlock_abi = abi;
+	}
+	if (!seccomp_ok) {
 		askr_log("WARNING", "sandbox: seccomp filters are not available here: PHP runs without the "
 			"syscall filter ([sandbox] required = true refuses to start instead)");
+	} else if ((rc = seccomp_install(true, !P.allow_exec, -1))) {
+		return refuse_or_warn(rc, "seccomp", "the syscall filter", err, errlen);
+	} else {
+		g_sandbox.seccomp = true;
 	}
 	return true;
 }

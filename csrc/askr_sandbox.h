@@ -20,12 +20,8 @@ typedef enum { SANDBOX_RO, SANDBOX_RW, SANDBOX_EXEC, SANDBOX_RW_STARTUP } sandbo
 bool sandbox_policy_read(int fd, char *err, size_t errlen);
 /* One more path (PHP-derived, from askr_main.c); a missing one is skipped when applied. */
 void sandbox_add_path(sandbox_access access, const char *path);
-bool sandbox_required(void);
 
-/* What the kernel offers: the Landlock ABI (0: none) and whether seccomp filters can trap. */
-int sandbox_landlock_abi(void);
-bool sandbox_seccomp_available(void);
-/* --sandbox-probe: one JSON line on stdout. */
+/* --sandbox-probe: what the kernel offers (the Landlock ABI, seccomp), one JSON line on stdout. */
 void sandbox_probe_print(void);
 
 /* What was applied (0 / false until sandbox_apply_zygote() ran). */

@@ -17,8 +17,9 @@
  *    read, so a frame may change under us: the trace can then be short or mixed, never a crash
  *    (and a request stuck long enough to be logged rarely moves).
  *
- * The PHP thread's cost per request: one timerfd_settime() at the start when slowlog_timeout is
- * set, and two stores. This thread calls no PHP function.
+ * The PHP thread's cost per request: none without a watchdog (it runs only with slowlog_timeout
+ * set); with one, a timerfd_settime() at the start and two atomic stores. This thread calls no
+ * PHP function.
  */
 
 #define _GNU_SOURCE   /* memrchr (used by PHP headers) */
@@ -46,19 +47,13 @@ static struct {
 	int out_fd;                  /* slowlog_file, or -1: the error log */
 	int mem_fd;                  /* /proc/self/mem: how this thread reads PHP's memory */
 	uint64_t timeout_ms;         /* slowlog_timeout, 0 = off */
+	bool running;                /* the thread started: the PHP thread reports requests to it */
 	/* Odd while a request runs: incremented when it starts and when it ends, so this thread
 	 * can tell "the same request" from "a later one" without a lock. */
 	_Atomic uint64_t seq;
 	_Atomic uint64_t began_ns;   /* CLOCK_MONOTONIC when the running request started */
 	char buf[TRACE_BUF_SIZE];
 } WD = { .timer_fd = -1, .signal_fd = -1, .out_fd = -1, .mem_fd = -1 };
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------------ */
 /* Reading PHP's memory without trusting it                            */
@@ -222,7 +217,7 @@ static void trace_dump(const char *why)
 		askr_log("WARNING", "%s: no request running, so no PHP backtrace", why);
 		return;
 	}
-	double elapsed = (double)(monotonic_ns() - atomic_load(&WD.began_ns)) / 1e9;
+	double elapsed = (double)(clock_ns(CLOCK_MONOTONIC) - atomic_load(&WD.began_ns)) / 1e9;
 	char uri[SB_URI_BYTES] = "?", method[16] = "", script[1024] = "";
 	volatile uint64_t *slot = scoreboard_slot(W.cfg->worker_id);
 	if (slot) {
@@ -309,7 +304,7 @@ static void *watchdog_main(void *arg)
 			}
 			/* The timer was armed by the latest request to start: it is slow if it still runs. */
 			uint64_t seq = atomic_load(&WD.seq);
-			if ((seq & 1) && monotonic_ns() - atomic_load(&WD.began_ns) >= WD.timeout_ms * 1000000u) {
+			if ((seq & 1) && clock_ns(CLOCK_MONOTONIC) - atomic_load(&WD.began_ns) >= WD.timeout_ms * 1000000u) {
 				volatile uint64_t *slot = scoreboard_slot(W.cfg->worker_id);
 				if (slot) {
 					slot[SB_SLOWLOGGED]++;   /* /api/status slowlogged_requests; only this thread writes it */
@@ -361,12 +356,16 @@ bool watchdog_start(uint64_t slowlog_timeout_ms, int slowlog_fd)
 		askr_log("WARNING", "watchdog: pthread_create: %s; no slowlog", strerror(rc));
 		return false;
 	}
+	WD.running = true;
 	return true;
 }
 
 void watchdog_request_began(void)
 {
-	atomic_store(&WD.began_ns, monotonic_ns());
+	if (!WD.running) {
+		return;
+	}
+	atomic_store(&WD.began_ns, W.req_mono_ns);   /* taken by next_request() just now */
 	atomic_fetch_add(&WD.seq, 1);
 	if (WD.timer_fd >= 0) {
 		struct itimerspec its = { .it_value = {
@@ -377,7 +376,7 @@ void watchdog_request_began(void)
 
 void watchdog_request_ended(void)
 {
-	if (atomic_load(&WD.seq) & 1) {
+	if (WD.running && (atomic_load(&WD.seq) & 1)) {
 		atomic_fetch_add(&WD.seq, 1);
 	}
 }
