@@ -101,7 +101,7 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     policy_fd = None
     if release.sandbox_policy is not None:
         policy_fd = sandbox.pipe_with(release.sandbox_policy)
-        command = sandbox.launcher_command(config, policy_fd, command, ignore_sigterm)
+        command = sandbox.launcher_command(policy_fd, command, ignore_sigterm)
     elif ignore_sigterm:  # an ignored signal stays ignored across exec
         command = ["/bin/sh", "-c", 'trap "" TERM; exec "$@"', name, *command]
     child_env = {**os.environ, "ASKR_APP_BASE": release.app_base, **(env or {})}
