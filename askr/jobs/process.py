@@ -32,11 +32,12 @@ class Release:
 
     @classmethod
     def resolve(cls, config: Config, script: str, run_as: tuple[int, int] | None = None) -> Release:
+        script = os.path.realpath(script)
         policy = None
         if config.sandbox.enabled:
-            policy = sandbox.policy_text(config, [sandbox.Rule("ro", os.path.realpath(script)),
-                                                  *sandbox.cli_rules(config, run_as)])
-        return cls(os.path.realpath(script), os.path.realpath(config.worker.app_base or "."), policy)
+            rules = [sandbox.Rule("ro", script), *sandbox.cli_rules(config, run_as)]
+            policy = sandbox.policy_text(config, rules)
+        return cls(script, os.path.realpath(config.worker.app_base or "."), policy)
 
 
 @dataclass
