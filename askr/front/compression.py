@@ -93,6 +93,15 @@ def _gzip_whole(level: int) -> Callable[[bytes], bytes]:
     return lambda data: zlib.compress(data, level, wbits=31)
 
 
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    """Keep `value` for `key` in one of a front's small caches (cleared whole when full: browsers
+    send a few distinct values, a client inventing new ones only costs recomputing) and return it."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def zstd_stream_compressor(level: int) -> zstandard.ZstdCompressor:
     """A compressor for one stream at a time. Its tables are sized for a 64 KB input rather than
     an unknown one: an open stream (an SSE connection) holds about 400 KB instead of 800 KB, for a
@@ -177,11 +186,7 @@ class Compression:
         except KeyError:
             pass
         ranked = acceptable(accept, self.algorithms)
-        choice = ranked[0] if ranked else None
-        if len(self._choices) >= _CACHE_MAX:
-            self._choices.clear()
-        self._choices[accept] = choice
-        return choice
+        return _remember(self._choices, accept, ranked[0] if ranked else None)
 
     def ranked(self, accept: bytes | None) -> list[str]:
         """Every coding the client accepts, best first, the configured ones first among equals
@@ -190,11 +195,7 @@ class Compression:
             return self._rankings[accept]
         except KeyError:
             pass
-        ranked = acceptable(accept, self.sibling_order)
-        if len(self._rankings) >= _CACHE_MAX:
-            self._rankings.clear()
-        self._rankings[accept] = ranked
-        return ranked
+        return _remember(self._rankings, accept, acceptable(accept, self.sibling_order))
 
     def compressible(self, content_type: bytes | None, name: str = "") -> bool:
         """Whether a response of this Content-Type (and file name, for static files) is worth
@@ -204,10 +205,8 @@ class Compression:
         known = self._type_cache.get(content_type)
         if known is None:
             media = content_type.partition(b";")[0].strip().lower().decode("latin-1")
-            known = media in self._exact or media.startswith(self._families)
-            if len(self._type_cache) >= _CACHE_MAX:
-                self._type_cache.clear()
-            self._type_cache[content_type] = known
+            known = _remember(self._type_cache, content_type,
+                              media in self._exact or media.startswith(self._families))
         return known
 
     def whole(self, coding: str, data: bytes) -> bytes:
