@@ -89,10 +89,6 @@ def acceptable(value: bytes | None, offered: tuple[str, ...]) -> list[str]:
     return [coding for _, _, coding in ranked]
 
 
-def _gzip_whole(level: int) -> Callable[[bytes], bytes]:
-    return lambda data: zlib.compress(data, level, wbits=31)
-
-
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
     """Keep `value` for `key` in one of a front's small caches (cleared whole when full: browsers
     send a few distinct values, a client inventing new ones only costs recomputing) and return it."""
@@ -168,7 +164,7 @@ class Compression:
         self._type_cache: dict[bytes, bool] = {}
         zstd = zstandard.ZstdCompressor(level=levels["zstd"])  # one-shot use only: never shared mid-stream
         self._whole: dict[str, Callable[[bytes], bytes]] = {
-            "gzip": _gzip_whole(levels["gzip"]),
+            "gzip": lambda data: zlib.compress(data, levels["gzip"], wbits=31),
             "br": lambda data: brotli.compress(data, quality=levels["br"]),
             "zstd": zstd.compress,
         }
