@@ -132,11 +132,13 @@ def _fronts(value: Any) -> int:
     return value
 
 
-def _int(minimum: int) -> Callable[[Any], int]:
+def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
     @_typed("integer")
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"expected an integer >= {minimum}")
+        if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+                or (maximum is not None and value > maximum)):
+            raise ValueError(f"expected an integer >= {minimum}" if maximum is None
+                             else f"expected an integer from {minimum} to {maximum}")
         return value
 
     return check
@@ -255,16 +257,6 @@ def _type_patterns(value: Any) -> tuple[str, ...]:
             isinstance(v, str) and re.fullmatch(r"[\w.+-]+/(?:\*|[\w.+-]+)", v) for v in value):
         raise ValueError('expected a list of "type/subtype" or "type/*", e.g. ["text/*", "application/json"]')
     return tuple(v.lower() for v in value)
-
-
-def _int_between(low: int, high: int) -> Callable[[Any], int]:
-    @_typed("integer")
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"expected an integer from {low} to {high}")
-        return value
-
-    return check
 
 
 IniPairs = tuple[tuple[str, str], ...]
@@ -612,11 +604,11 @@ SETTINGS: tuple[Setting, ...] = (
             'Content-Types worth compressing: exact types, or "type/*" for a whole family; parameters '
             '(charset) are ignored. Images, fonts in woff/woff2, archives and media are compressed '
             "already and are left out of the default."),
-    Setting("compression", "gzip_level", 5, _int_between(1, 9), "gzip (zlib) level, 1 to 9."),
-    Setting("compression", "br_level", 4, _int_between(0, 11),
+    Setting("compression", "gzip_level", 5, _int(1, 9), "gzip (zlib) level, 1 to 9."),
+    Setting("compression", "br_level", 4, _int(0, 11),
             "Brotli quality, 0 to 11 (above 5 it gets much slower for little gain: keep those for "
             "precompressed files)."),
-    Setting("compression", "zstd_level", 3, _int_between(1, 19), "zstd level, 1 to 19."),
+    Setting("compression", "zstd_level", 3, _int(1, 19), "zstd level, 1 to 19."),
     Setting("compression", "precompressed", True, _bool,
             "Serve a precompressed sibling of a static file when the client accepts its coding: "
             "app.css.zst, app.css.br or app.css.gz next to app.css (nginx's gzip_static, Caddy's "

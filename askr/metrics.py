@@ -113,11 +113,16 @@ class MasterMetrics(Collector):
         total = sum(s.get("waiting", 0) for s in self.fronts.values())
         self.max_waiting = max(self.max_waiting, total, snapshot.get("peak_waiting", 0))
 
-    def request_counters(self) -> dict[str, Any]:
-        """php-fpm's pool counters, over every front (the status fields of docs/admin.md)."""
+    def total(self) -> dict[str, Any]:
+        """Every front's counters added up, with what restarted fronts had counted."""
         total = self.base
         for snapshot in self.fronts.values():
             total = _add(total, snapshot)
+        return total
+
+    def request_counters(self) -> dict[str, Any]:
+        """php-fpm's pool counters, over every front (the status fields of docs/admin.md)."""
+        total = self.total()
         return {"accepted_connections": total.get("accepted", 0),
                 "requests_waiting": sum(s.get("waiting", 0) for s in self.fronts.values()),
                 "max_requests_waiting": self.max_waiting,
@@ -137,9 +142,7 @@ class MasterMetrics(Collector):
 
     def collect(self) -> Iterator[Any]:
         status = self.status()
-        total = self.base
-        for snapshot in self.fronts.values():
-            total = _add(total, snapshot)
+        total = self.total()
         requests = CounterMetricFamily("askr_http_requests", "HTTP responses sent, by status class",
                                        labels=["code"])
         for name, value in zip(STATUS_CLASSES, total["by_class"], strict=True):

@@ -11,6 +11,7 @@ TLS key or /etc as a whole. The format is in docs/internals.md ("The sandbox pol
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from askr import privileges
 from askr.config import Config
+from askr.paths import php_worker_binary
 
 log = logging.getLogger("askr.master")
 
@@ -134,17 +136,17 @@ def _beneath(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def exposed_secrets(config: Config, given: list[Rule] | None = None,
-                    runtime_dir: str | None = None) -> list[tuple[str, Rule]]:
+def exposed_secrets(config: Config, runtime_dir: str | None = None) -> list[tuple[str, Rule]]:
     """askr's own secrets (askr.toml, the TLS key, the admin token file, its runtime directory)
     that a rule lets PHP read after all, each with the first such rule. Landlock only grants, it
     cannot carve a file out of a directory it grants: a secret kept in the app base (askr.toml
     beside Laravel's public/, the default layout) is the app's to read."""
     secrets = [config.source, config.tls.key, config.admin.token_file, runtime_dir]
+    granted = rules(config)
     out = []
     for secret in dict.fromkeys(s for s in secrets if s and os.path.exists(s)):
         real = os.path.realpath(secret)
-        for rule in given if given is not None else rules(config):
+        for rule in granted:
             if _beneath(real, os.path.realpath(rule.path)):
                 out.append((secret, rule))
                 break
@@ -210,7 +212,6 @@ def pipe_with(text: str) -> int:
     read_fd, write_fd = os.pipe()
     try:
         if len(data) > 60000:  # a pipe holds 64 KiB by default: make room, or writing would block
-            import fcntl
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, len(data) + 4096)
         os.write(write_fd, data)
     except OSError:
@@ -221,10 +222,8 @@ def pipe_with(text: str) -> int:
     return read_fd
 
 
-def launcher_command(config: Config, policy_fd: int, argv: list[str], ignore_sigterm: bool) -> list[str]:
+def launcher_command(policy_fd: int, argv: list[str], ignore_sigterm: bool) -> list[str]:
     """`argv` (the PHP CLI and its arguments) run through askr-php --sandbox-exec."""
-    from askr.paths import php_worker_binary
-
     command = [str(php_worker_binary()), "--sandbox-exec", "--sandbox-fd", str(policy_fd)]
     if ignore_sigterm:
         command.append("--ignore-sigterm")
@@ -233,8 +232,6 @@ def launcher_command(config: Config, policy_fd: int, argv: list[str], ignore_sig
 
 def probe() -> dict:
     """What this kernel offers (askr-php --sandbox-probe): landlock_abi (0: none), seccomp."""
-    from askr.paths import php_worker_binary
-
     done = subprocess.run([str(php_worker_binary()), "--sandbox-probe"], capture_output=True, text=True,
                           timeout=30, check=False)
     return json.loads(done.stdout)

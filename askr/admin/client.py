@@ -42,6 +42,14 @@ def call(base: str, token: str | None, method: str, path: str) -> tuple[int, dic
                          "(is askr running? see [admin] listen)") from None
 
 
+def expect(base: str, token: str | None, method: str, path: str, status: int = 200) -> dict[str, Any]:
+    """`call`, raising AdminError (with the server's reason) unless it answers `status`."""
+    code, body = call(base, token, method, path)
+    if code != status:
+        raise AdminError(f"{method} {path.partition('?')[0]}: HTTP {code}: {body.get('error', body)}")
+    return body
+
+
 def render(status: dict[str, Any]) -> str:
     traffic = status["traffic"]
     lines = [
@@ -134,18 +142,13 @@ def drain(base: str, token: str | None, args: argparse.Namespace) -> int:
     """askr drain [--wait]: readiness goes 503 at once; with --wait, return once the balancer
     has stopped sending (the server's `traffic.quiet`: no request for [admin] drain_quiet and
     none in flight)."""
-    code, body = call(base, token, "POST", "/api/drain")
-    if code != 200:
-        raise AdminError(f"POST /api/drain: HTTP {code}: {body.get('error', body)}")
-    print(f"state: {body['state']}")
+    print(f"state: {expect(base, token, 'POST', '/api/drain')['state']}")
     if not args.wait:
         return 0
     started = time.monotonic()
     deadline = started + args.timeout
     while True:
-        code, status = call(base, token, "GET", "/api/status")
-        if code != 200:
-            raise AdminError(f"GET /api/status: HTTP {code}: {status.get('error', status)}")
+        status = expect(base, token, "GET", "/api/status")
         traffic = status["traffic"]
         if not status["draining"] and status["state"] != "stopping":
             raise AdminError("undrained while waiting (askr undrain, or POST /api/undrain)")
@@ -168,20 +171,13 @@ def main(args: argparse.Namespace) -> int:
         if args.command == "drain":
             return drain(base, token, args)
         if args.command == "undrain":
-            code, body = call(base, token, "POST", "/api/undrain")
-            if code != 200:
-                raise AdminError(f"POST /api/undrain: HTTP {code}: {body.get('error', body)}")
-            print(f"state: {body['state']}")
+            print(f"state: {expect(base, token, 'POST', '/api/undrain')['state']}")
             return 0
         if args.command == "status":
-            code, body = call(base, token, "GET", "/api/status?full")
-            if code != 200:
-                raise AdminError(f"GET /api/status: HTTP {code}: {body.get('error', body)}")
+            body = expect(base, token, "GET", "/api/status?full")
             print(json.dumps(body, indent=1) if args.json else render(body))
             return 0
-        code, body = call(base, token, "POST", "/api/reload?canary=1" if args.canary else "/api/reload")
-        if code != 202:
-            raise AdminError(f"POST /api/reload: HTTP {code}: {body.get('error', body)}")
+        body = expect(base, token, "POST", "/api/reload?canary=1" if args.canary else "/api/reload", 202)
         print(f"reload {body['reload']}")
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:

@@ -43,10 +43,6 @@ log = logging.getLogger("askr.admin")
 
 MAX_HEAD = 16 * 1024
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-class OpenMetrics(bytes):
-    """A body in the OpenMetrics text format (its own content type)."""
 READ_TIMEOUT = 10.0
 
 
@@ -104,8 +100,11 @@ class AdminServer:
                  reload: Callable[[str, bool], dict[str, Any]], metrics: Callable[[], bytes],
                  health: Callable[[str], tuple[bool, dict[str, str]]],
                  drain: Callable[[bool], dict[str, Any]],
-                 history: Callable[[float | None], dict[str, Any]] | None = None):
-        """`config` is the [admin] section (token, health_public, listen)."""
+                 history: Callable[[float | None], dict[str, Any]] | None = None,
+                 full_status: Callable[[], dict[str, Any]] | None = None,
+                 openmetrics: Callable[[], bytes] | None = None):
+        """`config` is the [admin] section (token, health_public, listen). `full_status` and
+        `openmetrics` answer GET /api/status?full and ?format=openmetrics."""
         self.sock = sock
         self.history = history
         self.listen_host: str = config.listen.host
@@ -115,9 +114,8 @@ class AdminServer:
         self.metrics = metrics
         self.token: str | None = config.token
         self.health_public: bool = config.health_public
-        # GET /api/status?full, ?format=openmetrics (given after construction: set_status_views)
-        self.full_status = status
-        self.openmetrics: Callable[[], bytes] | None = None
+        self.full_status = full_status or status
+        self.openmetrics = openmetrics
         self.status = status
         self.reload = reload
         self.health = health
@@ -131,11 +129,6 @@ class AdminServer:
                     f"({self.listen_host}); anyone on this machine can use it.")
         return ("The admin token guards this page: it was swapped for a session cookie that lasts "
                 "until the browser closes or askr restarts.")
-
-    def set_status_views(self, full: Callable[[], dict[str, Any]], openmetrics: Callable[[], bytes]) -> None:
-        """GET /api/status?full and ?format=openmetrics."""
-        self.full_status = full
-        self.openmetrics = openmetrics
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, sock=self.sock, limit=MAX_HEAD)
@@ -153,8 +146,6 @@ class AdminServer:
         extra = ""
         if isinstance(body, Reply):
             payload, content_type, extra = body.payload, body.content_type, body.headers
-        elif isinstance(body, OpenMetrics):
-            payload, content_type = bytes(body), OPENMETRICS_TYPE
         elif isinstance(body, bytes):  # /metrics
             payload, content_type = body, "text/plain; version=0.0.4; charset=utf-8"
         else:
@@ -226,7 +217,7 @@ class AdminServer:
                 return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET"}
             query = parse_qs(target.query, keep_blank_values=True)
             if query.get("format", [""])[0] == "openmetrics" and self.openmetrics is not None:
-                return HTTPStatus.OK, OpenMetrics(self.openmetrics())
+                return HTTPStatus.OK, Reply(OPENMETRICS_TYPE, self.openmetrics())
             return HTTPStatus.OK, self.full_status() if "full" in query else self.status()
         if target.path == "/api/reload":
             if method != "POST":

@@ -89,8 +89,13 @@ def acceptable(value: bytes | None, offered: tuple[str, ...]) -> list[str]:
     return [coding for _, _, coding in ranked]
 
 
-def _gzip_whole(level: int) -> Callable[[bytes], bytes]:
-    return lambda data: zlib.compress(data, level, wbits=31)
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    """Keep `value` for `key` in one of a front's small caches (cleared whole when full: browsers
+    send a few distinct values, a client inventing new ones only costs recomputing) and return it."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def zstd_stream_compressor(level: int) -> zstandard.ZstdCompressor:
@@ -159,7 +164,7 @@ class Compression:
         self._type_cache: dict[bytes, bool] = {}
         zstd = zstandard.ZstdCompressor(level=levels["zstd"])  # one-shot use only: never shared mid-stream
         self._whole: dict[str, Callable[[bytes], bytes]] = {
-            "gzip": _gzip_whole(levels["gzip"]),
+            "gzip": lambda data: zlib.compress(data, levels["gzip"], wbits=31),
             "br": lambda data: brotli.compress(data, quality=levels["br"]),
             "zstd": zstd.compress,
         }
@@ -177,11 +182,7 @@ class Compression:
         except KeyError:
             pass
         ranked = acceptable(accept, self.algorithms)
-        choice = ranked[0] if ranked else None
-        if len(self._choices) >= _CACHE_MAX:
-            self._choices.clear()
-        self._choices[accept] = choice
-        return choice
+        return _remember(self._choices, accept, ranked[0] if ranked else None)
 
     def ranked(self, accept: bytes | None) -> list[str]:
         """Every coding the client accepts, best first, the configured ones first among equals
@@ -190,11 +191,7 @@ class Compression:
             return self._rankings[accept]
         except KeyError:
             pass
-        ranked = acceptable(accept, self.sibling_order)
-        if len(self._rankings) >= _CACHE_MAX:
-            self._rankings.clear()
-        self._rankings[accept] = ranked
-        return ranked
+        return _remember(self._rankings, accept, acceptable(accept, self.sibling_order))
 
     def compressible(self, content_type: bytes | None, name: str = "") -> bool:
         """Whether a response of this Content-Type (and file name, for static files) is worth
@@ -204,10 +201,8 @@ class Compression:
         known = self._type_cache.get(content_type)
         if known is None:
             media = content_type.partition(b";")[0].strip().lower().decode("latin-1")
-            known = media in self._exact or media.startswith(self._families)
-            if len(self._type_cache) >= _CACHE_MAX:
-                self._type_cache.clear()
-            self._type_cache[content_type] = known
+            known = _remember(self._type_cache, content_type,
+                              media in self._exact or media.startswith(self._families))
         return known
 
     def whole(self, coding: str, data: bytes) -> bytes:

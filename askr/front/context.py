@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from functools import partial
 
 from askr.bridge.pool import WorkerPool
 from askr.config import Config
-from askr.front.compression import Compression
+from askr.front.compression import Compression, serve_static_compressed
 from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
-from askr.front.xsendfile import FileOffload
+from askr.front.static import serve_static
+from askr.front.xsendfile import FileOffload, Serve
 from askr.log import AccessLog
 from askr.metrics import RequestStats
 from askr.readiness import BOOTING
@@ -33,6 +35,14 @@ class FrontContext:
     compression: Compression | None = None  # [compression]; None: neither enabled nor precompressed
     readiness: str = BOOTING  # the master's latest word (askr/readiness.py), for health_path
     all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    # how a file is answered (routed, or named by X-Sendfile): as it is, or through [compression]
+    serve_file: Serve = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.compression is None:
+            self.serve_file = serve_static
+        else:
+            self.serve_file = partial(serve_static_compressed, self.compression)
 
     def connection_closed(self, conn: object) -> None:
         self.connections.discard(conn)

@@ -197,9 +197,7 @@ class HotFiles:
         entry.valid_until = self._clock() + self.valid
         self._forget(raw_path)
         if entry.charge <= self.max_bytes:
-            while self.size + entry.charge > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self.size -= evicted.charge
+            self._shrink(self.max_bytes - entry.charge)
             self._entries[raw_path] = entry
             self.size += entry.charge
         return entry  # serves this request even when it is too big to keep
@@ -229,10 +227,14 @@ class HotFiles:
             entry.variants[coding] = variant
             entry.charge += variant.charge
             self.size += variant.charge
-            while self.size > self.max_bytes and self._entries:
-                _, evicted = self._entries.popitem(last=False)
-                self.size -= evicted.charge
+            self._shrink(self.max_bytes)
         return variant
+
+    def _shrink(self, budget: int) -> None:
+        """Drop the least recently loaded entries until what is held fits in `budget`."""
+        while self.size > budget and self._entries:
+            _, evicted = self._entries.popitem(last=False)
+            self.size -= evicted.charge
 
     def _revalidate(self, raw_path: bytes, entry: HotFile, now: float) -> HotFile | None:
         """Route the path again, as a request without the cache would be routed."""

@@ -51,6 +51,9 @@ class Front:
         self.listen_fds = listen_fds
         self.redirect_fd = redirect_fd
         self.tls_context = None
+        # [compression], one per front: its caches and idle zstd compressors serve the PHP and
+        # static responses and every router's hot-file cache (make_router runs on each reload)
+        self.compression = compression_of(config)
         # opened now: before a privilege drop, while the file may still be root's
         access = config.log.access
         self.access = AccessLog(access, config.log.access_file) if access != "off" else None
@@ -90,7 +93,7 @@ class Front:
                            health_path=cfg.server.health_path.encode() or None,
                            offload=FileOffload.from_config(cfg.static.sendfile_roots,
                                                            cfg.static.internal_locations),
-                           compression=compression_of(cfg))
+                           compression=self.compression)
         self.ctx = ctx
         channel_sock = socket.socket(fileno=self.channel_fd)
         self.servers.append(await loop.create_unix_server(pool.protocol_factory, sock=channel_sock))
@@ -159,7 +162,7 @@ class Front:
         """Resolves the document root now: after a symlink swap, a new router serves the new tree."""
         cfg = self.config
         router = Router(cfg.server.root, worker_mode=cfg.worker.script is not None)
-        hot = HotFiles(router, cfg.static.cache_size, compression=compression_of(cfg)) \
+        hot = HotFiles(router, cfg.static.cache_size, compression=self.compression) \
             if cfg.static.cache_size else None
         return RouteCache(router, hot=hot)
 

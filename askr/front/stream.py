@@ -14,15 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from functools import partial
 from typing import TYPE_CHECKING
 
 from askr.bridge import wire
 from askr.bridge.pool import Exchange, WorkerChannel
 from askr.front import cgi, health
-from askr.front.compression import Encoder, serve_static_compressed
+from askr.front.compression import Encoder
 from askr.front.router import PhpScript, Redirect, StaticFile
-from askr.front.static import StaticResponse, serve_static
+from askr.front.static import StaticResponse
 
 if TYPE_CHECKING:
     from askr.front.context import FrontContext
@@ -160,6 +159,10 @@ class Stream:
         entry = self.headers.get(lower_name)
         return entry[1] if entry else None
 
+    def field_values(self) -> dict[bytes, bytes]:
+        """Every header, lower-case name -> value (a repeated one as add_header joined it)."""
+        return {name: entry[1] for name, entry in self.headers.items()}
+
     # -- the request head, as the codecs fill it ---------------------------------------------
     def add_header(self, lower: bytes, name: bytes, value: bytes) -> bool:
         """Record one field; a repeated one joins the first (cookies with '; ', RFC 9113 8.2.3).
@@ -224,13 +227,7 @@ class Stream:
             if entry is not None:
                 conn.send_hot(self, hot.respond(self.path, entry, self.header(b"accept-encoding")))  # type: ignore[union-attr]
             else:
-                headers = {name: entry[1] for name, entry in self.headers.items()}
-                compression = ctx.compression
-                if compression is None:
-                    conn.send_static(self, serve_static(self.method, headers, route))  # type: ignore[arg-type]
-                else:
-                    conn.send_static(self, serve_static_compressed(compression, self.method, headers,
-                                                                   route))  # type: ignore[arg-type]
+                conn.send_static(self, ctx.serve_file(self.method, self.field_values(), route))  # type: ignore[arg-type]
         elif kind is Redirect:
             self.respond(301, ((b"location", cgi.absolute_url(conn, self, route.location)),))  # type: ignore[union-attr]
         else:
@@ -392,10 +389,8 @@ class Stream:
         """PHP named a file (X-Sendfile, X-Accel-Redirect): its body is discarded and its worker
         let go now, before the file is sent; the front answers with the file, compressed as a
         static file would be."""
-        headers = {name: entry[1] for name, entry in self.headers.items()}
-        compression = self.conn.ctx.compression
-        serve = serve_static if compression is None else partial(serve_static_compressed, compression)
-        answer = offload.answer(self.method, headers, status, header_block, self.url, serve)
+        answer = offload.answer(self.method, self.field_values(), status, header_block, self.url,
+                                self.conn.ctx.serve_file)
         if isinstance(answer, int):
             self.respond(answer)  # lets the worker go too
             return

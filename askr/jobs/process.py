@@ -32,11 +32,12 @@ class Release:
 
     @classmethod
     def resolve(cls, config: Config, script: str, run_as: tuple[int, int] | None = None) -> Release:
+        script = os.path.realpath(script)
         policy = None
         if config.sandbox.enabled:
-            policy = sandbox.policy_text(config, [sandbox.Rule("ro", os.path.realpath(script)),
-                                                  *sandbox.cli_rules(config, run_as)])
-        return cls(os.path.realpath(script), os.path.realpath(config.worker.app_base or "."), policy)
+            rules = [sandbox.Rule("ro", script), *sandbox.cli_rules(config, run_as)]
+            policy = sandbox.policy_text(config, rules)
+        return cls(script, os.path.realpath(config.worker.app_base or "."), policy)
 
 
 @dataclass
@@ -101,7 +102,7 @@ def start(config: Config, name: str, release: Release, args: list[str], generati
     policy_fd = None
     if release.sandbox_policy is not None:
         policy_fd = sandbox.pipe_with(release.sandbox_policy)
-        command = sandbox.launcher_command(config, policy_fd, command, ignore_sigterm)
+        command = sandbox.launcher_command(policy_fd, command, ignore_sigterm)
     elif ignore_sigterm:  # an ignored signal stays ignored across exec
         command = ["/bin/sh", "-c", 'trap "" TERM; exec "$@"', name, *command]
     child_env = {**os.environ, "ASKR_APP_BASE": release.app_base, **(env or {})}

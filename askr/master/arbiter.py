@@ -188,9 +188,9 @@ class Arbiter:
             self.queue.start(self.gens.number)
             self.scheduler.start(self.gens.number)
             self.admin = AdminServer(self.admin_sock, self.config.admin, self.status, self.reload_from,
-                                     self.metrics.render, self.health, self.drain_from, self.history_document)
-            self.admin.set_status_views(full=lambda: status.snapshot(self, full=True),
-                                        openmetrics=self.metrics.render_openmetrics)
+                                     self.metrics.render, self.health, self.drain_from, self.history_document,
+                                     full_status=lambda: status.snapshot(self, full=True),
+                                     openmetrics=self.metrics.render_openmetrics)
             await self.admin.start()
             self.track(self._sample_history())
             log.info("admin API: http://%s/api/status", sockets.display_address(self.admin_sock))

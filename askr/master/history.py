@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from askr.metrics import FINE_BUCKETS, STATS_INTERVAL
+from askr.metrics import FINE_BUCKETS, STATS_INTERVAL, RequestStats
 
 SAMPLE_SECONDS = 1.0
 HISTORY_SECONDS = 600  # 10 minutes of samples
@@ -66,7 +66,7 @@ class FrontSeries:
     previous: Interval = field(default_factory=Interval)  # what the latest sample used
 
 
-_ZERO = {"count": 0, "by_class": [0] * 5, "fine_buckets": [0] * (len(FINE_BUCKETS) + 1)}
+_ZERO = RequestStats().snapshot()  # what a front reports before its first request
 
 
 class History:

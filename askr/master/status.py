@@ -115,9 +115,10 @@ def memory_kib(pid: int) -> dict[str, int | None]:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                key = names.get(line.split(maxsplit=1)[0] if line.strip() else "")
+                fields = line.split()
+                key = names.get(fields[0]) if fields else None
                 if key:
-                    found[key] = int(line.split()[1])
+                    found[key] = int(fields[1])
     except (OSError, ValueError):
         pass
     return found
