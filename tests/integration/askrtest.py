@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -195,6 +196,13 @@ def wait_until(predicate, timeout: float = 60.0, what: str = "the condition",
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
                                  + (f": {detail()}" if detail else ""))
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a server whose port must be known before it starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
