@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import h2.config
@@ -121,13 +120,6 @@ class Front:
         lines = [f"{method} {target} HTTP/1.1", "Host: t", *headers, "", ""]
         conn.data_received("\r\n".join(lines).encode())
         return transport.take()
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 def write(path: Path, data: bytes = BODY, mtime: int = MTIME) -> Path:

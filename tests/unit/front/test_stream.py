@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,13 +298,6 @@ def docroot(tmp_path: Path) -> Path:
     (root / "index.php").write_text("<?php echo 'hi';")
     (root / "style.css").write_text("body{}")
     return root
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 def make(version: str, docroot: Path, loop: asyncio.AbstractEventLoop, server: dict | None = None,

@@ -9,7 +9,6 @@ import asyncio
 import gzip
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -245,13 +244,6 @@ def test_php_is_told_the_sendfile_type_and_never_the_clients(tree: Path) -> None
 
 
 # -- whole requests, both HTTP versions ----------------------------------------------------------
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
 def make(version: str, tree: Path, loop: asyncio.AbstractEventLoop, static: str | None = None) -> Setup:
     toml = tree / "askr.toml"
     static = static if static is not None else (
