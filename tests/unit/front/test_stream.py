@@ -308,18 +308,22 @@ def make(version: str, docroot: Path, loop: asyncio.AbstractEventLoop, server: d
     lines += [f"{k} = {v!r}" for k, v in limits.items()]
     toml.write_text("\n".join(lines) + "\n")
     cfg = config.load(toml)
-    pool = FakePool()
-    ctx = FrontContext(cfg, loop, RouteCache(Router(str(docroot))), pool,  # type: ignore[arg-type]
+    ctx = FrontContext(cfg, loop, RouteCache(Router(str(docroot))), FakePool(),  # type: ignore[arg-type]
                        str(docroot).encode(), ProxyTrust(()), compression=compression_of(cfg))
+    return connect(version, ctx)
+
+
+def connect(version: str, ctx: FrontContext) -> Setup:
+    """A client connected to the front of `ctx` (its pool a FakePool) over HTTP `version`."""
     transport = FakeTransport()
     conn: Http1Connection | Http2Connection
     if version == "1.1":
         conn = Http1Connection(ctx)
         conn.connection_made(transport)
-        return Setup(H1Client(conn, transport), conn, pool, ctx)
+        return Setup(H1Client(conn, transport), conn, ctx.pool, ctx)  # type: ignore[arg-type]
     conn = Http2Connection(ctx)
     conn.connection_made(transport)
-    return Setup(H2Client(conn, transport), conn, pool, ctx)
+    return Setup(H2Client(conn, transport), conn, ctx.pool, ctx)  # type: ignore[arg-type]
 
 
 def deliver(s: Setup, fn: str, *args: object) -> None:

@@ -12,13 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-from test_stream import VERSIONS, FakePool, FakeTransport, H1Client, H2Client, Setup, deliver
+from test_stream import VERSIONS, FakePool, Setup, connect, deliver
 
 from askr import config
 from askr.front.compression import compression_of
 from askr.front.context import FrontContext
-from askr.front.http1 import Http1Connection
-from askr.front.http2 import Http2Connection
 from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
 from askr.front.router import Router
@@ -255,12 +253,7 @@ def make(version: str, tree: Path, loop: asyncio.AbstractEventLoop, static: str 
     ctx = FrontContext(cfg, loop, RouteCache(Router(str(tree / "public"))), FakePool(),  # type: ignore[arg-type]
                        str(tree / "public").encode(), ProxyTrust(()), offload=off,
                        compression=compression_of(cfg))
-    transport = FakeTransport()
-    conn: Http1Connection | Http2Connection
-    conn = Http1Connection(ctx) if version == "1.1" else Http2Connection(ctx)
-    conn.connection_made(transport)
-    client = H1Client(conn, transport) if version == "1.1" else H2Client(conn, transport)  # type: ignore[arg-type]
-    return Setup(client, conn, ctx.pool, ctx)  # type: ignore[arg-type]
+    return connect(version, ctx)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
