@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from run import REPO_ROOT, WRK, BenchError, WrkResult, _terminate, load_arguments, median_result, parse_wrk
+from run import REPO_ROOT, WRK, BenchError, WrkResult, load_arguments, median_result, parse_wrk, run_bench
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "cluster"))
 import bed
@@ -125,26 +123,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    base = Path(tempfile.mkdtemp(prefix="askr-bench-cluster-"))
     started = time.monotonic()
-    try:
+
+    def timed(base: Path) -> str:
         reason = bed.missing() or (None if shutil.which(WRK) else
                                    "wrk is not installed (apt-get install wrk)")
         if reason:
             raise BenchError(reason)
         table = measure(args, base)
-    except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    print(table)
-    print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    results = REPO_ROOT / "bench" / "results" / "cluster.md"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(table)
-    return 0
+        print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+        return table
+
+    return run_bench("askr-bench-cluster-", REPO_ROOT / "bench" / "results" / "cluster.md", timed)
 
 
 if __name__ == "__main__":

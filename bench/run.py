@@ -640,23 +640,36 @@ def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_bench(prefix: str, results: Path | None, measure: Callable[[Path], str]) -> int:
+    """What every bench's main() does around `measure(tmp)`, which returns the report: SIGTERM
+    unwinds through the finally blocks that stop the servers, the temporary directory goes
+    afterwards, a BenchError is a one-line error (exit 1), and the report is printed and written
+    to `results` (None: printed only). The exit status."""
     signal.signal(signal.SIGTERM, _terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="askr-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        preflight(args.only)
-        table = bench(args, tmp)
+        report = measure(tmp)
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(table)
-    print(f"(also written to {RESULTS.relative_to(REPO_ROOT)})", file=sys.stderr)
+    print(report)
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(report)
+        print(f"(also written to {results.relative_to(REPO_ROOT)})", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def measure(tmp: Path) -> str:
+        preflight(args.only)
+        return bench(args, tmp)
+
+    return run_bench("askr-bench-", RESULTS, measure)
 
 
 if __name__ == "__main__":

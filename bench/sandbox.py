@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -32,12 +30,12 @@ from run import (
     SESSIONS,
     BenchError,
     WrkResult,
-    _terminate,
     alternate,
     http_get,
     load_arguments,
     median_result,
     metered_wrk,
+    run_bench,
     start_askr,
 )
 
@@ -114,11 +112,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="askr-bench-sandbox-"))
-    load = os.getloadavg()[0]
-    results: dict[str, dict[str, WrkResult]] = {}
-    try:
+
+    def measure(tmp: Path) -> str:
+        load = os.getloadavg()[0]
+        results: dict[str, dict[str, WrkResult]] = {}
         if shutil.which("wrk") is None:
             raise BenchError("missing wrk (Debian: apt-get install wrk)")
         app = make_laravel_app(tmp / "app")
@@ -132,16 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                                          extra=("--worker", str(WORKER_SCRIPT)),
                                          base_config=(app / "askr.toml").read_text())
             results["/api/json (Laravel, worker mode)"] = measure_pair(args, bases, sessions, "/api/json")
-    except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    report = render(results, args, load)
-    print(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    return 0
+        return render(results, args, load)
+
+    return run_bench("askr-bench-sandbox-", RESULTS, measure)
 
 
 if __name__ == "__main__":
