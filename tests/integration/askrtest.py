@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
+import httpx
 import pytest
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -215,6 +216,13 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
             proc.kill()
             proc.wait(10)
     return proc.returncode
+
+
+def admin_status(server, query: str = "") -> dict:
+    """GET /api/status on the server's admin listener (`query`: "?full" for instance)."""
+    r = httpx.get(server.admin_url + "/api/status" + query, timeout=30)
+    assert r.status_code == 200
+    return r.json()
 
 
 def front_pids(server) -> dict[int, int]:
