@@ -31,7 +31,6 @@ from run import (
     BenchError,
     WrkResult,
     alternate,
-    http_get,
     load_arguments,
     median_result,
     metered_wrk,
@@ -45,6 +44,8 @@ from laravel_fixture import make_laravel_app
 WORKER_SCRIPT = REPO_ROOT / "examples" / "laravel-worker.php"
 RESULTS = REPO_ROOT / "bench" / "results" / "sandbox.md"
 ON, OFF = "sandbox on (default)", "sandbox off"
+
+
 def configs(tmp: Path, name: str, base: str = "") -> dict[str, Path]:
     """The two askr.toml files of a pair: `base` (an app's own config) as it is, and the same with
     `[sandbox] enabled = false`."""
@@ -60,15 +61,13 @@ def configs(tmp: Path, name: str, base: str = "") -> dict[str, Path]:
 def start_pair(stack: ExitStack, tmp: Path, name: str, workers: int, root: Path, url: str,
                extra: tuple[str, ...] = (), base_config: str = ""
                ) -> tuple[dict[str, str], dict[str, set[int]]]:
-    """Start the sandboxed and the unsandboxed askr for one URL; their base URLs and sessions."""
+    """Start the sandboxed and the unsandboxed askr for one URL (each once `url` answers 200:
+    start_askr waits for it); their base URLs and sessions."""
     bases, sessions = {}, {}
     for label, config in configs(tmp, name, base_config).items():
         bases[label] = start_askr(stack, tmp, workers, root=root, ready_path=url,
                                   extra=("--config", str(config), *extra), name=f"{name}-{config.stem}")
         sessions[label] = set(SESSIONS) - set().union(*sessions.values())
-        status, body = http_get(bases[label] + url, timeout=10)
-        if status != 200:
-            raise BenchError(f"{name} {label}: GET {url} gave HTTP {status} {body[:300]!r}")
     return bases, sessions
 
 
