@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from run import REPO_ROOT, WRK, BenchError, WrkResult, load_arguments, median_result, parse_wrk, run_bench
+from run import REPO_ROOT, WRK, BenchError, WrkResult, load_arguments, median_result, run_bench, run_wrk
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "cluster"))
 import bed
@@ -52,12 +52,8 @@ def answered(cluster: bed.Cluster) -> dict[str, int]:
 
 
 def wrk(cluster: bed.Cluster, url: str, args: argparse.Namespace, seconds: int) -> WrkResult:
-    argv = cluster.net.client.command([WRK, "-t", str(args.threads), "-c", str(args.connections),
-                                       "-d", f"{seconds}s", "--latency", url])
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    if done.returncode != 0:
-        raise BenchError(f"wrk failed ({done.returncode}): {' '.join(argv)}\n{done.stderr}{done.stdout}")
-    return parse_wrk(done.stdout)
+    """wrk from the client namespace."""
+    return run_wrk(url, args.threads, args.connections, seconds, within=cluster.net.client.command)
 
 
 def measure(args: argparse.Namespace, base: Path) -> str:

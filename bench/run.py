@@ -354,8 +354,11 @@ def parse_wrk(output: str) -> WrkResult:
                      requests=int(total.group(1)) if total else 0)
 
 
-def run_wrk(url: str, threads: int, connections: int, duration: int) -> WrkResult:
+def run_wrk(url: str, threads: int, connections: int, duration: int,
+            within: Callable[[list[str]], list[str]] | None = None) -> WrkResult:
+    """`within`: wraps wrk's argv (e.g. to run it inside a network namespace)."""
     argv = [WRK, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", url]
+    argv = within(argv) if within else argv
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
     except subprocess.TimeoutExpired as e:
