@@ -26,7 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-from run import REPO_ROOT, WRK, BenchError, WrkResult, load_arguments, median_result, run_bench, run_wrk
+from run import (
+    REPO_ROOT,
+    WRK,
+    BenchError,
+    WrkResult,
+    alternate,
+    load_arguments,
+    median_result,
+    run_bench,
+    run_wrk,
+)
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "cluster"))
 import bed
@@ -76,14 +86,8 @@ def measure(args: argparse.Namespace, base: Path) -> str:
             shares[label] = [f"{100 * n / max(1, sum(served)):.0f}%" for n in served]
             return result
 
-        for label in targets:
-            print(f"warm-up {label} ({WARMUP_SECONDS} s)", file=sys.stderr)
-            run(label, WARMUP_SECONDS)
-        samples: dict[str, list[WrkResult]] = {}
-        for n in range(args.rounds):
-            for label in targets:
-                print(f"measuring {label}, round {n + 1}/{args.rounds} ({args.duration} s)", file=sys.stderr)
-                samples.setdefault(label, []).append(run(label, args.duration))
+        samples = alternate({label: label for label in targets}, run, args.rounds, args.duration,
+                            warmup=WARMUP_SECONDS)
     results = {label: median_result(runs) for label, runs in samples.items()}
     one = results["1 host behind HAProxy"].rps
     rows = [f"`GET {URL_PATH}` on the Laravel 8 fixture in worker mode (examples/laravel-worker.php), "

@@ -612,12 +612,12 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
 
 
 def alternate(bases: dict[str, str], measure: Callable[[str, int], T], rounds: int,
-              duration: int) -> dict[str, list[T]]:
-    """Warm every target up, then measure them in turn for `rounds` rounds (so all see the same
-    machine state); `measure(base_url, seconds)` runs one load."""
+              duration: int, warmup: int = WARMUP_SECONDS) -> dict[str, list[T]]:
+    """Warm every target up (`warmup` s), then measure them in turn for `rounds` rounds (so all
+    see the same machine state); `measure(base_url, seconds)` runs one load."""
     for label, base in bases.items():
-        print(f"warm-up {label} ({WARMUP_SECONDS} s)", file=sys.stderr)
-        measure(base, WARMUP_SECONDS)
+        print(f"warm-up {label} ({warmup} s)", file=sys.stderr)
+        measure(base, warmup)
     samples: dict[str, list[T]] = {}
     for n in range(rounds):
         for label, base in bases.items():
