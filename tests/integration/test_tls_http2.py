@@ -21,6 +21,7 @@ import httpx
 import pytest
 import trustme
 from askrtest import APP, free_port, front_pids, serving_pid, wait_until, write_config
+from cdp import CHROMIUM
 from h2client import H2Client
 
 
@@ -317,9 +318,6 @@ def test_h2load_smoke(server):
     assert done.returncode == 0, done.stderr
     assert "400 succeeded, 0 failed, 0 errored" in done.stdout
     assert "Application protocol: h2" in done.stdout
-
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium (Debian package) could not be installed here")
