@@ -21,14 +21,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from run import REPO_ROOT, WRK, BenchError, WrkResult, _terminate, load_arguments, median_result, parse_wrk
+from run import (
+    REPO_ROOT,
+    WRK,
+    BenchError,
+    WrkResult,
+    alternate,
+    load_arguments,
+    median_result,
+    run_bench,
+    run_wrk,
+)
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "cluster"))
 import bed
@@ -54,12 +62,8 @@ def answered(cluster: bed.Cluster) -> dict[str, int]:
 
 
 def wrk(cluster: bed.Cluster, url: str, args: argparse.Namespace, seconds: int) -> WrkResult:
-    argv = cluster.net.client.command([WRK, "-t", str(args.threads), "-c", str(args.connections),
-                                       "-d", f"{seconds}s", "--latency", url])
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    if done.returncode != 0:
-        raise BenchError(f"wrk failed ({done.returncode}): {' '.join(argv)}\n{done.stderr}{done.stdout}")
-    return parse_wrk(done.stdout)
+    """wrk from the client namespace."""
+    return run_wrk(url, args.threads, args.connections, seconds, within=cluster.net.client.command)
 
 
 def measure(args: argparse.Namespace, base: Path) -> str:
@@ -82,14 +86,8 @@ def measure(args: argparse.Namespace, base: Path) -> str:
             shares[label] = [f"{100 * n / max(1, sum(served)):.0f}%" for n in served]
             return result
 
-        for label in targets:
-            print(f"warm-up {label} ({WARMUP_SECONDS} s)", file=sys.stderr)
-            run(label, WARMUP_SECONDS)
-        samples: dict[str, list[WrkResult]] = {}
-        for n in range(args.rounds):
-            for label in targets:
-                print(f"measuring {label}, round {n + 1}/{args.rounds} ({args.duration} s)", file=sys.stderr)
-                samples.setdefault(label, []).append(run(label, args.duration))
+        samples = alternate({label: label for label in targets}, run, args.rounds, args.duration,
+                            warmup=WARMUP_SECONDS)
     results = {label: median_result(runs) for label, runs in samples.items()}
     one = results["1 host behind HAProxy"].rps
     rows = [f"`GET {URL_PATH}` on the Laravel 8 fixture in worker mode (examples/laravel-worker.php), "
@@ -125,26 +123,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    base = Path(tempfile.mkdtemp(prefix="askr-bench-cluster-"))
     started = time.monotonic()
-    try:
+
+    def timed(base: Path) -> str:
         reason = bed.missing() or (None if shutil.which(WRK) else
                                    "wrk is not installed (apt-get install wrk)")
         if reason:
             raise BenchError(reason)
         table = measure(args, base)
-    except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    print(table)
-    print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    results = REPO_ROOT / "bench" / "results" / "cluster.md"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(table)
-    return 0
+        print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+        return table
+
+    return run_bench("askr-bench-cluster-", REPO_ROOT / "bench" / "results" / "cluster.md", timed)
 
 
 if __name__ == "__main__":

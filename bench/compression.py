@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from pathlib import Path
 import brotli
 import cpu
 import zstandard
-from run import REPO_ROOT, SESSIONS, WRK, BenchError, http_get, parse_wrk, start_askr
+from run import REPO_ROOT, SESSIONS, WRK, BenchError, http_get, parse_wrk, run_bench, start_askr
 
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
@@ -164,23 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-wrk", action="store_true", help="only the codec table")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="askr-bench-compression-") as tmp_name, ExitStack() as stack:
-        tmp = Path(tmp_name)
-        try:
+
+    def measure(tmp: Path) -> str:
+        with ExitStack() as stack:
             pages = {"Laravel 404 page": laravel_page(stack, tmp), "python-policy.html": POLICY.read_bytes(),
                      "jquery.min.js": JQUERY.read_bytes(), "basic.css": CSS.read_bytes()}
             report = ["## CPU and bytes per codec and level", "", codec_table(pages)]
             if not args.no_wrk:
                 report += ["", "## req/s with and without compression", "",
                            throughput_table(tmp, stack, args.duration, args.connections)]
-        except BenchError as e:
-            print(f"bench/compression.py: {e}", file=sys.stderr)
-            return 1
-    text = "\n".join(report) + "\n"
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(text)
-    print(text)
-    return 0
+        return "\n".join(report) + "\n"
+
+    return run_bench("askr-bench-compression-", RESULTS, measure)
 
 
 if __name__ == "__main__":

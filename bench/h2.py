@@ -19,10 +19,8 @@ import datetime as dt
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +30,9 @@ from run import (
     PHP_FPM,
     REPO_ROOT,
     BenchError,
-    _terminate,
     _version,
     alternate,
+    run_bench,
     start_askr,
     start_nginx_fpm,
 )
@@ -116,10 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing {', '.join(missing)} (Debian: apt-get install nghttp2-client nginx php8.2-fpm)",
               file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="askr-bench-h2-"))
-    load = os.getloadavg()[0]
-    try:
+
+    def measure(tmp: Path) -> str:
+        load = os.getloadavg()[0]
         pair = make_certificate(tmp)
         with ExitStack() as stack:
             fronts = () if args.fronts is None else ("--fronts", str(args.fronts))
@@ -127,20 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                                                        processes=args.fronts or "auto"),
                      "askr (h2)": start_askr(stack, tmp, args.workers, tls=pair, extra=fronts)}
 
-            def measure(base: str, seconds: int) -> H2Result:
+            def one_load(base: str, seconds: int) -> H2Result:
                 return run_h2load(base + URL, args.clients, args.streams, seconds, tmp / "h2load.log")
 
-            samples = alternate(bases, measure, args.rounds, args.duration)
-    except BenchError as e:
-        print(f"bench failed: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    table = render(samples, args, load)
-    print(table)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(table)
-    return 0
+            samples = alternate(bases, one_load, args.rounds, args.duration)
+        return render(samples, args, load)
+
+    return run_bench("askr-bench-h2-", RESULTS, measure)
 
 
 def render(samples: dict[str, list[H2Result]], args: argparse.Namespace, load: float) -> str:

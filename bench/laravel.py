@@ -22,9 +22,7 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -36,7 +34,6 @@ from run import (
     SESSIONS,
     BenchError,
     WrkResult,
-    _terminate,
     _version,
     alternate,
     http_get,
@@ -44,6 +41,7 @@ from run import (
     median_result,
     metered_wrk,
     render_costs,
+    run_bench,
     start_askr,
     start_nginx_fpm,
 )
@@ -243,24 +241,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="askr-bench-laravel-"))
-    try:
+
+    def measure(tmp: Path) -> str:
         for tool in ("wrk", "/usr/sbin/nginx", "/usr/sbin/php-fpm8.2"):
             if not args.memory and shutil.which(tool) is None:
                 raise BenchError(f"missing {tool} (Debian: apt-get install nginx php8.2-fpm wrk)")
         app = make_laravel_app(tmp / "app")
-        report = memory(args, tmp, app) if args.memory else throughput(args, tmp, app)
-    except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(report)
-    if not args.memory:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(report)
-    return 0
+        return memory(args, tmp, app) if args.memory else throughput(args, tmp, app)
+
+    return run_bench("askr-bench-laravel-", None if args.memory else RESULTS, measure)
 
 
 if __name__ == "__main__":

@@ -354,8 +354,11 @@ def parse_wrk(output: str) -> WrkResult:
                      requests=int(total.group(1)) if total else 0)
 
 
-def run_wrk(url: str, threads: int, connections: int, duration: int) -> WrkResult:
+def run_wrk(url: str, threads: int, connections: int, duration: int,
+            within: Callable[[list[str]], list[str]] | None = None) -> WrkResult:
+    """`within`: wraps wrk's argv (e.g. to run it inside a network namespace)."""
     argv = [WRK, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", url]
+    argv = within(argv) if within else argv
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
     except subprocess.TimeoutExpired as e:
@@ -609,12 +612,12 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
 
 
 def alternate(bases: dict[str, str], measure: Callable[[str, int], T], rounds: int,
-              duration: int) -> dict[str, list[T]]:
-    """Warm every target up, then measure them in turn for `rounds` rounds (so all see the same
-    machine state); `measure(base_url, seconds)` runs one load."""
+              duration: int, warmup: int = WARMUP_SECONDS) -> dict[str, list[T]]:
+    """Warm every target up (`warmup` s), then measure them in turn for `rounds` rounds (so all
+    see the same machine state); `measure(base_url, seconds)` runs one load."""
     for label, base in bases.items():
-        print(f"warm-up {label} ({WARMUP_SECONDS} s)", file=sys.stderr)
-        measure(base, WARMUP_SECONDS)
+        print(f"warm-up {label} ({warmup} s)", file=sys.stderr)
+        measure(base, warmup)
     samples: dict[str, list[T]] = {}
     for n in range(rounds):
         for label, base in bases.items():
@@ -640,23 +643,36 @@ def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_bench(prefix: str, results: Path | None, measure: Callable[[Path], str]) -> int:
+    """What every bench's main() does around `measure(tmp)`, which returns the report: SIGTERM
+    unwinds through the finally blocks that stop the servers, the temporary directory goes
+    afterwards, a BenchError is a one-line error (exit 1), and the report is printed and written
+    to `results` (None: printed only). The exit status."""
     signal.signal(signal.SIGTERM, _terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="askr-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        preflight(args.only)
-        table = bench(args, tmp)
+        report = measure(tmp)
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(table)
-    print(f"(also written to {RESULTS.relative_to(REPO_ROOT)})", file=sys.stderr)
+    print(report)
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(report)
+        print(f"(also written to {results.relative_to(REPO_ROOT)})", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def measure(tmp: Path) -> str:
+        preflight(args.only)
+        return bench(args, tmp)
+
+    return run_bench("askr-bench-", RESULTS, measure)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -32,12 +30,11 @@ from run import (
     SESSIONS,
     BenchError,
     WrkResult,
-    _terminate,
     alternate,
-    http_get,
     load_arguments,
     median_result,
     metered_wrk,
+    run_bench,
     start_askr,
 )
 
@@ -47,6 +44,8 @@ from laravel_fixture import make_laravel_app
 WORKER_SCRIPT = REPO_ROOT / "examples" / "laravel-worker.php"
 RESULTS = REPO_ROOT / "bench" / "results" / "sandbox.md"
 ON, OFF = "sandbox on (default)", "sandbox off"
+
+
 def configs(tmp: Path, name: str, base: str = "") -> dict[str, Path]:
     """The two askr.toml files of a pair: `base` (an app's own config) as it is, and the same with
     `[sandbox] enabled = false`."""
@@ -62,15 +61,13 @@ def configs(tmp: Path, name: str, base: str = "") -> dict[str, Path]:
 def start_pair(stack: ExitStack, tmp: Path, name: str, workers: int, root: Path, url: str,
                extra: tuple[str, ...] = (), base_config: str = ""
                ) -> tuple[dict[str, str], dict[str, set[int]]]:
-    """Start the sandboxed and the unsandboxed askr for one URL; their base URLs and sessions."""
+    """Start the sandboxed and the unsandboxed askr for one URL (each once `url` answers 200:
+    start_askr waits for it); their base URLs and sessions."""
     bases, sessions = {}, {}
     for label, config in configs(tmp, name, base_config).items():
         bases[label] = start_askr(stack, tmp, workers, root=root, ready_path=url,
                                   extra=("--config", str(config), *extra), name=f"{name}-{config.stem}")
         sessions[label] = set(SESSIONS) - set().union(*sessions.values())
-        status, body = http_get(bases[label] + url, timeout=10)
-        if status != 200:
-            raise BenchError(f"{name} {label}: GET {url} gave HTTP {status} {body[:300]!r}")
     return bases, sessions
 
 
@@ -114,11 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="askr-bench-sandbox-"))
-    load = os.getloadavg()[0]
-    results: dict[str, dict[str, WrkResult]] = {}
-    try:
+
+    def measure(tmp: Path) -> str:
+        load = os.getloadavg()[0]
+        results: dict[str, dict[str, WrkResult]] = {}
         if shutil.which("wrk") is None:
             raise BenchError("missing wrk (Debian: apt-get install wrk)")
         app = make_laravel_app(tmp / "app")
@@ -132,16 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                                          extra=("--worker", str(WORKER_SCRIPT)),
                                          base_config=(app / "askr.toml").read_text())
             results["/api/json (Laravel, worker mode)"] = measure_pair(args, bases, sessions, "/api/json")
-    except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    report = render(results, args, load)
-    print(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    return 0
+        return render(results, args, load)
+
+    return run_bench("askr-bench-sandbox-", RESULTS, measure)
 
 
 if __name__ == "__main__":

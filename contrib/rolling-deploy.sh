@@ -63,15 +63,20 @@ askr_on_host() {
     on_host $(for_host "$ASKR") "$@" --config "$(for_host "$ASKR_CONFIG")"
 }
 
-# The host's own state is the top-level "state" of askr status --json (one space of indent;
-# its workers' states are nested deeper).
-wait_ready() {
+# poll CMD...: run CMD every second until it succeeds; fail after ASKR_READY_TIMEOUT s
+poll() {
     waited=0
-    until askr_on_host status --json 2>/dev/null | grep -q '^ "state": "ready"'; do
+    until "$@"; do
         [ "$waited" -lt "$ASKR_READY_TIMEOUT" ] || return 1
         sleep 1
         waited=$((waited + 1))
     done
+}
+
+# The host's own state is the top-level "state" of askr status --json (one space of indent;
+# its workers' states are nested deeper).
+host_ready() {
+    askr_on_host status --json 2>/dev/null | grep -q '^ "state": "ready"'
 }
 
 wait_in_rotation() {
@@ -79,21 +84,16 @@ wait_in_rotation() {
         sleep "$ASKR_SETTLE"
         return 0
     fi
-    check=$(for_host "$ASKR_IN_ROTATION")
-    waited=0
-    until sh -c "$check"; do
-        [ "$waited" -lt "$ASKR_READY_TIMEOUT" ] || return 1
-        sleep 1
-        waited=$((waited + 1))
-    done
+    poll sh -c "$(for_host "$ASKR_IN_ROTATION")"
 }
+
+case "$ASKR_RELEASE" in
+    /*) release=$ASKR_RELEASE ;;
+    *) release=releases/$ASKR_RELEASE ;;
+esac
 
 for host in "$@"; do
     app_dir=$(for_host "$ASKR_APP_DIR")
-    case "$ASKR_RELEASE" in
-        /*) release=$ASKR_RELEASE ;;
-        *) release=releases/$ASKR_RELEASE ;;
-    esac
     case "$release" in
         /*) release_path=$release ;;
         *) release_path=$app_dir/$release ;;
@@ -116,7 +116,7 @@ for host in "$@"; do
 
     say "$host: undraining"
     askr_on_host undrain || fail "$host: askr undrain failed"
-    wait_ready || fail "$host: not ready ${ASKR_READY_TIMEOUT} s after undrain (askr status shows why)"
+    poll host_ready || fail "$host: not ready ${ASKR_READY_TIMEOUT} s after undrain (askr status shows why)"
     wait_in_rotation || fail "$host: ready, but the balancer has not put it back within ${ASKR_READY_TIMEOUT} s"
     say "$host: done, serving $release"
 done

@@ -250,10 +250,11 @@ class Cluster:
         leaf = self.ca.issue_cert(netns.LB_ADDRESS)
         self.site_pem.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems)
                                   + leaf.private_key_pem.bytes())
+        if self.passthrough:
+            leaf.cert_chain_pems[0].write_to_path(str(self.base / "cert.pem"))
+            leaf.private_key_pem.write_to_path(str(self.base / "key.pem"))
         for host in self.hosts:
             if self.passthrough:
-                leaf.cert_chain_pems[0].write_to_path(str(self.base / "cert.pem"))
-                leaf.private_key_pem.write_to_path(str(self.base / "key.pem"))
                 host.use_tls(self.base / "cert.pem", self.base / "key.pem")
             host.prepare(template)
             host.start()

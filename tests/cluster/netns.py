@@ -154,7 +154,8 @@ def remove_stale() -> list[str]:
 
 class Network:
     """The bridge namespace, the client namespace and `hosts` host namespaces, wired up.
-    Use as a context manager, or call close(): every namespace is removed, whatever happened."""
+    create() builds it; close() removes every namespace made, whatever happened (the Cluster of
+    bed.py, the one context manager, calls both)."""
 
     made = 0  # networks made by this process: each gets its own names
 
@@ -169,17 +170,6 @@ class Network:
     @property
     def members(self) -> list[Netns]:
         return [self.client, *self.hosts]
-
-    def __enter__(self) -> Network:
-        try:
-            self.create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def create(self) -> None:
         remove_stale()

@@ -10,6 +10,7 @@ import sys
 import time
 
 import haproxy
+import httpx
 from bed import ASKR_ENV, DEPLOY_SCRIPT, HTTP_PORT, Cluster, Host, askr_argv, code_version, wait_until
 from load import Load
 
@@ -30,8 +31,6 @@ def deploy_env(cluster: Cluster, release: str) -> dict[str, str]:
 
 def whoami_direct(cluster: Cluster) -> dict[str, str]:
     """Each host's own answer (bypassing HAProxy): which release its PHP workers run."""
-    import httpx
-
     def ask() -> dict[str, str]:
         return {h.name: httpx.get(f"http://{h.address}:{HTTP_PORT}/cluster/whoami", timeout=30).json()["code"]
                 for h in cluster.hosts}

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
+import httpx
 import pytest
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -197,6 +199,13 @@ def wait_until(predicate, timeout: float = 60.0, what: str = "the condition",
         time.sleep(interval)
 
 
+def free_port() -> int:
+    """A loopback port free right now, for a server whose port must be known before it starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
     """Send `sig` and wait up to `timeout` s; SIGKILL past it. The exit code."""
     if proc.poll() is None:
@@ -207,6 +216,13 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
             proc.kill()
             proc.wait(10)
     return proc.returncode
+
+
+def admin_status(server, query: str = "") -> dict:
+    """GET /api/status on the server's admin listener (`query`: "?full" for instance)."""
+    r = httpx.get(server.admin_url + "/api/status" + query, timeout=30)
+    assert r.status_code == 200
+    return r.json()
 
 
 def front_pids(server) -> dict[int, int]:

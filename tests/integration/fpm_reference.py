@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from askrtest import free_port
 
 NGINX = "/usr/sbin/nginx"
 PHP_FPM = "/usr/sbin/php-fpm8.2"
@@ -49,12 +49,6 @@ def require_reference() -> None:
     for path, package in ((NGINX, "nginx"), (PHP_FPM, "php8.2-fpm"), (FASTCGI_SNIPPET, "nginx-common")):
         if not os.path.exists(path):
             pytest.skip(f"the nginx + php-fpm reference needs Debian's {package} ({path} is missing)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fpm_conf(tmp: Path, ini: dict[str, str]) -> str:
@@ -147,7 +141,7 @@ def nginx_fpm(root: Path, tmp: Path, ready_path: str = "/", ini: dict[str, str] 
     """Run nginx + php-fpm on `root` (a fresh temporary `tmp` holds their files and logs)."""
     require_reference()
     tmp.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     (tmp / "php-fpm.conf").write_text(_fpm_conf(tmp, ini or {}))
     (tmp / "nginx.conf").write_text(_nginx_conf(tmp, port, root, php_location))
     # nginx resolves `include` beside its config: Debian's snippet and what it includes, as is

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,18 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from askrtest import APP, REPO, TESTS, run_askr, wait_until, write_config
+from askrtest import APP, REPO, TESTS, free_port, run_askr, wait_until, write_config
 from h2client import H2Client
 from rawhttp import Conn, request_bytes
 
 HEALTH = TESTS / "php" / "health"  # public/ (index.php and a file named askr-health), worker.php
 HEALTH_PATH = "/askr-health"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def probe(url: str, headers: dict | None = None) -> tuple[int, dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from askrtest import REPO, run_askr, wait_until, write_config
+from askrtest import REPO, admin_status, run_askr, wait_until, write_config
 from laravel_fixture import SANDBOX, make_laravel_app, php_ini
 
 QUEUE_SCRIPT = REPO / "examples" / "askr-queue.php"
@@ -56,14 +56,8 @@ def finished(app: Path, key: str) -> list[tuple]:
                         "IS NOT NULL", key)
 
 
-def status(server) -> dict:
-    r = httpx.get(server.admin_url + "/api/status", timeout=10)
-    assert r.status_code == 200
-    return r.json()
-
-
 def queue_pids(server) -> list[int]:
-    return [q["pid"] for q in status(server)["queue_workers"] if q["pid"]]
+    return [q["pid"] for q in admin_status(server)["queue_workers"] if q["pid"]]
 
 
 def test_a_dispatched_job_runs_in_a_cli_queue_worker(start, app):
@@ -71,7 +65,7 @@ def test_a_dispatched_job_runs_in_a_cli_queue_worker(start, app):
     dispatch(server, "first")
     (pid, sapi, _), = wait_until(lambda: finished(app, "first"), what="the job's row")
     assert sapi == "cli"  # PHP's CLI SAPI, as queue:work expects (pcntl signals)
-    workers = status(server)["queue_workers"]
+    workers = admin_status(server)["queue_workers"]
     assert [(q["name"], q["state"]) for q in workers] == [("queue#0", "running"), ("queue#1", "running")]
     assert pid in [q["pid"] for q in workers]  # in-process: the job ran in the worker askr started
     server.wait_for_log(r"\[queue#\d\] .*Processed: +App\\Jobs\\RecordRun")  # its output, tagged
@@ -91,7 +85,7 @@ def test_a_killed_queue_worker_is_respawned_and_no_job_is_lost(start, app):
     wait_until(lambda: all(finished(app, k) for k in keys), timeout=90, what="every job to finish")
     wait_until(lambda: len(queue_pids(server)) == 2, what="two queue workers")
     assert victim not in queue_pids(server)
-    assert sum(q["restarts"] for q in status(server)["queue_workers"]) >= 1
+    assert sum(q["restarts"] for q in admin_status(server)["queue_workers"]) >= 1
     # a job's row goes only after its handler returned, a moment after its job_runs row
     wait_until(lambda: db_rows(app, "SELECT count(*) FROM jobs") == [(0,)], what="the jobs table to empty")
     assert db_rows(app, "SELECT count(*) FROM failed_jobs") == [(0,)]
@@ -122,7 +116,7 @@ def test_reload_rolls_queue_workers_onto_new_code(start, app):
     assert r.status_code == 202
 
     def rolled():
-        s = status(server)
+        s = admin_status(server)
         queue = s["queue_workers"]
         done = (s["last_reload"] or {}).get("outcome") == "complete"
         return done and [(q["generation"], q["state"]) for q in queue] == [(s["generation"], "running")]
@@ -141,7 +135,7 @@ def test_scheduler_runs_on_its_interval_and_outlives_a_failing_task(start, app):
     def ticks(source):
         return db_rows(app, "SELECT at, pid FROM ticks WHERE source = ? ORDER BY at", source)
 
-    sched = wait_until(lambda: (s := status(server)["scheduler"])["runs"] >= 3 and s, what="three runs")
+    sched = wait_until(lambda: (s := admin_status(server)["scheduler"])["runs"] >= 3 and s, what="three runs")
     assert len(ticks("command")) >= 3 and len(ticks("closure")) >= 3
     commands = ticks("command")
     assert len({pid for _, pid in commands}) == len(commands)  # one `artisan fixture:tick` per run
@@ -188,7 +182,7 @@ def test_a_crash_looping_queue_script_backs_off_and_http_keeps_serving(askr_serv
     server.wait_for_log(r"\[queue#0\] cannot connect to the queue")
     server.wait_for_log(r"queue#0 failed 3 times in a row; next start in 0\.4 s")
     assert httpx.get(server.url + "/hello.php", timeout=30).status_code == 200
-    queue = status(server)["queue_workers"][0]
+    queue = admin_status(server)["queue_workers"][0]
     assert queue["failures"] >= 3 and queue["last_exit"] == "exited with code 1"
 
 

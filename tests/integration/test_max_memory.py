@@ -8,6 +8,7 @@ import re
 
 import httpx
 from askrtest import TESTS, run_askr
+from test_metrics import scrape, value
 
 LEAKY_WORKER = TESTS / "php" / "recycle" / "leaky_worker.php"
 RECYCLED = re.compile(r"php#(\d) \(pid (\d+)\) holds ([\d.]+) MiB of anonymous memory after a request, "
@@ -19,10 +20,7 @@ def recycled_counts(server) -> dict[str, int]:
 
 
 def metric(server, reason: str) -> float:
-    text = httpx.get(server.admin_url + "/metrics", timeout=30).text
-    m = re.search(rf'^askr_php_workers_recycled_total{{reason="{reason}"}} ([\d.]+)$', text, re.M)
-    assert m, text
-    return float(m.group(1))
+    return value(scrape(server), "askr_php_workers_recycled_total", reason=reason)
 
 
 def assert_successor_first(server, old_pid: int) -> None:

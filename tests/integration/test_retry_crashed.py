@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from askrtest import TESTS, wait_until
+from askrtest import TESTS, admin_status, wait_until
 from h2client import H2Client
 from rawhttp import Conn, request_bytes
 from test_metrics import scrape, value
@@ -25,14 +25,10 @@ MAX_REQUESTS = 2000  # per client, a bound on the load whatever happens
 MAX_SECONDS = 120.0
 
 
-def status(server) -> dict:
-    return httpx.get(server.admin_url + "/api/status", timeout=30).json()
-
-
 def settled(server, workers: int, restarts: int) -> dict:
     """/api/status once `restarts` replacements were started and every worker is ready again."""
     def check() -> dict | None:
-        now = status(server)
+        now = admin_status(server)
         return now if now["restarts"] >= restarts and now["workers_ready"] == workers else None
 
     return wait_until(check, what=f"{restarts} restarts and {workers} workers ready")
@@ -107,7 +103,7 @@ def test_get_load_loses_nothing_while_workers_are_killed(config_server):
         """Workers holding a request (so the kill lands mid-request: sleep.php sleeps 100 ms) that
         is not a retry already (every URI is unique): a second crash would rightly be a 502."""
         retries = server.log
-        return [w["pid"] for w in status(server)["workers"]
+        return [w["pid"] for w in admin_status(server)["workers"]
                 if w["busy"] and w["state"] == "ready" and w["pid"] not in killed
                 and f"answering GET {w['current_uri']} (" not in retries]
 

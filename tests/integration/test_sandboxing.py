@@ -21,6 +21,7 @@ import httpx
 import pytest
 import trustme
 from askrtest import REPO, TESTS, allow_root, stop_process, wait_until, write_config
+from test_metrics import scrape, value
 
 from askr.sandbox import probe as sandbox_probe
 
@@ -88,10 +89,7 @@ def probe(http: httpx.Client, **params: str) -> dict:
 
 
 def metric(server, name: str) -> float:
-    text = httpx.get(server.admin_url + "/metrics", timeout=30).text
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    assert m, text
-    return float(m.group(1))
+    return value(scrape(server), name)
 
 
 @pytest.fixture(scope="module", params=["classic", "worker"])

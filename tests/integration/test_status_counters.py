@@ -10,16 +10,10 @@ import threading
 
 import httpx
 import pytest
-from askrtest import TESTS, run_askr, wait_until
+from askrtest import TESTS, admin_status, run_askr, wait_until
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 WORKER_SCRIPT = TESTS / "php" / "worker.php"  # tests/php/app in worker mode
-
-
-def status(server, query: str = "") -> dict:
-    r = httpx.get(server.admin_url + "/api/status" + query, timeout=30)
-    assert r.status_code == 200
-    return r.json()
 
 
 def openmetrics(server) -> dict[str, float]:
@@ -34,7 +28,7 @@ def openmetrics(server) -> dict[str, float]:
 def test_waiting_requests_and_all_busy_are_counted(config_server, gate):
     # one front: every count below is that front's own, exact (docs/admin.md)
     server = config_server(workers=2, server={"fronts": 1}, log={"slow_request": 0.5})
-    before = status(server)
+    before = admin_status(server)
     assert before["requests_waiting"] == before["max_requests_waiting"] == before["all_workers_busy"] == 0
     results: list[int] = []
 
@@ -48,7 +42,7 @@ def test_waiting_requests_and_all_busy_are_counted(config_server, gate):
     waiters = [threading.Thread(target=get, args=("/hello.php",)) for _ in range(3)]
     for t in waiters:
         t.start()
-    busy = wait_until(lambda: (s := status(server))["requests_waiting"] == 3 and s, timeout=30,
+    busy = wait_until(lambda: (s := admin_status(server))["requests_waiting"] == 3 and s, timeout=30,
                       what="3 requests waiting for a worker")
     assert busy["max_requests_waiting"] == 3
     assert busy["all_workers_busy"] == 1
@@ -60,8 +54,9 @@ def test_waiting_requests_and_all_busy_are_counted(config_server, gate):
     for t in holders + waiters:
         t.join(60)
     assert results == [200] * 5
-    after = wait_until(lambda: (s := status(server))["requests_waiting"] == 0 and s["slow_requests"] >= 2
-                       and s, what="the queue to empty and the held requests to count as slow")
+    after = wait_until(lambda: (s := admin_status(server))["requests_waiting"] == 0
+                       and s["slow_requests"] >= 2 and s,
+                       what="the queue to empty and the held requests to count as slow")
     assert after["max_requests_waiting"] == 3 and after["all_workers_busy"] == 1
     # the held two, and the waiting ones that waited long enough: the time counted is what the
     # client waited, time waiting for a worker included
@@ -69,8 +64,8 @@ def test_waiting_requests_and_all_busy_are_counted(config_server, gate):
     assert 2 <= slow <= 5 and after["slow_request_seconds"] == 0.5
     assert after["accepted_connections"] >= 5
     assert httpx.get(server.url + "/hello.php", timeout=30).status_code == 200  # fast: not slow
-    later = wait_until(lambda: (s := status(server))["accepted_connections"] > after["accepted_connections"]
-                       and s, what="the next stats from the front")
+    later = wait_until(lambda: (s := admin_status(server))["accepted_connections"]
+                       > after["accepted_connections"] and s, what="the next stats from the front")
     assert later["slow_requests"] == slow
     metrics = httpx.get(server.admin_url + "/metrics", timeout=30).text
     assert re.search(rf"(?m)^askr_slow_requests_total {slow}\.0$", metrics)
@@ -85,25 +80,25 @@ def test_accepted_connections_count_every_connection(config_server):
     with httpx.Client(base_url=server.url, timeout=30) as c:  # one keep-alive connection
         for _ in range(3):
             assert c.get("/hello.php").status_code == 200
-    wait_until(lambda: status(server)["accepted_connections"] == 5, what="5 accepted connections")
+    wait_until(lambda: admin_status(server)["accepted_connections"] == 5, what="5 accepted connections")
 
 
 @pytest.mark.parametrize("mode", ["classic", "worker"])
 def test_full_status_shows_each_workers_latest_request(config_server, mode):
     worker = {"script": str(WORKER_SCRIPT)} if mode == "worker" else None
     server = config_server(workers=1, worker=worker)
-    (w,) = status(server, "?full")["workers"]
+    (w,) = admin_status(server, "?full")["workers"]
     assert w["last_request_seconds"] is None  # nothing served yet
     r = httpx.get(server.url + "/alloc.php?mb=16&cpu_ms=150", timeout=60)
     assert r.status_code == 200 and r.json()["bytes"] == 16 << 20
-    (w,) = status(server, "?full")["workers"]
+    (w,) = admin_status(server, "?full")["workers"]
     assert w["last_request_seconds"] >= 0.15
     assert 0 < w["last_request_cpu_seconds"] <= w["last_request_seconds"] + 0.05
     assert 16 << 20 <= w["last_request_peak_bytes"] < 64 << 20
     assert httpx.get(server.url + "/hello.php", timeout=30).status_code == 200
-    (w,) = status(server, "?full")["workers"]
+    (w,) = admin_status(server, "?full")["workers"]
     assert w["last_request_peak_bytes"] < 8 << 20  # each request's own peak, not the largest so far
-    (plain,) = status(server)["workers"]
+    (plain,) = admin_status(server)["workers"]
     assert "last_request_seconds" not in plain  # only with ?full
     code, out = run_askr(["status", "--admin", server.admin_url.removeprefix("http://")])
     assert code == 0, out

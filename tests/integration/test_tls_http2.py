@@ -20,7 +20,8 @@ import h2.settings
 import httpx
 import pytest
 import trustme
-from askrtest import APP, front_pids, serving_pid, wait_until, write_config
+from askrtest import APP, free_port, front_pids, serving_pid, wait_until, write_config
+from cdp import CHROMIUM
 from h2client import H2Client
 
 
@@ -230,7 +231,7 @@ def test_clients_leaving_with_streams_in_flight_cost_no_worker(server, certs):
 
 
 def test_redirect_and_trusted_proxies(askr_server, tmp_path, certs):
-    redirect_port = _free_port()
+    redirect_port = free_port()
     config = tls_config(tmp_path, certs, workers=1, server={
         "redirect_http": f"127.0.0.1:{redirect_port}", "trusted_proxies": ["127.0.0.1/32"]})
     srv = askr_server("--config", config)
@@ -319,9 +320,6 @@ def test_h2load_smoke(server):
     assert "Application protocol: h2" in done.stdout
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium (Debian package) could not be installed here")
 def test_a_real_browser_uses_http2(server, tmp_path):
     done = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
@@ -329,12 +327,6 @@ def test_a_real_browser_uses_http2(server, tmp_path):
                            "--dump-dom", https(server) + "/hints.php"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert "final HTTP/2.0" in done.stdout, done.stderr[-2000:]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serial(port: int, cafile: str) -> str:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import mmap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from askr.bridge import scoreboard
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh event loop for the connections a test builds by hand; closed after the test."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ sleeps); memory stays under its cap; HEAD, Range and other methods take the ordi
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
+import brotli
 import h2.config
 import h2.connection
 import h2.events
@@ -121,13 +122,6 @@ class Front:
         lines = [f"{method} {target} HTTP/1.1", "Host: t", *headers, "", ""]
         conn.data_received("\r\n".join(lines).encode())
         return transport.take()
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 def write(path: Path, data: bytes = BODY, mtime: int = MTIME) -> Path:
@@ -532,12 +526,10 @@ def test_a_variant_is_compressed_once_and_charged_to_the_cache(root: Path, loop,
     assert front.get("/page.html", "Accept-Encoding: br") == first
     assert compressions == ["br"]
     assert front.hot.size > size  # type: ignore[union-attr]
-    import brotli
     assert brotli.decompress(body_of(first)) == TEXT
 
 
 def test_a_changed_file_drops_its_variants(root: Path, loop) -> None:
-    import gzip
     write(root / "page.html", TEXT)
     front = Front(root, loop, compression=True)
     assert gzip.decompress(body_of(front.get("/page.html", "Accept-Encoding: gzip"))) == TEXT
@@ -547,7 +539,6 @@ def test_a_changed_file_drops_its_variants(root: Path, loop) -> None:
 
 
 def test_a_precompressed_sibling_is_kept_as_the_variant(root: Path, loop) -> None:
-    import brotli
     write(root / "page.html", TEXT)
     sibling = brotli.compress(TEXT, quality=11)
     write(root / "page.html.br", sibling, mtime=MTIME + 1)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -291,6 +291,12 @@ class Setup:
     pool: FakePool
     ctx: FrontContext
 
+    def send_and_take(self, *request: Any, **options: Any) -> tuple[int, FakeChannel]:
+        """The client sends a request (client.send's arguments) and a worker takes it at once:
+        its stream id and the worker's channel."""
+        sid = self.client.send(*request, **options)
+        return sid, self.pool.take(self.pool.submitted[-1])
+
 
 @pytest.fixture
 def docroot(tmp_path: Path) -> Path:
@@ -301,13 +307,6 @@ def docroot(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
 def make(version: str, docroot: Path, loop: asyncio.AbstractEventLoop, server: dict | None = None,
          **limits: object) -> Setup:
     toml = docroot.parent / "askr.toml"
@@ -316,18 +315,22 @@ def make(version: str, docroot: Path, loop: asyncio.AbstractEventLoop, server: d
     lines += [f"{k} = {v!r}" for k, v in limits.items()]
     toml.write_text("\n".join(lines) + "\n")
     cfg = config.load(toml)
-    pool = FakePool()
-    ctx = FrontContext(cfg, loop, RouteCache(Router(str(docroot))), pool,  # type: ignore[arg-type]
+    ctx = FrontContext(cfg, loop, RouteCache(Router(str(docroot))), FakePool(),  # type: ignore[arg-type]
                        str(docroot).encode(), ProxyTrust(()), compression=compression_of(cfg))
+    return connect(version, ctx)
+
+
+def connect(version: str, ctx: FrontContext) -> Setup:
+    """A client connected to the front of `ctx` (its pool a FakePool) over HTTP `version`."""
     transport = FakeTransport()
     conn: Http1Connection | Http2Connection
     if version == "1.1":
         conn = Http1Connection(ctx)
         conn.connection_made(transport)
-        return Setup(H1Client(conn, transport), conn, pool, ctx)
+        return Setup(H1Client(conn, transport), conn, ctx.pool, ctx)  # type: ignore[arg-type]
     conn = Http2Connection(ctx)
     conn.connection_made(transport)
-    return Setup(H2Client(conn, transport), conn, pool, ctx)
+    return Setup(H2Client(conn, transport), conn, ctx.pool, ctx)  # type: ignore[arg-type]
 
 
 def deliver(s: Setup, fn: str, *args: object) -> None:
@@ -364,8 +367,7 @@ def named(resp: Response, name: bytes) -> list[bytes]:
 @pytest.mark.parametrize("date_name", [b"Date", b"date", b"DATE"])
 def test_php_date_goes_out_once_and_the_front_adds_server(version, date_name, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     deliver(s, "php_response", 200, LARAVEL_HEAD.replace(b"Date", date_name), [b'{"a":', b"1}"], True)
     resp = s.client.response(sid)
     assert (resp.status, resp.body, resp.complete) == (200, b'{"a":1}', True)
@@ -380,8 +382,7 @@ def test_php_date_goes_out_once_and_the_front_adds_server(version, date_name, do
 def test_php_server_date_and_content_length_each_once(version, docroot, loop) -> None:
     """PHP's Server and Date replace the front's; its Content-Length gives way to the exact one."""
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     block = LARAVEL_HEAD + b"\nServer: my-app\nContent-Length: 999"
     deliver(s, "php_response", 200, block, [b"12345"], True)
     resp = s.client.response(sid)
@@ -394,8 +395,7 @@ def test_php_server_date_and_content_length_each_once(version, docroot, loop) ->
 @pytest.mark.parametrize("version", VERSIONS)
 def test_php_date_on_a_streamed_response(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     deliver(s, "php_response", 200, LARAVEL_HEAD, [b"one,"], False)
     deliver(s, "php_body", [b"two"], True)
     resp = s.client.response(sid)
@@ -409,16 +409,14 @@ def test_php_date_on_a_streamed_response(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_php_date_on_head_and_304(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("HEAD", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("HEAD", "/index.php")
     deliver(s, "php_response", 200, LARAVEL_HEAD, [], True)
     resp = s.client.response(sid)
     assert (resp.status, resp.body) == (200, b"")
     assert named(resp, b"date") == [b"Mon, 07 Dec 2026 19:19:13 GMT"]
     assert not named(resp, b"content-length")  # HEAD: only a length PHP set is meaningful
     s = make(version, docroot, loop)  # a fresh client: a HEAD answer leaves its parser expecting a body
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     deliver(s, "php_response", 304, b"Date: Mon, 07 Dec 2026 19:19:13 GMT\nETag: \"x\"", [], True)
     resp = s.client.response(sid)
     assert (resp.status, resp.body) == (304, b"")
@@ -447,8 +445,7 @@ def test_php_date_over_http10_and_closing_connections(docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_streamed_php_response_arrives_in_order(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     deliver(s, "php_response", 200, b"Content-Type: text/plain", [b"one,"], False)
     deliver(s, "php_body", [b"two,"], False)
     deliver(s, "php_body", [b"three"], True)
@@ -459,8 +456,7 @@ def test_streamed_php_response_arrives_in_order(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_early_hints_103_then_the_response(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     deliver(s, "php_informational", 103, b"Link: </a.css>; rel=preload\nSet-Cookie: no")
     deliver(s, "php_response", 200, b"", [b"x"], True)
     resp = s.client.response(sid)
@@ -473,8 +469,7 @@ def test_early_hints_103_then_the_response(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_worker_dying_before_the_head_is_502(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     deliver(s, "php_failed")
     assert s.client.response(sid).status == 502
 
@@ -482,8 +477,7 @@ def test_worker_dying_before_the_head_is_502(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_worker_dying_mid_response_cuts_it(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     deliver(s, "php_response", 200, b"", [b"part"], False)
     deliver(s, "php_failed")
     resp = s.client.response(sid)
@@ -502,8 +496,7 @@ def test_full_queue_is_503_with_retry_after(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_request_timeout_is_504_and_the_worker_is_reported(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     s.conn.check_deadline(100.0)  # the sweeper's first look starts the clock ...
     s.conn.check_deadline(104.0)
     assert s.client.response(sid).status == 0  # ... 5 s request_timeout: not yet
@@ -553,8 +546,7 @@ def test_slow_request_body_is_408(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_body_streams_to_the_worker_once_it_takes_the_request(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("POST", "/index.php", [("Content-Length", "6")], body=b"abc", end=False)
-    channel = s.pool.take(s.pool.submitted[0])
+    sid, channel = s.send_and_take("POST", "/index.php", [("Content-Length", "6")], body=b"abc", end=False)
     s.client.more_body(sid, b"def", end=True)
     body = b"".join(channel.sent[1:])
     assert b"abc" in body and b"def" in body
@@ -579,8 +571,7 @@ def test_dotfiles_and_php_source_are_refused(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_drain_lets_the_request_in_flight_finish_then_closes(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     s.ctx.draining = True
     s.conn.shutdown()
     s.client.response(sid)
@@ -631,8 +622,7 @@ def test_body_of_unknown_length_is_collected_then_php_gets_its_length(version, d
 @pytest.mark.parametrize("version", VERSIONS)
 def test_client_leaving_mid_response_closes_the_workers_channel(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    channel = s.pool.take(s.pool.submitted[0])
+    sid, channel = s.send_and_take("GET", "/index.php")
     deliver(s, "php_response", 200, b"content-type: text/plain", [b"part"], False)
     assert s.client.response(sid).status == 200
     if version == "1.1":
@@ -697,8 +687,8 @@ def test_get_whose_worker_crashed_before_answering_is_retried_once(version, docr
 @pytest.mark.parametrize("version", VERSIONS)
 def test_the_retry_answers_the_client(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    crash(s, s.pool.take(s.pool.submitted[0]))
+    sid, channel = s.send_and_take("GET", "/index.php")
+    crash(s, channel)
     s.pool.take(s.pool.submitted[1])
     deliver(s, "php_response", 200, b"Content-Type: text/plain", [b"ok"], True)
     resp = s.client.response(sid)
@@ -709,8 +699,8 @@ def test_the_retry_answers_the_client(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_second_crash_is_502_not_a_loop(version, docroot, loop, caplog) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    crash(s, s.pool.take(s.pool.submitted[0]))
+    sid, channel = s.send_and_take("GET", "/index.php")
+    crash(s, channel)
     crash(s, s.pool.take(s.pool.submitted[1]))
     assert s.client.response(sid).status == 502
     assert len(s.pool.submitted) == 2
@@ -721,8 +711,8 @@ def test_a_second_crash_is_502_not_a_loop(version, docroot, loop, caplog) -> Non
 @pytest.mark.parametrize("version", VERSIONS)
 def test_post_with_a_body_is_not_retried(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("POST", "/index.php", [("Content-Type", "text/plain")], body=b"abc")
-    crash(s, s.pool.take(s.pool.submitted[0]))
+    sid, channel = s.send_and_take("POST", "/index.php", [("Content-Type", "text/plain")], body=b"abc")
+    crash(s, channel)
     assert s.client.response(sid).status == 502
     assert len(s.pool.submitted) == 1 and s.ctx.stats.retried == 0
 
@@ -730,8 +720,8 @@ def test_post_with_a_body_is_not_retried(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_get_with_a_body_is_not_retried(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php", body=b"abc")
-    crash(s, s.pool.take(s.pool.submitted[0]))
+    sid, channel = s.send_and_take("GET", "/index.php", body=b"abc")
+    crash(s, channel)
     assert s.client.response(sid).status == 502
     assert len(s.pool.submitted) == 1
 
@@ -739,8 +729,7 @@ def test_get_with_a_body_is_not_retried(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_not_retried_once_the_response_head_came(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    channel = s.pool.take(s.pool.submitted[0])
+    sid, channel = s.send_and_take("GET", "/index.php")
     deliver(s, "php_response", 200, b"", [b"part"], False)
     crash(s, channel)  # the pool says None once HEAD came; the stream holds even if it did not
     resp = s.client.response(sid)
@@ -753,8 +742,7 @@ def test_not_retried_once_the_response_head_came(version, docroot, loop) -> None
 def test_not_retried_after_early_hints(version, docroot, loop) -> None:
     """A 103 may already be with the client (it acts on its Link headers): the response began."""
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php")
-    channel = s.pool.take(s.pool.submitted[0])
+    sid, channel = s.send_and_take("GET", "/index.php")
     deliver(s, "php_informational", 103, b"Link: </a.css>; rel=preload")
     crash(s, channel)
     assert s.client.response(sid).status == 502
@@ -764,8 +752,8 @@ def test_not_retried_after_early_hints(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_retry_crashed_never_answers_502_at_once(version, docroot, loop) -> None:
     s = make(version, docroot, loop, server={"retry_crashed": "never"})
-    sid = s.client.send("GET", "/index.php")
-    crash(s, s.pool.take(s.pool.submitted[0]))
+    sid, channel = s.send_and_take("GET", "/index.php")
+    crash(s, channel)
     assert s.client.response(sid).status == 502
     assert len(s.pool.submitted) == 1 and s.ctx.stats.retried == 0
 
@@ -800,8 +788,8 @@ def test_a_timed_out_request_is_not_retried_when_its_worker_is_killed(version, d
 def test_only_idempotent_methods_are_retried(version, method, retried, docroot, loop) -> None:
     """Safe methods only, even without a body: POST, PUT and DELETE may have changed state."""
     s = make(version, docroot, loop)
-    sid = s.client.send(method, "/index.php")
-    crash(s, s.pool.take(s.pool.submitted[0]))
+    sid, channel = s.send_and_take(method, "/index.php")
+    crash(s, channel)
     assert len(s.pool.submitted) == (2 if retried else 1)
     assert s.client.response(sid).status == (0 if retried else 502)
 
@@ -814,8 +802,7 @@ PAGE = b"<li>an item of a long streamed page</li>\n" * 100
 @pytest.mark.parametrize("version", VERSIONS)
 def test_streamed_php_response_is_compressed_piece_by_piece(version, coding, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", f"{coding}, identity;q=0.5")])
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php", [("Accept-Encoding", f"{coding}, identity;q=0.5")])
     head = b'Content-Type: text/event-stream\nContent-Length: 99999\nETag: "e1"'
     deliver(s, "php_response", 200, head, [b"data: first\n\n"], False)
     resp = s.client.response(sid)
@@ -838,8 +825,7 @@ def test_streamed_php_response_is_compressed_piece_by_piece(version, coding, doc
 @pytest.mark.parametrize("version", VERSIONS)
 def test_complete_php_response_is_compressed_whole_with_its_length(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip")])
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php", [("Accept-Encoding", "gzip")])
     head = b"Content-Type: text/html; charset=UTF-8"
     deliver(s, "php_response", 200, head, [PAGE[:2000], PAGE[2000:]], True)
     resp = s.client.response(sid)
@@ -857,8 +843,7 @@ def test_php_responses_compression_leaves_alone(version, docroot, loop) -> None:
     ]
     for head, body in cases:
         s = make(version, docroot, loop)
-        sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip, br")])
-        s.pool.take(s.pool.submitted[0])
+        sid, _ = s.send_and_take("GET", "/index.php", [("Accept-Encoding", "gzip, br")])
         deliver(s, "php_response", 200, head, body, True)
         resp = s.client.response(sid)
         assert resp.body == b"".join(body)
@@ -869,8 +854,7 @@ def test_php_responses_compression_leaves_alone(version, docroot, loop) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_head_to_php_gets_the_encoding_headers_of_a_get(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
-    sid = s.client.send("HEAD", "/index.php", [("Accept-Encoding", "br")])
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("HEAD", "/index.php", [("Accept-Encoding", "br")])
     deliver(s, "php_response", 200, b"Content-Type: text/html", [], True)
     resp = s.client.response(sid)
     assert (resp.status, resp.body) == (200, b"")

@@ -9,17 +9,14 @@ import asyncio
 import gzip
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_stream import VERSIONS, FakePool, FakeTransport, H1Client, H2Client, Setup, deliver
+from test_stream import VERSIONS, FakePool, Setup, connect, deliver
 
 from askr import config
 from askr.front.compression import compression_of
 from askr.front.context import FrontContext
-from askr.front.http1 import Http1Connection
-from askr.front.http2 import Http2Connection
 from askr.front.proxy import ProxyTrust
 from askr.front.routecache import RouteCache
 from askr.front.router import Router
@@ -245,13 +242,6 @@ def test_php_is_told_the_sendfile_type_and_never_the_clients(tree: Path) -> None
 
 
 # -- whole requests, both HTTP versions ----------------------------------------------------------
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
 def make(version: str, tree: Path, loop: asyncio.AbstractEventLoop, static: str | None = None) -> Setup:
     toml = tree / "askr.toml"
     static = static if static is not None else (
@@ -263,12 +253,7 @@ def make(version: str, tree: Path, loop: asyncio.AbstractEventLoop, static: str 
     ctx = FrontContext(cfg, loop, RouteCache(Router(str(tree / "public"))), FakePool(),  # type: ignore[arg-type]
                        str(tree / "public").encode(), ProxyTrust(()), offload=off,
                        compression=compression_of(cfg))
-    transport = FakeTransport()
-    conn: Http1Connection | Http2Connection
-    conn = Http1Connection(ctx) if version == "1.1" else Http2Connection(ctx)
-    conn.connection_made(transport)
-    client = H1Client(conn, transport) if version == "1.1" else H2Client(conn, transport)  # type: ignore[arg-type]
-    return Setup(client, conn, ctx.pool, ctx)  # type: ignore[arg-type]
+    return connect(version, ctx)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -293,15 +278,13 @@ def test_php_naming_a_file_gets_the_file_and_its_worker_back_at_once(version, tr
 @pytest.mark.parametrize("version", VERSIONS)
 def test_x_accel_redirect_range_and_head_over_the_stream(version, tree, loop) -> None:
     s = make(version, tree, loop)
-    sid = s.client.send("GET", "/index.php", [("Range", "bytes=4-7")])
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php", [("Range", "bytes=4-7")])
     deliver(s, "php_response", 200, b"X-Accel-Redirect: /protected/docs/report.pdf", [], True)
     resp = s.client.response(sid)
     assert (resp.status, resp.body) == (206, PDF[4:8])
     assert resp.headers[b"content-type"] == b"application/pdf"  # PHP set none: the table's
     s2 = make(version, tree, loop)
-    sid = s2.client.send("HEAD", "/index.php")
-    s2.pool.take(s2.pool.submitted[0])
+    sid, _ = s2.send_and_take("HEAD", "/index.php")
     deliver(s2, "php_response", 200, b"X-Accel-Redirect: /protected/docs/report.pdf", [], True)
     resp = s2.client.response(sid)
     assert (resp.status, resp.body, resp.headers[b"content-length"]) == (200, b"", b"%d" % len(PDF))
@@ -310,8 +293,7 @@ def test_x_accel_redirect_range_and_head_over_the_stream(version, tree, loop) ->
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_path_outside_the_roots_is_500_never_the_file(version, tree, loop) -> None:
     s = make(version, tree, loop)
-    sid = s.client.send("GET", "/index.php")
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php")
     deliver(s, "php_response", 200, b"X-Sendfile: " + str(tree / "private" / "leak.txt").encode(),
             [b"body"], False)
     resp = s.client.response(sid)
@@ -347,8 +329,7 @@ NOTES = b"".join(b"line %d of a report that compresses well\n" % i for i in rang
 def test_an_offloaded_text_file_is_compressed_as_a_static_one(version, tree, loop) -> None:
     (tree / "private" / "notes.txt").write_bytes(NOTES)
     s = make(version, tree, loop)
-    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip")])
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php", [("Accept-Encoding", "gzip")])
     deliver(s, "php_response", 200, b"X-Sendfile: " + str(tree / "private" / "notes.txt").encode(), [], True)
     resp = s.client.response(sid)
     assert resp.status == 200 and resp.headers[b"content-encoding"] == b"gzip"
@@ -361,8 +342,7 @@ def test_a_precompressed_sibling_linking_out_of_the_root_is_not_served(version, 
     (tree / "outside" / "secret.gz").write_bytes(gzip.compress(b"SECRET"))
     os.symlink(tree / "outside" / "secret.gz", tree / "private" / "notes.txt.gz")
     s = make(version, tree, loop)
-    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip")])
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php", [("Accept-Encoding", "gzip")])
     deliver(s, "php_response", 200, b"X-Sendfile: " + str(tree / "private" / "notes.txt").encode(), [], True)
     resp = s.client.response(sid)
     assert resp.status == 200 and gzip.decompress(resp.body) == NOTES
@@ -373,8 +353,7 @@ def test_phps_own_content_encoding_is_sent_as_it_is(version, tree, loop) -> None
     packed = gzip.compress(os.urandom(4096))  # over [compression] min_size: it would be compressed again
     (tree / "private" / "notes-gzipped.txt").write_bytes(packed)
     s = make(version, tree, loop)
-    sid = s.client.send("GET", "/index.php", [("Accept-Encoding", "gzip, br, zstd")])
-    s.pool.take(s.pool.submitted[0])
+    sid, _ = s.send_and_take("GET", "/index.php", [("Accept-Encoding", "gzip, br, zstd")])
     head = (b"Content-Type: text/plain\nContent-Encoding: gzip\nX-Sendfile: "
             + str(tree / "private" / "notes-gzipped.txt").encode())
     deliver(s, "php_response", 200, head, [], True)

@@ -9,6 +9,7 @@ posting their events. Each scenario runs in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import mmap
 import signal
 from collections.abc import Callable, Coroutine
@@ -152,7 +153,6 @@ class World:
 
     def retired(self, front: int = 0) -> list[int]:
         """Pids the front was told to retire."""
-        import json
         return [json.loads(line)["pid"] for line in self.controls[front].lines if b'"retire"' in line]
 
 
@@ -561,7 +561,6 @@ def test_a_late_report_of_a_slots_previous_worker_is_not_taken_for_the_next(tmp_
 
 def told_readiness(world: World, front: int = 0) -> list[str]:
     """The readiness states the master sent a front, in order ([server] health_path)."""
-    import json
     return [json.loads(line)["state"] for line in world.controls[front].lines if b'"readiness"' in line]
 
 
