@@ -38,8 +38,11 @@ NO_BODY_STATUS = frozenset((204, 304))
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Response headers from PHP that the front manages itself (framing, connection, Date, Server), and
 # the worker's CGI Status line that carries PHP's own reason phrase.
-_MANAGED_HEADER = re.compile(  # ^ with MULTILINE: half the time of (?:^|\n) on a 100-byte head
-    rb"^(content-length|connection|transfer-encoding|date|server|status):", re.I | re.M)
+# ^ with MULTILINE: half the time of (?:^|\n) on a 100-byte head. PHP keeps header("Name : v") as
+# written, so blanks before the colon count too: a "Content-Length : 3" must not slip past the
+# rewrite and go out beside the front's own length.
+_MANAGED_HEADER = re.compile(
+    rb"^(content-length|connection|transfer-encoding|date|server|status)[ \t]*:", re.I | re.M)
 # Of those, the ones the front must rewrite line by line. PHP's own Date or Server only stops the
 # front from adding its own, so a head with one (every Laravel/Symfony response has a Date) still
 # goes out whole, cheaper than the line-by-line path.

@@ -393,6 +393,19 @@ def test_php_server_date_and_content_length_each_once(version, docroot, loop) ->
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("length_line", [b"Content-Length : 999", b"content-length\t: 999"])
+def test_a_php_content_length_with_blanks_before_the_colon_is_still_replaced(version, length_line, docroot,
+                                                                            loop) -> None:
+    """header("Content-Length : 999") keeps its blank: it must not go out beside the exact length."""
+    s = make(version, docroot, loop)
+    sid, _ = s.send_and_take("GET", "/index.php")
+    deliver(s, "php_response", 200, LARAVEL_HEAD + b"\n" + length_line, [b"12345"], True)
+    resp = s.client.response(sid)
+    assert (resp.status, resp.body, resp.complete) == (200, b"12345", True)
+    assert [value for name, value in resp.fields if name.strip() == b"content-length"] == [b"5"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_php_date_on_a_streamed_response(version, docroot, loop) -> None:
     s = make(version, docroot, loop)
     sid, _ = s.send_and_take("GET", "/index.php")
