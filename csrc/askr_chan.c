@@ -9,10 +9,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -523,12 +523,43 @@ bool send_hello(void)
 	return true;
 }
 
+/* The idle wait's epoll set (made on first use, after the channels): the queue as
+ * EPOLLEXCLUSIVE, so a request wakes one idle worker rather than all of them (poll() on a
+ * shared socket wakes every waiter, and all but one then find it empty: a herd of N per
+ * request), and each channel, where STOP or a restarted front shows. `tag` 0 is the queue,
+ * i + 1 channel i. Not made yet: nothing to do. */
+static bool idle_watch(int op, int fd, uint32_t events, uint32_t tag)
+{
+	if (W.idle_epfd <= 0) {
+		return true;
+	}
+	struct epoll_event ev = { .events = events, .data.u32 = tag };
+	return epoll_ctl(W.idle_epfd, op, fd, &ev) == 0 || op == EPOLL_CTL_DEL;
+}
+
+static bool idle_wait_open(int queue_fd)
+{
+	W.idle_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (W.idle_epfd < 0 || !idle_watch(EPOLL_CTL_ADD, queue_fd, EPOLLIN | EPOLLEXCLUSIVE, 0)) {
+		askr_log("ERROR", "epoll: %s", strerror(errno));
+		return false;
+	}
+	for (uint32_t i = 0; i < W.nchans; i++) {
+		if (!idle_watch(EPOLL_CTL_ADD, W.chans[i].fd, EPOLLIN, i + 1)) {
+			askr_log("ERROR", "epoll_ctl: %s", strerror(errno));
+			return false;
+		}
+	}
+	return true;
+}
+
 /* A front closed our channel while we were idle: it restarted (the master keeps its socket
  * listening, so the new process accepts us), or it is stopping (then the queue ends too).
  * Connect again and say HELLO, so a front's death costs only its own connections. */
 static bool channel_reconnect(uint32_t i)
 {
 	askr_chan *c = &W.chans[i];
+	idle_watch(EPOLL_CTL_DEL, c->fd, 0, i + 1);  /* before close: a child PHP forked may hold it */
 	close(c->fd);
 	c->rpos = c->rlen = 0;
 	c->out_len = 0;
@@ -542,6 +573,10 @@ static bool channel_reconnect(uint32_t i)
 	}
 	if (!hello_on(c)) {
 		askr_log("WARNING", "cannot send HELLO to %s: %s", W.chan_paths[i], strerror(errno));
+		return false;
+	}
+	if (!idle_watch(EPOLL_CTL_ADD, c->fd, EPOLLIN, i + 1)) {
+		askr_log("ERROR", "epoll_ctl: %s", strerror(errno));
 		return false;
 	}
 	return true;
@@ -678,9 +713,8 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 	char hdr[QUEUE_MSG_HDR];
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { W.spare_rbuf, READ_BUF_SIZE } };
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
-	struct pollfd pfd[MAX_FRONTS + 1];
+	struct epoll_event ev[MAX_FRONTS + 1];
 	ssize_t n;
-	bool block = false;
 
 	/* A channel that broke during the last request (its front closed it: the client left
 	 * mid-response) means PHP saw an abort: this worker retires. What else came on it with
@@ -691,44 +725,47 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 	if (!consume_idle_frames(W.chan)) {
 		return -1;
 	}
+	if (W.idle_epfd <= 0 && !idle_wait_open(queue_fd)) {
+		return -1;
+	}
 	for (;;) {
 		if (stop_requested()) {
 			return 0;
 		}
-		/* One poll(0) per request before taking one, so a front that restarted is reconnected
-		 * (and our answer does not go to its dead channel) and STOP is seen; then the queue,
-		 * non-blocking first: under load a request is usually waiting. */
-		pfd[0] = (struct pollfd){ queue_fd, POLLIN, 0 };
-		for (uint32_t i = 0; i < W.nchans; i++) {
-			pfd[i + 1] = (struct pollfd){ W.chans[i].fd, POLLIN, 0 };
-		}
-		if (poll(pfd, W.nchans + 1, block ? -1 : 0) < 0) {
+		/* One wait per request before taking one, so a front that restarted is reconnected
+		 * (and our answer does not go to its dead channel) and STOP is seen: the set is
+		 * level-triggered, so every channel with input is in the answer, also when a request
+		 * was already waiting and the wait returned at once. */
+		int ready = epoll_wait(W.idle_epfd, ev, (int)W.nchans + 1, -1);
+		if (ready < 0) {
 			if (errno == EINTR) {
 				continue;
 			}
-			askr_log("ERROR", "poll: %s", strerror(errno));
+			askr_log("ERROR", "epoll_wait: %s", strerror(errno));
 			return -1;
 		}
-		for (uint32_t i = 0; i < W.nchans; i++) {
-			if (pfd[i + 1].revents && !idle_channel_input(i)) {
+		bool queued = false;
+		for (int i = 0; i < ready; i++) {
+			if (ev[i].data.u32 == 0) {
+				queued = true;
+			} else if (!idle_channel_input(ev[i].data.u32 - 1)) {
 				return 0;
 			}
 		}
 		if (W.stop) {
 			return 0;
 		}
-		if (block && !pfd[0].revents) {
+		if (!queued) {
 			continue;
 		}
 		n = recvmsg(queue_fd, &msg, MSG_DONTWAIT);
 		if (n >= 0) {
 			break;
 		}
-		if (errno != EAGAIN && errno != EINTR) {
+		if (errno != EAGAIN && errno != EINTR) {      /* EAGAIN: another worker took it first */
 			askr_log("ERROR", "recvmsg: %s", strerror(errno));
 			return -1;
 		}
-		block = true;
 	}
 	if (n == 0) {
 		return 0;                          /* the queue is closed: askr is stopping */

@@ -362,6 +362,7 @@ typedef struct {
 	uint32_t nchans;
 	askr_chan *chan;              /* the channel of the request in hand (chans[0] before the first) */
 	char *spare_rbuf;             /* a queue message lands here, then swaps with its channel's rbuf */
+	int idle_epfd;                /* what an idle worker waits on: the queue and every channel */
 	askr_request req;
 	askr_request boot;
 	unsigned long served;

@@ -53,3 +53,28 @@ def test_opcache_is_shared_by_the_workers_of_a_generation(config_server, docroot
         second.open()
         for c in conns:
             c.close()
+
+
+def voluntary_switches(pid: int) -> int:
+    """How often the process's main thread went to sleep and was woken (the watchdog thread,
+    a task of its own, is not counted)."""
+    status = open(f"/proc/{pid}/status").read()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_a_request_wakes_one_idle_worker_not_all_of_them(config_server, docroot):
+    from askrtest import admin_status
+
+    server = config_server(root=docroot, workers=6)
+    pids = [w["pid"] for w in admin_status(server)["workers"]]
+    assert len(pids) == 6
+    requests = 30
+    with Conn(server.host, server.port, timeout=30) as c:
+        assert c.request("GET", "/index.php").status == 200  # every worker is idle from here
+        before = sum(voluntary_switches(p) for p in pids)
+        for _ in range(requests):  # one at a time: five or six workers idle at each
+            assert c.request("GET", "/index.php").status == 200
+        woken = sum(voluntary_switches(p) for p in pids) - before
+    # One wake-up per request, for the worker that takes it. Waiting in poll() on the shared
+    # queue woke all six per request (a herd of 180 here), five of them to find it empty.
+    assert requests <= woken < 2 * requests, woken
