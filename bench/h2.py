@@ -17,40 +17,27 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shutil
-import subprocess
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 from run import (
+    H2LOAD,
     NGINX,
     PHP_FPM,
     REPO_ROOT,
-    BenchError,
+    H2Result,
     _version,
     alternate,
     run_bench,
+    run_h2load,
     start_askr,
     start_nginx_fpm,
 )
 
-H2LOAD = "h2load"
 URL = "/hello.php"
 RESULTS = REPO_ROOT / "bench" / "results" / "h2.md"
-
-
-@dataclass
-class H2Result:
-    rps: float
-    succeeded: int
-    failed: int
-    errored: int
-    p50_ms: float
-    p99_ms: float
-    protocol: str
 
 
 def make_certificate(tmp: Path) -> tuple[str, str]:
@@ -61,41 +48,6 @@ def make_certificate(tmp: Path) -> tuple[str, str]:
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
     return str(cert), str(key)
-
-
-WARM_UP_S = 1
-
-
-def run_h2load(url: str, clients: int, streams: int, duration: int, log: Path) -> H2Result:
-    argv = [H2LOAD, "-c", str(clients), "-m", str(streams), "-t", "2", "-D", str(duration),
-            "--warm-up-time", str(WARM_UP_S), f"--log-file={log}", url]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
-    out = done.stdout
-    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
-    counts = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
-                       r"(\d+) errored", out)
-    proto = re.search(r"Application protocol: (\S+)", out)
-    if done.returncode != 0 or not rps or not counts or float(rps.group(1)) == 0:
-        raise BenchError(f"h2load {url} failed ({done.returncode}):\n{out[-600:]}\n{done.stderr[-600:]}")
-    p50_ms, p99_ms = percentiles(log)
-    return H2Result(float(rps.group(1)), *(int(x) for x in counts.groups()), p50_ms, p99_ms,
-                    proto.group(1) if proto else "?")
-
-
-def percentiles(log: Path) -> tuple[float, float]:
-    """p50 and p99 in ms of the requests h2load logged (start µs, status, duration µs) that
-    started after the warm-up; h2load itself reports only min/max/mean/sd."""
-    rows = [line.split("\t") for line in log.read_text().splitlines() if line.count("\t") >= 2]
-    log.unlink()
-    if not rows:
-        return float("nan"), float("nan")
-    start = min(int(r[0]) for r in rows) + WARM_UP_S * 1_000_000
-    durations = sorted(int(r[2]) for r in rows if int(r[0]) >= start and int(r[1]) > 0)
-    if not durations:
-        return float("nan"), float("nan")
-    def at(q: float) -> float:
-        return durations[min(len(durations) - 1, int(q * len(durations)))] / 1000
-    return at(0.50), at(0.99)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                      "askr (h2)": start_askr(stack, tmp, args.workers, tls=pair, extra=fronts)}
 
             def one_load(base: str, seconds: int) -> H2Result:
-                return run_h2load(base + URL, args.clients, args.streams, seconds, tmp / "h2load.log")
+                return run_h2load(base + URL, args.clients, seconds, tmp / "h2load.log", streams=args.streams)
 
             samples = alternate(bases, one_load, args.rounds, args.duration)
         return render(samples, args, load)

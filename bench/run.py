@@ -44,6 +44,7 @@ RESULTS = BENCH_DIR / "results" / "latest.md"
 NGINX = "/usr/sbin/nginx"
 PHP_FPM = "/usr/sbin/php-fpm8.2"
 WRK = "wrk"
+H2LOAD = "h2load"
 
 URLS = ("/hello.php", "/static-4k.txt", "/static-1m.bin")
 HELLO_BODY = b"Hello, world!\n"
@@ -368,6 +369,68 @@ def run_wrk(url: str, threads: int, connections: int, duration: int,
     return parse_wrk(done.stdout)
 
 
+# --------------------------------------------------------------------------- h2load
+
+
+@dataclass
+class H2Result:
+    rps: float
+    succeeded: int
+    failed: int
+    errored: int
+    p50_ms: float
+    p99_ms: float
+    protocol: str
+
+    @property
+    def errors(self) -> int:
+        return self.failed + self.errored
+
+
+H2LOAD_WARM_UP_S = 1
+
+
+def run_h2load(url: str, clients: int, duration: int, log: Path, streams: int = 1,
+               rate: float | None = None, h1: bool = False) -> H2Result:
+    """h2load on `url` for `duration` s (after a 1 s warm-up). `rate`: the total req/s offered,
+    split evenly over the clients (h2load --rps), instead of as fast as answers come; `h1`:
+    HTTP/1.1 (keep-alive) rather than HTTP/2."""
+    argv = [H2LOAD, "-c", str(clients), "-m", str(streams), "-t", "2", "-D", str(duration),
+            "--warm-up-time", str(H2LOAD_WARM_UP_S), f"--log-file={log}"]
+    if rate is not None:
+        argv.append(f"--rps={rate / clients:.3f}")
+    if h1:
+        argv.append("--h1")
+    done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 120, check=False)
+    out = done.stdout
+    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    counts = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+                       r"(\d+) errored", out)
+    proto = re.search(r"Application protocol: (\S+)", out)
+    if done.returncode != 0 or not rps or not counts or float(rps.group(1)) == 0:
+        raise BenchError(f"h2load {url} failed ({done.returncode}):\n{out[-600:]}\n{done.stderr[-600:]}")
+    p50_ms, p99_ms = percentiles(log)
+    return H2Result(float(rps.group(1)), *(int(x) for x in counts.groups()), p50_ms, p99_ms,
+                    proto.group(1) if proto else "?")
+
+
+def percentiles(log: Path) -> tuple[float, float]:
+    """p50 and p99 in ms of the requests h2load logged (start µs, status, duration µs) that
+    started after the warm-up; h2load itself reports only min/max/mean/sd."""
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line.count("\t") >= 2]
+    log.unlink()
+    if not rows:
+        return float("nan"), float("nan")
+    start = min(int(r[0]) for r in rows) + H2LOAD_WARM_UP_S * 1_000_000
+    durations = sorted(int(r[2]) for r in rows if int(r[0]) >= start and int(r[1]) > 0)
+    if not durations:
+        return float("nan"), float("nan")
+
+    def at(q: float) -> float:
+        return durations[min(len(durations) - 1, int(q * len(durations)))] / 1000
+    return at(0.50), at(0.99)
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -544,7 +607,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "e.g. pin=0 or pin=0-1); repeat for several (default: one, askr's defaults)")
     ap.add_argument("--url", action="append", choices=URLS,
                     help="measure only this URL (repeatable; default: all of them)")
+    ap.add_argument("--equal-load", default="0.5,0.8", metavar="FRACTIONS",
+                    help="after the wrk rounds, offer every target the same req/s with h2load --rps: "
+                         "these fractions of nginx+fpm's median req/s, for p50/p99 at equal load "
+                         '(default 0.5,0.8; "none" skips it)')
     args = ap.parse_args(argv)
+    try:
+        args.equal_load = [] if args.equal_load == "none" else [float(f) for f in args.equal_load.split(",")]
+    except ValueError:
+        ap.error("--equal-load takes fractions like 0.5,0.8, or none")
+    if any(not 0 < f <= 1 for f in args.equal_load):
+        ap.error("--equal-load fractions must be above 0 and at most 1")
+    if args.only:
+        args.equal_load = []  # it needs nginx+fpm's req/s and something to compare
     args.url = args.url or list(URLS)
     for name in ("workers", "duration", "connections", "threads", "rounds"):
         if getattr(args, name) < 1:
@@ -555,11 +630,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def preflight(only: str | None) -> None:
-    needed = [WRK] + ([NGINX, PHP_FPM] if only != "askr" else [])
+def preflight(only: str | None, equal_load: bool) -> None:
+    needed = [WRK] + ([NGINX, PHP_FPM] if only != "askr" else []) + ([H2LOAD] if equal_load else [])
     missing = [tool for tool in needed if shutil.which(tool) is None]
     if missing:
-        raise BenchError(f"missing {', '.join(missing)} (Debian: apt-get install nginx php8.2-fpm wrk)")
+        raise BenchError(f"missing {', '.join(missing)} "
+                         "(Debian: apt-get install nginx php8.2-fpm wrk nghttp2-client)")
     for path in (DOCROOT / "hello.php", DOCROOT / "static-4k.txt"):
         if not path.is_file():
             raise BenchError(f"missing {path}")
@@ -607,8 +683,48 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                     result = metered_wrk(base + url, sessions[label], args.threads, args.connections,
                                          args.duration)
                     samples.setdefault((label, url), []).append(result)
-    results = {key: median_result(runs) for key, runs in samples.items()}
-    return render_table(results, list(bases), params, args.nginx_processes, fronts)
+        results = {key: median_result(runs) for key, runs in samples.items()}
+        equal = {}
+        for url in args.url if args.equal_load else ():
+            for fraction in args.equal_load:
+                rate = fraction * results[(NGINX_LABEL, url)].rps
+                equal[(url, rate)] = equal_load(bases, url, rate, args, tmp)
+    return (render_table(results, list(bases), params, args.nginx_processes, fronts)
+            + render_equal_load(equal, list(bases), args))
+
+
+def equal_load(bases: dict[str, str], url: str, rate: float, args: argparse.Namespace,
+               tmp: Path) -> dict[str, H2Result]:
+    """Every target offered `rate` req/s of `url` (HTTP/1.1 keep-alive, as many connections as
+    wrk used), alternating for the rounds; per target the round with the median p99."""
+    def one_load(base: str, seconds: int) -> H2Result:
+        return run_h2load(base + url, args.connections, seconds, tmp / "h2load.log", rate=rate, h1=True)
+
+    print(f"equal load: {url} at {rate:,.0f} req/s", file=sys.stderr)
+    runs = alternate(bases, one_load, args.rounds, args.duration, warmup=1)
+    return {label: sorted(r, key=lambda x: x.p99_ms)[len(r) // 2] for label, r in runs.items()}
+
+
+def render_equal_load(equal: dict[tuple[str, float], dict[str, H2Result]], targets: list[str],
+                      args: argparse.Namespace) -> str:
+    if not equal:
+        return ""
+    rows = ["", f"Latency at the same offered load: `h2load --h1 -c{args.connections} --rps` gives every "
+            "target the same req/s, a fraction of nginx+fpm's median req/s above, spread over the "
+            "connections at a fixed pace (each connection waits for its answer before the next "
+            f"request); {args.rounds} alternating rounds of {args.duration} s, the round with the "
+            "median p99. At full speed (above) the faster stack runs the machine harder and the load "
+            "generator, on the same cores, waits for CPU too; here both carry the same traffic.", "",
+            "| URL | offered req/s | target | served req/s | p50 ms | p99 ms | errors | p99 ÷ nginx+fpm's |",
+            "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for (url, rate), by_target in equal.items():
+        base = by_target.get(NGINX_LABEL)
+        for target in targets:
+            r = by_target[target]
+            ratio = f"{r.p99_ms / base.p99_ms:.2f}" if target != NGINX_LABEL and base and base.p99_ms else ""
+            rows.append(f"| `{url}` | {rate:,.0f} | {target} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
+                        f"{r.p99_ms:.2f} | {r.errors} | {ratio} |")
+    return "\n".join(rows) + "\n"
 
 
 def alternate(bases: dict[str, str], measure: Callable[[str, int], T], rounds: int,
@@ -669,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def measure(tmp: Path) -> str:
-        preflight(args.only)
+        preflight(args.only, bool(args.equal_load))
         return bench(args, tmp)
 
     return run_bench("askr-bench-", RESULTS, measure)

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from pathlib import Path
 
 from rawhttp import Conn, request_bytes
 
@@ -58,7 +59,7 @@ def test_opcache_is_shared_by_the_workers_of_a_generation(config_server, docroot
 def voluntary_switches(pid: int) -> int:
     """How often the process's main thread went to sleep and was woken (the watchdog thread,
     a task of its own, is not counted)."""
-    status = open(f"/proc/{pid}/status").read()
+    status = Path(f"/proc/{pid}/status").read_text()
     return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
 
 
