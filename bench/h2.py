@@ -30,6 +30,8 @@ from run import (
     H2Result,
     _version,
     alternate,
+    equal_loads,
+    render_equal_load,
     run_bench,
     run_h2load,
     start_askr,
@@ -37,6 +39,7 @@ from run import (
 )
 
 URL = "/hello.php"
+NGINX_H2 = "nginx+fpm (h2)"
 RESULTS = REPO_ROOT / "bench" / "results" / "h2.md"
 
 
@@ -57,10 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--streams", type=int, default=10, help="concurrent streams per client (-m)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--equal-load", default="0.5,0.8", metavar="FRACTIONS",
+                    help="then offer both the same req/s (h2load --rps): these fractions of nginx+fpm's "
+                         'median req/s, for p50/p99 at equal load (default 0.5,0.8; "none" skips it)')
     ap.add_argument("--fronts", type=int, default=None,
                     help="askr [server] fronts, and as many nginx worker processes (default: askr's "
                          "default fronts and nginx worker_processes auto, as production runs them)")
     args = ap.parse_args(argv)
+    try:
+        args.equal_load = [] if args.equal_load == "none" else [float(f) for f in args.equal_load.split(",")]
+    except ValueError:
+        ap.error("--equal-load takes fractions like 0.5,0.8, or none")
     missing = [t for t in (H2LOAD, NGINX, PHP_FPM) if shutil.which(t) is None]
     if missing:
         print(f"missing {', '.join(missing)} (Debian: apt-get install nghttp2-client nginx php8.2-fpm)",
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         pair = make_certificate(tmp)
         with ExitStack() as stack:
             fronts = () if args.fronts is None else ("--fronts", str(args.fronts))
-            bases = {"nginx+fpm (h2)": start_nginx_fpm(stack, tmp, args.workers, tls=pair,
+            bases = {NGINX_H2: start_nginx_fpm(stack, tmp, args.workers, tls=pair,
                                                        processes=args.fronts or "auto"),
                      "askr (h2)": start_askr(stack, tmp, args.workers, tls=pair, extra=fronts)}
 
@@ -80,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                 return run_h2load(base + URL, args.clients, seconds, tmp / "h2load.log", streams=args.streams)
 
             samples = alternate(bases, one_load, args.rounds, args.duration)
-        return render(samples, args, load)
+            runs = samples[NGINX_H2]
+            full_speed = {URL: sorted(r.rps for r in runs)[len(runs) // 2]} if args.equal_load else {}
+            equal = equal_loads(bases, full_speed, args.equal_load, args.rounds, args.duration, tmp,
+                                args.clients, streams=args.streams, h1=False)
+        return render(samples, args, load) + render_equal_load(
+            equal, list(bases), f"h2load -c{args.clients} -m{args.streams}", args.rounds, args.duration,
+            reference=NGINX_H2)
 
     return run_bench("askr-bench-h2-", RESULTS, measure)
 
@@ -93,7 +109,7 @@ def render(samples: dict[str, list[H2Result]], args: argparse.Namespace, load: f
             "| target | protocol | req/s (median) | range | p50 ms | p99 ms | failed+errored | ÷ nginx+fpm |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
     medians = {label: sorted(runs, key=lambda r: r.rps)[len(runs) // 2] for label, runs in samples.items()}
-    base = medians.get("nginx+fpm (h2)")
+    base = medians.get(NGINX_H2)
     for label, runs in samples.items():
         m = medians[label]
         spread = f"{min(r.rps for r in runs):,.0f}-{max(r.rps for r in runs):,.0f}"

@@ -684,44 +684,51 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                                          args.duration)
                     samples.setdefault((label, url), []).append(result)
         results = {key: median_result(runs) for key, runs in samples.items()}
-        equal = {}
-        for url in args.url if args.equal_load else ():
-            for fraction in args.equal_load:
-                rate = fraction * results[(NGINX_LABEL, url)].rps
-                equal[(url, rate)] = equal_load(bases, url, rate, args, tmp)
+        full_speed = {url: results[(NGINX_LABEL, url)].rps for url in args.url} if args.equal_load else {}
+        equal = equal_loads(bases, full_speed, args.equal_load, args.rounds, args.duration, tmp,
+                            args.connections)
     return (render_table(results, list(bases), params, args.nginx_processes, fronts)
-            + render_equal_load(equal, list(bases), args))
+            + render_equal_load(equal, list(bases), f"h2load --h1 -c{args.connections}", args.rounds,
+                                args.duration))
 
 
-def equal_load(bases: dict[str, str], url: str, rate: float, args: argparse.Namespace,
-               tmp: Path) -> dict[str, H2Result]:
-    """Every target offered `rate` req/s of `url` (HTTP/1.1 keep-alive, as many connections as
-    wrk used), alternating for the rounds; per target the round with the median p99."""
+def equal_load(bases: dict[str, str], url: str, rate: float, rounds: int, duration: int, tmp: Path,
+               clients: int, streams: int = 1, h1: bool = True) -> dict[str, H2Result]:
+    """Every target offered `rate` req/s of `url` by h2load (HTTP/1.1 keep-alive unless `h1` is
+    False), alternating for the rounds; per target the round with the median p99."""
     def one_load(base: str, seconds: int) -> H2Result:
-        return run_h2load(base + url, args.connections, seconds, tmp / "h2load.log", rate=rate, h1=True)
+        return run_h2load(base + url, clients, seconds, tmp / "h2load.log", streams=streams, rate=rate, h1=h1)
 
     print(f"equal load: {url} at {rate:,.0f} req/s", file=sys.stderr)
-    runs = alternate(bases, one_load, args.rounds, args.duration, warmup=1)
+    runs = alternate(bases, one_load, rounds, duration, warmup=1)
     return {label: sorted(r, key=lambda x: x.p99_ms)[len(r) // 2] for label, r in runs.items()}
 
 
-def render_equal_load(equal: dict[tuple[str, float], dict[str, H2Result]], targets: list[str],
-                      args: argparse.Namespace) -> str:
+def equal_loads(bases: dict[str, str], full_speed: dict[str, float], fractions: list[float], rounds: int,
+                duration: int, tmp: Path, clients: int, streams: int = 1,
+                h1: bool = True) -> dict[tuple[str, float], dict[str, H2Result]]:
+    """equal_load() for each URL at each fraction of its nginx+fpm full-speed req/s."""
+    return {(url, f * rps): equal_load(bases, url, f * rps, rounds, duration, tmp, clients, streams, h1)
+            for url, rps in full_speed.items() for f in fractions}
+
+
+def render_equal_load(equal: dict[tuple[str, float], dict[str, H2Result]], targets: list[str], command: str,
+                      rounds: int, duration: int, reference: str = NGINX_LABEL) -> str:
     if not equal:
         return ""
-    rows = ["", f"Latency at the same offered load: `h2load --h1 -c{args.connections} --rps` gives every "
-            "target the same req/s, a fraction of nginx+fpm's median req/s above, spread over the "
-            "connections at a fixed pace (each connection waits for its answer before the next "
-            f"request); {args.rounds} alternating rounds of {args.duration} s, the round with the "
-            "median p99. At full speed (above) the faster stack runs the machine harder and the load "
-            "generator, on the same cores, waits for CPU too; here both carry the same traffic.", "",
-            "| URL | offered req/s | target | served req/s | p50 ms | p99 ms | errors | p99 ÷ nginx+fpm's |",
+    rows = ["", f"Latency at the same offered load: `{command} --rps` gives every target the same req/s, "
+            f"a fraction of {reference}'s median req/s above, spread over the connections at a fixed "
+            f"pace; {rounds} alternating rounds of {duration} s, the round with the median p99. At full "
+            "speed (above) the faster stack runs the machine harder and the load generator, on the same "
+            "cores, waits for CPU too; here both carry the same traffic.", "",
+            "| URL | offered req/s | target | served req/s | p50 ms | p99 ms | errors "
+            f"| p99 ÷ {reference}'s |",
             "|---|---:|---|---:|---:|---:|---:|---:|"]
     for (url, rate), by_target in equal.items():
-        base = by_target.get(NGINX_LABEL)
+        base = by_target.get(reference)
         for target in targets:
             r = by_target[target]
-            ratio = f"{r.p99_ms / base.p99_ms:.2f}" if target != NGINX_LABEL and base and base.p99_ms else ""
+            ratio = f"{r.p99_ms / base.p99_ms:.2f}" if target != reference and base and base.p99_ms else ""
             rows.append(f"| `{url}` | {rate:,.0f} | {target} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
                         f"{r.p99_ms:.2f} | {r.errors} | {ratio} |")
     return "\n".join(rows) + "\n"
