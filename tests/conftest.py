@@ -11,16 +11,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
-from askrtest import allow_root, stop_process  # the suite's helpers live beside the integration tests
+from askrtest import ProcessLog, allow_root  # the suite's helpers live beside the integration tests
 
 REPO = Path(__file__).resolve().parent.parent
 PHP_FIXTURES = Path(__file__).resolve().parent / "php"
@@ -28,14 +25,14 @@ READY = re.compile(r"askr ready: https?://([\d.]+):(\d+)")
 ADMIN = re.compile(r"admin API: http://([\d.]+:\d+)/api/status")
 
 
-@dataclass
-class RunningServer:
-    proc: subprocess.Popen
-    host: str = ""
-    port: int = 0
-    lines: list[str] = field(default_factory=list)
-    mode: str = "classic"
-    _cond: threading.Condition = field(default_factory=threading.Condition)
+class RunningServer(ProcessLog):
+    """`askr serve` started by a test: its log, and once ready its address."""
+
+    def __init__(self, proc: subprocess.Popen):
+        super().__init__(proc)
+        self.host = ""
+        self.port = 0
+        self.mode = "classic"
 
     @property
     def url(self) -> str:
@@ -44,42 +41,6 @@ class RunningServer:
     @property
     def admin_url(self) -> str:
         return "http://" + self.wait_for_log(ADMIN.pattern).group(1)
-
-    @property
-    def log(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
-
-    def wait_for_log(self, pattern: str, timeout: float = 30.0, start: int = 0) -> re.Match:
-        """Block until a log line (from index `start`) matches `pattern`; return the match."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines[start:]:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self.proc.poll() is not None and not self._reader_alive):
-                    raise AssertionError(f"no log line matching {pattern!r}; log:\n" + "\n".join(self.lines))
-                self._cond.wait(min(remaining, 0.5))
-
-    _reader_alive: bool = True
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.rstrip("\n")
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._reader_alive = False
-            self._cond.notify_all()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        return stop_process(self.proc, sig, timeout)  # type: ignore[return-value]
 
 
 def askr_command() -> list[str]:
@@ -114,7 +75,6 @@ def start_server(
         start_new_session=new_session,
     )
     server = RunningServer(proc)
-    threading.Thread(target=server._read, daemon=True).start()
     if wait_ready:
         try:
             m = server.wait_for_log(READY.pattern, timeout=timeout)

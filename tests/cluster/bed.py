@@ -9,15 +9,11 @@ PHP's own sessions there too. Used by tests/cluster and bench/cluster.py.
 
 from __future__ import annotations
 
-import collections
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 import haproxy  # noqa: E402
 import netns  # noqa: E402
-from askrtest import stop_process, toml_text, wait_until  # noqa: E402  (wait_until: the tests take it from here)
+from askrtest import ProcessLog, toml_text, wait_until  # noqa: E402  (wait_until: the tests take it from here)
 from laravel_fixture import make_laravel_app  # noqa: E402
 from resp import Redis  # noqa: E402
 
@@ -58,55 +54,13 @@ def code_version(release: str) -> str:
     return f"release-{release}"
 
 
-class Proc:
-    """A process we started, its output kept (the last lines) for waiting on and for failures."""
+class Proc(ProcessLog):
+    """A process of the bed (askr, HAProxy, Redis), in its own session, its output kept."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None, keep: int = 5000):
-        self.name = name
-        self.proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     errors="replace", start_new_session=True)
-        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
-        self._cond = threading.Condition()
-        self._reading = True
-        threading.Thread(target=self._read, name=f"log-{name}", daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._reading = False
-            self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
-
-    def wait_for_log(self, pattern: str, timeout: float = 60.0) -> re.Match:
-        """The first line (of the last `keep`) matching `pattern`."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if m := rx.search(line):
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._reading:
-                    raise AssertionError(f"{self.name}: no line matching {pattern!r} "
-                                         f"({'exited' if not self._reading else 'timed out'}); log:\n"
-                                         + "\n".join(list(self.lines)[-60:]))
-                self._cond.wait(min(left, 0.5))
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        return stop_process(self.proc, sig, timeout)
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+        super().__init__(subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                          errors="replace", start_new_session=True), name)
 
 
 def askr_argv(*args: str) -> list[str]:

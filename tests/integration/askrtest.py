@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -216,6 +217,59 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
             proc.kill()
             proc.wait(10)
     return proc.returncode
+
+
+class ProcessLog:
+    """A process the tests started, with its output (stdout and stderr as one text pipe) read line
+    by line by a thread, to wait on and to show when something fails."""
+
+    def __init__(self, proc: subprocess.Popen, name: str = "askr"):
+        self.proc = proc
+        self.name = name
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reading = True
+        threading.Thread(target=self._read, name=f"log-{name}", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._cond:
+                self.lines.append(raw.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._reading = False
+            self._cond.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 30.0, start: int = 0) -> re.Match:
+        """Block until a line (from index `start`) matches `pattern`; return the match. Each wake
+        looks only at the lines that came since the last look."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = start
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    if m := rx.search(line):
+                        return m
+                seen = max(seen, len(self.lines))
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._reading:
+                    raise AssertionError(f"{self.name}: no log line matching {pattern!r} "
+                                         f"({'timed out' if self._reading else 'it exited'}); log:\n"
+                                         + "\n".join(self.lines[-200:]))
+                self._cond.wait(min(left, 0.5))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        return stop_process(self.proc, sig, timeout)
 
 
 def admin_status(server, query: str = "") -> dict:
