@@ -681,9 +681,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(which files it may read, write and execute) and a seccomp filter (syscalls no PHP app "
             "needs, such as ptrace, mount, bpf and kernel modules, fail with EPERM), applied before "
             "any app code runs and irreversibly. What it allows: docs/internals.md, \"The sandbox "
-            "policy\". Where the kernel lacks Landlock or seccomp, PHP logs one warning as it starts "
-            "(and again at each reload) and runs without it (see required); askr doctor shows what "
-            "the kernel offers."),
+            "policy\". Where the kernel lacks Landlock or seccomp, askr logs one warning as PHP first "
+            "starts (a reload repeats it only if what PHP runs without changed) and runs without it "
+            "(see required); askr doctor shows what the kernel offers."),
     Setting("sandbox", "required", False, _bool,
             "Refuse to start PHP (the generation fails, with the reason) when the kernel cannot "
             "sandbox it, instead of warning once and running unsandboxed."),

@@ -163,11 +163,28 @@ def warn_exposed_secrets(config: Config, runtime_dir: str | None = None) -> None
 
 def connect_not_enforced(config: Config, landlock_abi: int) -> str | None:
     """Why [sandbox] connect does not hold on this kernel (Landlock below ABI 4 has no TCP rules,
-    and the C side skips them silently), or None. Without Landlock at all PHP has warned already."""
+    and the C side skips them silently), or None. Without Landlock at all the zygote has said so."""
     if not config.sandbox.connect or not 0 < landlock_abi < 4:
         return None
     return (f"sandbox: [sandbox] connect is not enforced: this kernel's Landlock is ABI {landlock_abi}, "
             "TCP rules need ABI 4 (Linux 6.7); outgoing TCP is not restricted")
+
+
+class UnenforcedLog:
+    """What PHP runs without, as each generation's zygote reports it ("Landlock is not available
+    on this kernel", [sandbox] connect below Landlock ABI 4, ...): one WARNING per master process,
+    at the first generation. Every reload starts a zygote that finds the same kernel, so the
+    same report is not logged again; a generation whose report differs logs what is new in it
+    (and one that reports nothing, e.g. with the sandbox disabled, makes a later report new)."""
+
+    def __init__(self) -> None:
+        self.reported: frozenset[str] = frozenset()
+
+    def to_log(self, report: list[str]) -> list[str]:
+        """Of one generation's report, the lines to log now: those the previous one lacked."""
+        new = [line for line in report if line not in self.reported]
+        self.reported = frozenset(report)
+        return new
 
 
 def cli_rules(config: Config, run_as: tuple[int, int] | None = None) -> list[Rule]:

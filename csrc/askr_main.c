@@ -479,7 +479,11 @@ int main(int argc, char **argv)
 	}
 	module_started = true;
 	if (sandbox_fd >= 0) {
-		/* What was applied, for /api/status (the master reads it before `ready`). */
+		/* What PHP runs without, which the master logs, and what was applied, for /api/status
+		 * (the master reads them before `ready`). */
+		for (int i = 0; i < g_sandbox.nunenforced; i++) {
+			ctl_send(ctl_fd, "sandbox-unenforced %s\n", g_sandbox.unenforced[i]);
+		}
 		ctl_send(ctl_fd, "sandbox %d %d\n", g_sandbox.landlock_abi, g_sandbox.seccomp ? 1 : 0);
 	}
 	/* Like php-fpm (fpm_main.c): do not chdir into each script's directory. That is three

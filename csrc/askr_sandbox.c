@@ -28,6 +28,7 @@
 #include <limits.h>
 #include <link.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -859,15 +860,29 @@ static int seccomp_install(bool trap, bool deny_exec, int exec_fd)
 /* Applying it                                                         */
 /* ------------------------------------------------------------------ */
 
+/* What PHP runs without, for the zygote's report to the master (not logged here: every
+ * generation's zygote would repeat it at each reload). */
+static void note_unenforced(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note_unenforced(const char *fmt, ...)
+{
+	if (g_sandbox.nunenforced >= SANDBOX_MAX_UNENFORCED) {
+		return;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(g_sandbox.unenforced[g_sandbox.nunenforced++], sizeof(g_sandbox.unenforced[0]), fmt, ap);
+	va_end(ap);
+}
+
 /* `rc` (an errno) from applying `name`: under `required 1` the zygote refuses to start (false,
- * "NAME: why" in `err`); otherwise one WARNING, and PHP runs without what it would enforce. */
+ * "NAME: why" in `err`); otherwise PHP runs without what it would enforce, and says so. */
 static bool refuse_or_warn(int rc, const char *name, const char *enforces, char *err, size_t errlen)
 {
 	if (P.required) {
 		snprintf(err, errlen, "%s: %s", name, strerror(rc));
 		return false;
 	}
-	askr_log("WARNING", "sandbox: %s failed (%s): PHP runs without %s", name, strerror(rc), enforces);
+	note_unenforced("sandbox: %s failed (%s): PHP runs without %s", name, strerror(rc), enforces);
 	return true;
 }
 
@@ -887,7 +902,7 @@ bool sandbox_apply_zygote(char *err, size_t errlen)
 		return refuse_or_warn(errno, "prctl(PR_SET_NO_NEW_PRIVS)", "the sandbox", err, errlen);
 	}
 	if (!abi) {
-		askr_log("WARNING", "sandbox: Landlock is not available on this kernel (%s): PHP runs without "
+		note_unenforced("sandbox: Landlock is not available on this kernel (%s): PHP runs without "
 			"filesystem rules ([sandbox] required = true refuses to start instead)", strerror(ll_errno));
 	} else if ((rc = landlock_layer(abi, PROC_ALL, NULL, 0))) {
 		if (!refuse_or_warn(rc, "Landlock", "filesystem rules", err, errlen)) {
@@ -897,7 +912,7 @@ bool sandbox_apply_zygote(char *err, size_t errlen)
 		g_sandbox.landlock_abi = abi;
 	}
 	if (!seccomp_ok) {
-		askr_log("WARNING", "sandbox: seccomp filters are not available here: PHP runs without the "
+		note_unenforced("sandbox: seccomp filters are not available here: PHP runs without the "
 			"syscall filter ([sandbox] required = true refuses to start instead)");
 	} else if ((rc = seccomp_install(true, !P.allow_exec, -1))) {
 		return refuse_or_warn(rc, "seccomp", "the syscall filter", err, errlen);
@@ -946,7 +961,7 @@ int sandbox_exec(int policy_fd, bool ignore_sigterm, char **argv)
 			!abi ? "Landlock" : "seccomp");
 		return 126;
 	}
-	/* The zygote's warning covers an unavailable mechanism; queue runs stay quiet about it. */
+	/* The zygote's report (the master logs it) covers an unavailable mechanism; queue runs stay quiet. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 && P.required) {
 		fprintf(stderr, "askr: prctl(PR_SET_NO_NEW_PRIVS): %s\n", strerror(errno));
 		return 126;

@@ -24,17 +24,25 @@ void sandbox_add_path(sandbox_access access, const char *path);
 /* --sandbox-probe: what the kernel offers (the Landlock ABI, seccomp), one JSON line on stdout. */
 void sandbox_probe_print(void);
 
+#define SANDBOX_MAX_UNENFORCED 4
+
 /* What was applied (0 / false until sandbox_apply_zygote() ran). */
 typedef struct {
 	int landlock_abi;      /* the ABI whose rights were enforced, 0 = no Landlock */
 	bool seccomp;          /* the syscall filter is installed */
+	/* What PHP runs without under `required 0` (a mechanism the kernel lacks, or one that
+	 * failed), one sentence each: the zygote reports them to the master, which logs them once
+	 * per master process rather than at every generation's start (askr/sandbox.py). */
+	char unenforced[SANDBOX_MAX_UNENFORCED][256];
+	int nunenforced;
 } sandbox_state;
 extern sandbox_state g_sandbox;
 
 /* The zygote, after php.ini is parsed and before any PHP code runs (opcache.preload included):
  * no_new_privs, the first Landlock layer (covering every worker it will fork) and the seccomp
  * filter, inherited by every worker. False, with `err` filled, when a mechanism is missing and
- * the policy says `required 1`; otherwise a missing mechanism is one WARNING and is skipped. */
+ * the policy says `required 1`; otherwise a missing mechanism is skipped and noted in
+ * g_sandbox.unenforced, for the master to log. */
 bool sandbox_apply_zygote(char *err, size_t errlen);
 /* A worker, right after fork: its own, nested Landlock layer (its own /proc/self only; its
  * siblings and the zygote are outside its domain, so it can neither ptrace nor signal them) and

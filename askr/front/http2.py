@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from askr.front import nghttp2 as ng
 from askr.front.nghttp2 import ErrorCodes
-from askr.front.responses import DATE, SERVER_HEADER, error_body
+from askr.front.responses import DATE, INVALID_FIELD_LINE, SERVER_HEADER, error_body
 from askr.front.stream import Connection, Fields, Stream
 
 if TYPE_CHECKING:
@@ -328,12 +328,15 @@ class Http2Connection(Connection):
 
     def send_php_head(self, stream: Stream, status: int, header_block: bytes, body: list[bytes],
                       complete: bool) -> None:
+        if header_block and INVALID_FIELD_LINE.search(header_block) is not None:
+            stream.refuse_php_head(header_block)  # as nginx: 502, not the name trimmed or dropped
+            return
         headers = [(b":status", b"%d" % status)]
         has_date = has_server = False
         head_only = stream.head_only
         for line in header_block.split(b"\n") if header_block else ():
             name, _, value = line.partition(b":")
-            name = name.strip().lower()
+            name = name.lower()  # no blanks: those heads were refused above
             if not name or name in _NOT_FORWARDED or (name == b"content-length" and complete
                                                             and not head_only):
                 continue

@@ -36,6 +36,17 @@ def cgi_status_line(status: int, field: bytes) -> bytes:
 
 _BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # reason-phrase: HTAB, SP, VCHAR, obs-text
 
+# A PHP header line whose field name is empty, or holds a blank or a control character, at a line
+# start of PHP's '\n'-separated head: the name runs up to the first colon (or the line's end).
+# PHP keeps header("X-A : b") and header(" : x") as written, and neither may go out (RFC 9112
+# 5.1: no whitespace between field name and colon; a leading blank is obsolete line folding).
+# nginx refuses such a head from php-fpm with 502 ("upstream sent invalid header"), over HTTP/1.1
+# and HTTP/2 alike; so does askr (Stream.refuse_php_head). A name of other non-token bytes, as in
+# header("X(A): b"), passes nginx and passes here. A pattern, not a compiled regex: HTTP/1.1 folds
+# it into the scan it already makes of every head, so a valid head pays for no second pass.
+INVALID_FIELD_NAME = rb"[^\x00-\x20:\x7f]*+[^:\n]|:"
+INVALID_FIELD_LINE = re.compile(rb"^(?:" + INVALID_FIELD_NAME + rb")", re.M)
+
 
 class DateHeader:
     """`date: ...\r\n`, formatted at most once a second (formatting costs more than a request parse)."""

@@ -1,7 +1,7 @@
 """One request's life, whichever HTTP version carries it: routing, the hot-file and static answers,
 the PHP exchange (503 when the queue is full, 504 past request_timeout, 502 when the worker dies,
-or one retry on another worker: [server] retry_crashed), the front's own answers, stats and the
-access log.
+or one retry on another worker: [server] retry_crashed; 502 for a head with an invalid header
+name, as nginx), the front's own answers, stats and the access log.
 
 The protocol modules are codecs around this: `http1.Http1Connection` and `http2.Http2Connection`
 parse bytes into `Stream`s and frame what a stream answers. A stream drives its connection
@@ -20,6 +20,7 @@ from askr.bridge import wire
 from askr.bridge.pool import Exchange, WorkerChannel
 from askr.front import cgi, health
 from askr.front.compression import Encoder
+from askr.front.responses import INVALID_FIELD_LINE
 from askr.front.router import PhpScript, Redirect, StaticFile
 from askr.front.static import StaticResponse
 
@@ -384,6 +385,22 @@ class Stream:
                         data = b"".join(body)
                         body = [self.encoder.chunk(data)] if data else []
         self.conn.send_php_head(self, status, header_block, body, complete)
+
+    def refuse_php_head(self, header_block: bytes) -> None:
+        """PHP's head has a line no HTTP message may carry (responses.INVALID_FIELD_NAME, e.g.
+        header("X-A : b")): 502, as nginx answers php-fpm's ("upstream sent invalid header"),
+        whichever the HTTP version. A worker still sending is let go the way nginx closes its
+        upstream: its channel is closed, so PHP sees the abort on its next write."""
+        found = INVALID_FIELD_LINE.search(header_block)
+        start = found.start() if found is not None else 0
+        line = header_block[start:].partition(b"\n")[0]
+        log.error("PHP sent a header line with an invalid name, %r, for %s %s (HTTP/%s); answering 502",
+                  line[:100], self.method.decode("latin-1"), self.url.decode("latin-1"), self.version)
+        ex = self.exchange
+        channel = ex.channel if ex is not None else None
+        self.respond(502)
+        if channel is not None and channel.exchange is ex:
+            channel.close()
 
     def send_offloaded(self, offload: FileOffload, status: int, header_block: bytes) -> None:
         """PHP named a file (X-Sendfile, X-Accel-Redirect): its body is discarded and its worker

@@ -92,6 +92,8 @@ class Arbiter:
         self.slots = {i: WorkerSlot(i) for i in range(config.server.workers)}
         self.procs: dict[int, WorkerProc] = {}  # live workers by worker id
         self.run_as = privileges.run_as(config)  # [server] user for every child but the master
+        # what PHP's sandbox runs without, logged at the first generation and then on a change
+        self.sandbox_unenforced = sandbox.UnenforcedLog()
         self.gens = Generations(self._make_zygote)
         self.reloads = Reloads(self)
         self.started_at = time.time()
@@ -168,7 +170,8 @@ class Arbiter:
 
     def _make_zygote(self, generation: int) -> Zygote:
         return Zygote(self.config, generation, lambda z, fields: self.post(ZygoteLine(z, fields)),
-                      [self.fronts.queue_workers.fileno()], self.scoreboard_path, self.run_as)
+                      [self.fronts.queue_workers.fileno()], self.scoreboard_path, self.run_as,
+                      self.sandbox_unenforced)
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> int:

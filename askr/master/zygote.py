@@ -27,8 +27,11 @@ class ZygoteError(Exception):
 
 class Zygote:
     def __init__(self, config: Config, generation: int, on_line: Callable[[Zygote, list[str]], None],
-                 queue_fds: list[int], scoreboard: str, run_as: tuple[int, int] | None = None):
+                 queue_fds: list[int], scoreboard: str, run_as: tuple[int, int] | None = None,
+                 unenforced_log: sandbox.UnenforcedLog | None = None):
         self.run_as = run_as  # (uid, gid) the zygote and so its workers run as
+        # the master's: what the sandbox runs without is logged once, not at every generation
+        self.unenforced_log = unenforced_log or sandbox.UnenforcedLog()
         self.config = config
         self.queue_fds = queue_fds  # inherited by every worker; `spawn` names the one to read
         self.scoreboard = scoreboard
@@ -105,15 +108,23 @@ class Zygote:
             first = await asyncio.wait_for(reader.readline(), timeout)
         except TimeoutError:
             raise ZygoteError(f"PHP did not start within {timeout:.0f} s") from None
-        fields = first.decode(errors="replace").split()
+        unenforced: list[str] = []  # what PHP runs without ([sandbox] required = false)
+        line = first.decode(errors="replace")
+        while line.startswith("sandbox-unenforced "):
+            unenforced.append(line.partition(" ")[2].strip())
+            line = (await reader.readline()).decode(errors="replace")
+        fields = line.split()
         if fields[:1] == ["sandbox"] and len(fields) == 3:  # what it applied, before `ready`
             self.sandbox = {"landlock_abi": int(fields[1]), "seccomp": fields[2] == "1"}
-            unenforced = sandbox.connect_not_enforced(self.config, self.sandbox["landlock_abi"])
-            if unenforced and self.config.sandbox.required:
-                raise ZygoteError(f"{unenforced}, and [sandbox] required = true")
-            if unenforced:
-                log.warning("%s", unenforced)
+            connect = sandbox.connect_not_enforced(self.config, self.sandbox["landlock_abi"])
+            if connect and self.config.sandbox.required:
+                raise ZygoteError(f"{connect}, and [sandbox] required = true")
+            if connect:
+                unenforced.append(connect)
             fields = (await reader.readline()).decode(errors="replace").split()
+        if self.sandbox is not None or not self.config.sandbox.enabled:  # a report (none: no sandbox)
+            for text in self.unenforced_log.to_log(unenforced):
+                log.warning("%s", text)
         if not fields or fields[0] != "ready":
             reason = " ".join(fields[1:]) if fields else "it exited during startup (see the log above)"
             raise ZygoteError(f"PHP startup failed: {reason}")

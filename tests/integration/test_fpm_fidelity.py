@@ -322,3 +322,54 @@ def test_every_cgi_variable_matches(reference: Reference, askr: Any, askr_worker
         assert got["server"] == expected["server"]
         assert {k: v for k, v in got["headers"].items() if k != "host"} == {
             k: v for k, v in expected["headers"].items() if k != "host"}
+
+
+# -- 10. header names with blanks before the colon ------------------------------------------------
+
+# tests/php/fidelity/header_names.php's cases whose head nginx refuses (a name with a blank or a
+# control character), and two it passes on (an odd name without blanks, blanks in a value)
+REFUSED_NAMES = ("one-blank", "blanks", "tab", "only-blanks", "managed", "leading-blank", "control")
+PASSED_NAMES = ("paren", "value-blanks")
+
+
+def test_header_names_nginx_refuses(reference: Reference) -> None:
+    """What the tests below hold askr to, spelled out: 502 for every blank in a name (nginx logs
+    "upstream sent invalid header"), nothing trimmed or dropped; odd names without one pass."""
+    seen = {case: ask(reference, "GET", f"/header_names.php?case={case}").status
+            for case in (*REFUSED_NAMES, *PASSED_NAMES)}
+    assert seen == {**dict.fromkeys(REFUSED_NAMES, 502), **dict.fromkeys(PASSED_NAMES, 200)}
+    assert "upstream sent invalid header" in (reference.tmp / "nginx-error.log").read_text()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "flushed"])
+@pytest.mark.parametrize("case", [*REFUSED_NAMES, *PASSED_NAMES])
+def test_header_names_with_blanks_as_nginx_answers_them(reference: Reference, askr: Any, askr_worker: Any,
+                                                       case: str, stream: bool) -> None:
+    """header("X-A : b") over HTTP/1.1: the 502 nginx answers, never the line with its blank."""
+    target = f"/header_names.php?case={case}" + ("&stream=1" if stream else "")
+    expected = ask(reference, "GET", target)
+    for server in (askr, askr_worker):
+        got = ask(server, "GET", target)
+        assert (got.status, got.reason) == (expected.status, expected.reason), server.mode
+        assert all(name == name.strip(" \t") and name for name, _ in got.headers)
+        if expected.status == 200:
+            assert got.body == expected.body
+            for name in ("X(A)", "X-V", "X-After", "Content-Type"):  # (a flushed body gets askr's Vary)
+                assert got.header_list(name) == expected.header_list(name)
+        else:
+            assert got.header("x-after") is None
+        # the worker let go mid-response came back: the next request is answered in full
+        assert ask(server, "GET", "/header_names.php").body == b"header names\n"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "flushed"])
+def test_header_names_with_blanks_over_http2(askr: Any, askr_worker: Any, stream: bool) -> None:
+    """The same 502 over HTTP/2, as nginx answers there too (its upstream check comes before
+    the client's protocol): the name is neither trimmed ("x-a") nor dropped."""
+    for server in (askr, askr_worker):
+        for case in REFUSED_NAMES:
+            h2 = ask_h2(server, "GET", f"/header_names.php?case={case}" + ("&stream=1" if stream else ""))
+            assert (h2.status, h2.header(b"x-after"), h2.header(b"x-a")) == (502, None, None), case
+        h2 = ask_h2(server, "GET", "/header_names.php?case=value-blanks")
+        assert (h2.status, h2.header(b"x-v"), h2.header(b"x-after")) == (200, b"a : b\tc", b"1")
+        assert ask_h2(server, "GET", "/header_names.php").data == b"header names\n"

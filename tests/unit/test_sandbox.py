@@ -115,7 +115,7 @@ def test_secrets_under_a_readable_rule_are_named(tmp_path, caplog) -> None:
 
 @pytest.mark.parametrize(("connect", "abi", "unenforced"), [
     ('["tcp:3306"]', 3, True), ('["tcp:3306"]', 4, False), ("[]", 3, False),
-    ('["tcp:3306"]', 0, False),  # no Landlock at all: PHP's own warning says so
+    ('["tcp:3306"]', 0, False),  # no Landlock at all: the zygote's report says so
 ])
 def test_connect_on_a_kernel_without_tcp_rules_is_said(tmp_path, connect, abi, unenforced) -> None:
     cfg = load(tmp_path, f"[sandbox]\nconnect = {connect}\n")
@@ -123,6 +123,25 @@ def test_connect_on_a_kernel_without_tcp_rules_is_said(tmp_path, connect, abi, u
     assert (why is not None) == unenforced
     if why:
         assert f"Landlock is ABI {abi}" in why and "not restricted" in why
+
+
+NO_LANDLOCK = "sandbox: Landlock is not available on this kernel (Function not implemented): ..."
+NO_SECCOMP = "sandbox: seccomp filters are not available here: ..."
+
+
+def test_what_the_sandbox_runs_without_is_logged_once_then_on_a_change() -> None:
+    """Each generation's zygote reports it again; the master logs it at the first generation
+    and later only what a generation's report adds (the kernel does not change at a reload)."""
+    log = sandbox.UnenforcedLog()
+    assert log.to_log([NO_LANDLOCK]) == [NO_LANDLOCK]  # the first generation
+    assert log.to_log([NO_LANDLOCK]) == []  # every reload after it
+    assert log.to_log([NO_LANDLOCK]) == []
+    assert log.to_log([NO_LANDLOCK, NO_SECCOMP]) == [NO_SECCOMP]  # a change: what is new
+    assert log.to_log([NO_SECCOMP]) == []  # one went away: nothing to warn about
+    assert log.to_log([NO_LANDLOCK, NO_SECCOMP]) == [NO_LANDLOCK]  # ... and came back
+    assert log.to_log([]) == []  # the sandbox off, say
+    assert log.to_log([NO_SECCOMP]) == [NO_SECCOMP]  # on again: said again
+    assert sandbox.UnenforcedLog().to_log([NO_LANDLOCK]) == [NO_LANDLOCK]  # another master process
 
 
 @pytest.mark.skipif(not os.access(sandbox.RUNTIME_PARENT, os.W_OK | os.X_OK), reason="no writable /dev/shm")
