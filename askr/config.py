@@ -442,6 +442,14 @@ SETTINGS: tuple[Setting, ...] = (
             "to every PHP worker through one shared queue, so more fronts add HTTP capacity "
             "without splitting PHP's; each costs about 30-40 MB of memory. When to change it, "
             'with measurements: deployment.md, "How many fronts".'),
+    Setting("server", "front_scheduling", "batch", _choice("batch", "normal"),
+            'How the kernel schedules the fronts. "batch" (default): SCHED_BATCH, as the PHP workers '
+            "run: a front woken by a client's bytes or a worker's answer does not preempt the process "
+            "on its core at once, and takes what arrived meanwhile in the same turn, so it wakes fewer "
+            "times per request (its CPU share is unchanged; with an idle core it runs at once). "
+            '"normal": SCHED_OTHER, a woken front preempts at once: fewer microseconds of wait on a '
+            "saturated machine, more CPU per request. Measurements: deployment.md, "
+            '"How many fronts".'),
     Setting("server", "max_requests", 0, _int(0),
             "Recycle a PHP worker after about this many requests (0 = never): quotas are spread "
             "±15% across workers, and a replacement boots before the old worker retires."),

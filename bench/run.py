@@ -475,11 +475,12 @@ def _version(argv: list[str]) -> str:
 
 @dataclass
 class AskrSpec:
-    """One askr target: its `[server] fronts` (None: askr's default) and the CPUs its fronts are
-    pinned to (None: not pinned)."""
+    """One askr target: its `[server] fronts` (None: askr's default), the CPUs its fronts are
+    pinned to (None: not pinned) and its `[server] front_scheduling` (None: askr's default)."""
 
     fronts: int | None = None
     pin: set[int] | None = None
+    scheduling: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> AskrSpec:
@@ -490,18 +491,28 @@ class AskrSpec:
                 spec.fronts = int(value)
             elif key == "pin":
                 spec.pin = set(_cpu_list(value))
+            elif key == "sched" and value in ("batch", "normal"):
+                spec.scheduling = value
             else:
-                raise argparse.ArgumentTypeError(f"unknown askr setting {key!r} (fronts=N, pin=CPUS)")
+                raise argparse.ArgumentTypeError(f"unknown askr setting {item!r} "
+                                                 "(fronts=N, pin=CPUS, sched=batch|normal)")
         return spec
 
     @property
     def label(self) -> str:
         parts = ([f"fronts={self.fronts}"] if self.fronts else []) + (
-            [f"pinned to cpu {_cpu_text(self.pin)}"] if self.pin is not None else [])
+            [f"pinned to cpu {_cpu_text(self.pin)}"] if self.pin is not None else []) + (
+            [f"sched={self.scheduling}"] if self.scheduling else [])
         return " ".join([ASKR_LABEL, *parts])
 
-    def extra(self) -> tuple[str, ...]:
-        return ("--fronts", str(self.fronts)) if self.fronts else ()
+    def extra(self, tmp: Path) -> tuple[str, ...]:
+        """askr serve's arguments for this target (a config file in `tmp` where one is needed)."""
+        args: tuple[str, ...] = ("--fronts", str(self.fronts)) if self.fronts else ()
+        if self.scheduling:
+            config = tmp / f"askr-sched-{self.scheduling}.toml"
+            config.write_text(f'[server]\nfront_scheduling = "{self.scheduling}"\n')
+            args += ("--config", str(config))
+        return args
 
 
 def _cpu_list(text: str) -> list[int]:
@@ -603,8 +614,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--nginx-processes", default="auto",
                     help='nginx worker_processes: "auto" (default: Debian\'s, one per core) or a number')
     ap.add_argument("--askr", metavar="SPEC", action="append", type=AskrSpec.parse,
-                    help="an askr target: fronts=N and/or pin=CPUS (its fronts pinned with taskset, "
-                         "e.g. pin=0 or pin=0-1); repeat for several (default: one, askr's defaults)")
+                    help="an askr target: fronts=N, pin=CPUS (its fronts pinned with taskset, e.g. "
+                         "pin=0 or pin=0-1) and/or sched=batch|normal ([server] front_scheduling); "
+                         "repeat for several (default: one, askr's defaults)")
     ap.add_argument("--url", action="append", choices=URLS,
                     help="measure only this URL (repeatable; default: all of them)")
     ap.add_argument("--equal-load", default="0.5,0.8", metavar="FRACTIONS",
@@ -663,7 +675,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
         if args.only in (None, "askr"):
             for n, spec in enumerate(args.askr):
                 print(f"starting {spec.label} ...", file=sys.stderr)
-                started(spec.label, start_askr(stack, tmp, args.workers, root, extra=spec.extra(),
+                started(spec.label, start_askr(stack, tmp, args.workers, root, extra=spec.extra(tmp),
                                                name=f"askr{n}"))
                 front_pids = [pid for pid, k in cpu.processes(sessions[spec.label]).items()
                               if k == "askr front"]

@@ -82,6 +82,11 @@ class Front:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
+        if cfg.server.front_scheduling == "batch":
+            # Woken, it waits for the running process's turn to end rather than preempting it,
+            # then takes every event that came meanwhile: fewer wake-ups per request
+            # ([server] front_scheduling; the numbers are in docs/deployment.md).
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         with open(self.scoreboard_path, "r+b") as f:
             scoreboard = mmap.mmap(f.fileno(), 0)  # writable: the stop word retires a worker
         pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event, self.index)

@@ -129,3 +129,21 @@ def test_a_killed_front_costs_only_its_own_connections(config_server):
     assert "replacing it" not in "\n".join(server.lines[mark:])
     survivor.close()
     victim.close()
+
+
+def test_fronts_run_as_sched_batch_unless_asked_otherwise(config_server):
+    """[server] front_scheduling: a woken front does not preempt (SCHED_BATCH) by default;
+    "normal" keeps SCHED_OTHER. The PHP workers are SCHED_BATCH either way."""
+
+    def front_policies(server) -> set[int]:
+        # askr is ready once the workers' channels are accepted, which the kernel does for a
+        # front still starting: a request served by each front says both have set theirs
+        for index in (0, 1):
+            conn_on_front(server, index).close()
+        return {os.sched_getscheduler(pid) for pid in front_pids(server).values()}
+
+    batch = config_server(workers=1, server={"fronts": 2})
+    assert front_policies(batch) == {os.SCHED_BATCH}
+    assert {os.sched_getscheduler(pid) for pid in worker_pids(batch)} == {os.SCHED_BATCH}
+    normal = config_server(workers=1, server={"fronts": 2, "front_scheduling": "normal"})
+    assert front_policies(normal) == {os.SCHED_OTHER}
