@@ -82,11 +82,6 @@ class Front:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        if cfg.server.front_scheduling == "batch":
-            # Woken, it waits for the running process's turn to end rather than preempting it,
-            # then takes every event that came meanwhile: fewer wake-ups per request
-            # ([server] front_scheduling; the numbers are in docs/deployment.md).
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         with open(self.scoreboard_path, "r+b") as f:
             scoreboard = mmap.mmap(f.fileno(), 0)  # writable: the stop word retires a worker
         pool = WorkerPool(self.queue, scoreboard, cfg.limits.max_queue, self.send_event, self.index)
@@ -251,6 +246,22 @@ class Front:
         self.stopped.set()
 
 
+def schedule(cfg: Config) -> None:
+    """[server] front_scheduling and front_priority, set while the front may still be root (a
+    negative nice needs it). The numbers behind both defaults are in docs/deployment.md."""
+    server = cfg.server
+    if server.front_scheduling == "batch":
+        # woken, it waits for the running process's turn to end rather than preempting it, then
+        # takes every event that came meanwhile: fewer wake-ups per request
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    if server.front_priority != os.getpriority(os.PRIO_PROCESS, 0):
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, server.front_priority)
+        except PermissionError:
+            log.info("front runs at nice %d: [server] front_priority = %d needs root or CAP_SYS_NICE",
+                     os.getpriority(os.PRIO_PROCESS, 0), server.front_priority)
+
+
 def drop_privileges(uid: int, gid: int) -> None:
     """[server] user: the front starts as root (the interpreter may live where only root can
     read) and switches once everything it needs is imported and its sockets are inherited."""
@@ -281,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             ticket_keys = pipe.read()
     front = Front(cfg, [int(x) for x in args.listen_fds.split(",")], args.channel_fd, args.control_fd,
                   args.queue_fd, args.scoreboard, args.redirect_fd, args.front_index, ticket_keys)
+    schedule(cfg)
     if args.run_as:
         drop_privileges(*(int(x) for x in args.run_as.split(":")))
     uvloop.run(front.run())
