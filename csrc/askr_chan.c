@@ -708,6 +708,8 @@ static bool idle_channel_input(uint32_t i)
  * the body follows on the channel instead, once the front sees our TAKEN. While idle we also
  * watch every channel, where a front sends STOP (or closes it: it restarted, reconnect).
  * 1 = took one, 0 = stop, -1 = error. */
+enum { IDLE_PROBE_MS = 1000 };  /* an idle worker looks at the queue at least this often */
+
 static int take_queued(int queue_fd, uint32_t worker_id)
 {
 	char hdr[QUEUE_MSG_HDR];
@@ -736,7 +738,7 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 		 * (and our answer does not go to its dead channel) and STOP is seen: the set is
 		 * level-triggered, so every channel with input is in the answer, also when a request
 		 * was already waiting and the wait returned at once. */
-		int ready = epoll_wait(W.idle_epfd, ev, (int)W.nchans + 1, -1);
+		int ready = epoll_wait(W.idle_epfd, ev, (int)W.nchans + 1, IDLE_PROBE_MS);
 		if (ready < 0) {
 			if (errno == EINTR) {
 				continue;
@@ -744,20 +746,27 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 			askr_log("ERROR", "epoll_wait: %s", strerror(errno));
 			return -1;
 		}
-		bool queued = false;
+		/* Nothing for a while: look at the queue anyway. A request's wake-up goes to one idle
+		 * worker; one that exits on an error without taking it leaves it for nobody to be
+		 * woken for, until the next request comes. This bounds that wait. */
+		bool queued = ready == 0, leaving = false;
 		for (int i = 0; i < ready; i++) {
 			if (ev[i].data.u32 == 0) {
 				queued = true;
 			} else if (!idle_channel_input(ev[i].data.u32 - 1)) {
-				return 0;
+				leaving = true;
 			}
 		}
-		if (W.stop) {
-			return 0;
-		}
+		leaving = leaving || W.stop;
 		if (!queued) {
+			if (leaving) {
+				return 0;
+			}
 			continue;
 		}
+		/* Woken for a request and told to stop at once (a retire's STOP came with it): take
+		 * it all the same, then stop. The kernel woke only this worker for it; left in the
+		 * queue, it would wait for the next request to wake another. */
 		n = recvmsg(queue_fd, &msg, MSG_DONTWAIT);
 		if (n >= 0) {
 			break;
@@ -765,6 +774,9 @@ static int take_queued(int queue_fd, uint32_t worker_id)
 		if (errno != EAGAIN && errno != EINTR) {      /* EAGAIN: another worker took it first */
 			askr_log("ERROR", "recvmsg: %s", strerror(errno));
 			return -1;
+		}
+		if (leaving) {
+			return 0;
 		}
 	}
 	if (n == 0) {
