@@ -30,6 +30,7 @@ from run import (
     H2Result,
     _version,
     alternate,
+    equal_load_argument,
     equal_loads,
     render_equal_load,
     run_bench,
@@ -60,17 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--streams", type=int, default=10, help="concurrent streams per client (-m)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--equal-load", default="0.5,0.8", metavar="FRACTIONS",
-                    help="then offer both the same req/s (h2load --rps): these fractions of nginx+fpm's "
-                         'median req/s, for p50/p99 at equal load (default 0.5,0.8; "none" skips it)')
+    equal_load_argument(ap, "then offer both the same req/s (h2load --rps)")
     ap.add_argument("--fronts", type=int, default=None,
                     help="askr [server] fronts, and as many nginx worker processes (default: askr's "
                          "default fronts and nginx worker_processes auto, as production runs them)")
     args = ap.parse_args(argv)
-    try:
-        args.equal_load = [] if args.equal_load == "none" else [float(f) for f in args.equal_load.split(",")]
-    except ValueError:
-        ap.error("--equal-load takes fractions like 0.5,0.8, or none")
     missing = [t for t in (H2LOAD, NGINX, PHP_FPM) if shutil.which(t) is None]
     if missing:
         print(f"missing {', '.join(missing)} (Debian: apt-get install nghttp2-client nginx php8.2-fpm)",

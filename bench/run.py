@@ -619,17 +619,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "repeat for several (default: one, askr's defaults)")
     ap.add_argument("--url", action="append", choices=URLS,
                     help="measure only this URL (repeatable; default: all of them)")
-    ap.add_argument("--equal-load", default="0.5,0.8", metavar="FRACTIONS",
-                    help="after the wrk rounds, offer every target the same req/s with h2load --rps: "
-                         "these fractions of nginx+fpm's median req/s, for p50/p99 at equal load "
-                         '(default 0.5,0.8; "none" skips it)')
+    equal_load_argument(ap, "after the wrk rounds, offer every target the same req/s with h2load --rps")
     args = ap.parse_args(argv)
-    try:
-        args.equal_load = [] if args.equal_load == "none" else [float(f) for f in args.equal_load.split(",")]
-    except ValueError:
-        ap.error("--equal-load takes fractions like 0.5,0.8, or none")
-    if any(not 0 < f <= 1 for f in args.equal_load):
-        ap.error("--equal-load fractions must be above 0 and at most 1")
     if args.only:
         args.equal_load = []  # it needs nginx+fpm's req/s and something to compare
     args.url = args.url or list(URLS)
@@ -640,6 +631,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len({spec.label for spec in args.askr}) != len(args.askr):
         ap.error("two --askr targets are the same")
     return args
+
+
+def fractions(text: str) -> list[float]:
+    """--equal-load: "0.5,0.8" -> [0.5, 0.8]; "none" -> []."""
+    try:
+        values = [] if text == "none" else [float(f) for f in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("fractions like 0.5,0.8, or none") from None
+    if any(not 0 < f <= 1 for f in values):
+        raise argparse.ArgumentTypeError("fractions must be above 0 and at most 1")
+    return values
+
+
+def equal_load_argument(ap: argparse.ArgumentParser, what: str) -> None:
+    """--equal-load, as run.py and h2.py take it; `what`: the help's first words."""
+    ap.add_argument("--equal-load", type=fractions, default="0.5,0.8", metavar="FRACTIONS",
+                    help=f"{what}: these fractions of nginx+fpm's median req/s, for p50/p99 at equal "
+                         'load (default 0.5,0.8; "none" skips it)')
 
 
 def preflight(only: str | None, equal_load: bool) -> None:
