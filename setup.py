@@ -6,7 +6,10 @@ the include flags. csrc/askr_chan.c is compiled without them: the transport must
 It also builds askr.front._nghttp2, the cffi (API mode) extension behind askr.front.nghttp2, against
 Debian's libnghttp2 (package libnghttp2-dev: nghttp2/nghttp2.h and libnghttp2.so; the Python
 headers come from python3-dev for a Debian Python). The C source lives in
-askr/front/_nghttp2_build.py. These are the only two compile steps.
+askr/front/_nghttp2_build.py.
+
+And askr.front._http1, the front's HTTP/1.1 hot path (csrc/front/_http1.c), a plain CPython
+extension compiled with the same Python headers. These are the only three compile steps.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -69,6 +73,21 @@ def build_nghttp2_codec(package_dir: Path) -> Path:
     return target
 
 
+def build_front_speedups(package_dir: Path) -> Path:
+    """Compile askr.front._http1 (csrc/front/_http1.c) into package_dir."""
+    include = sysconfig.get_paths()["include"]
+    if not (Path(include) / "Python.h").exists():
+        raise SystemExit(f"askr: {include}/Python.h not found; install the Debian package python3-dev")
+    package_dir.mkdir(parents=True, exist_ok=True)
+    target = package_dir / ("_http1" + sysconfig.get_config_var("EXT_SUFFIX"))
+    cc = os.environ.get("CC", "cc")
+    cmd = [cc, *CFLAGS, "-fPIC", "-shared", f"-I{include}", str(HERE / "csrc" / "front" / "_http1.c"),
+           "-o", str(target)]
+    print("askr: compiling the front's HTTP/1.1 path:", " ".join(cmd))
+    subprocess.check_call(cmd)
+    return target
+
+
 class BuildWithPhpWorker(build_py):
     def run(self) -> None:
         super().run()
@@ -77,6 +96,7 @@ class BuildWithPhpWorker(build_py):
         base = HERE if getattr(self, "editable_mode", False) else Path(self.build_lib)
         build_php_worker(base / "askr" / "bin" / "askr-php")
         build_nghttp2_codec(base / "askr" / "front")
+        build_front_speedups(base / "askr" / "front")
 
 
 if __name__ == "__main__":  # pip's build backend runs this file as __main__; tests import build_php_worker

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from askr.front._http1 import parse_head
 from askr.front.responses import (
     DATE,
     INVALID_FIELD_NAME,
@@ -200,6 +201,30 @@ class Http1Connection(Connection):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return  # lingering after an error: discard what the client still sends
+        queue = self.queue
+        # httptools is between messages (and not past a "Connection: close"): plain heads may skip it
+        if self.parsing is None and (not queue or queue[-1].keep_alive):
+            limits = self.limits
+            start = 0
+            while (head := parse_head(data, start, limits.max_request_line, limits.max_headers,
+                                      limits.max_header_size)) is not None:
+                start, method, url, version, headers, flat = head
+                req = Request(self)
+                req.method = method
+                req.url = url
+                req.version = version
+                req.headers = headers
+                req.flat_headers = flat
+                req.set_target(url)
+                if not queue:
+                    self.deadline = 0.0
+                self._queue_request(req)
+                if self.closing:
+                    return
+            if start:
+                if start == len(data):
+                    return
+                data = data[start:]
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
@@ -281,6 +306,10 @@ class Http1Connection(Connection):
             req.expect_continue = req.expects_body
         if not self.queue:
             self.deadline = 0.0
+        self._queue_request(req)
+
+    def _queue_request(self, req: Request) -> None:
+        """A request's head is in and valid: it waits its turn, and its body (if any) is read."""
         req.started = self.loop.time()
         self.queue.append(req)
         if req.expects_body:
