@@ -8,7 +8,7 @@ Debian's libnghttp2 (package libnghttp2-dev: nghttp2/nghttp2.h and libnghttp2.so
 headers come from python3-dev for a Debian Python). The C source lives in
 askr/front/_nghttp2_build.py.
 
-And askr.front._http1, the front's HTTP/1.1 hot path (csrc/front/_http1.c), a plain CPython
+And askr._hotpath, the front's per-request hot path (csrc/front/hotpath.c), a plain CPython
 extension compiled with the same Python headers. These are the only three compile steps.
 """
 
@@ -73,17 +73,17 @@ def build_nghttp2_codec(package_dir: Path) -> Path:
     return target
 
 
-def build_front_speedups(package_dir: Path) -> Path:
-    """Compile askr.front._http1 (csrc/front/_http1.c) into package_dir."""
+def build_front_hotpath(package_dir: Path) -> Path:
+    """Compile askr._hotpath (csrc/front/hotpath.c) into package_dir (askr/ of the build or source tree)."""
     include = sysconfig.get_paths()["include"]
     if not (Path(include) / "Python.h").exists():
         raise SystemExit(f"askr: {include}/Python.h not found; install the Debian package python3-dev")
     package_dir.mkdir(parents=True, exist_ok=True)
-    target = package_dir / ("_http1" + sysconfig.get_config_var("EXT_SUFFIX"))
+    target = package_dir / ("_hotpath" + sysconfig.get_config_var("EXT_SUFFIX"))
     cc = os.environ.get("CC", "cc")
-    cmd = [cc, *CFLAGS, "-fPIC", "-shared", f"-I{include}", str(HERE / "csrc" / "front" / "_http1.c"),
+    cmd = [cc, *CFLAGS, "-fPIC", "-shared", f"-I{include}", str(HERE / "csrc" / "front" / "hotpath.c"),
            "-o", str(target)]
-    print("askr: compiling the front's HTTP/1.1 path:", " ".join(cmd))
+    print("askr: compiling the front's hot path:", " ".join(cmd))
     subprocess.check_call(cmd)
     return target
 
@@ -96,7 +96,7 @@ class BuildWithPhpWorker(build_py):
         base = HERE if getattr(self, "editable_mode", False) else Path(self.build_lib)
         build_php_worker(base / "askr" / "bin" / "askr-php")
         build_nghttp2_codec(base / "askr" / "front")
-        build_front_speedups(base / "askr" / "front")
+        build_front_hotpath(base / "askr")
 
 
 if __name__ == "__main__":  # pip's build backend runs this file as __main__; tests import build_php_worker

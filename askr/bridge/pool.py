@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from askr._hotpath import read_frames
 from askr.bridge import events, wire
 from askr.bridge.scoreboard import Scoreboard
 
@@ -140,10 +141,27 @@ class WorkerChannel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # Usually a read holds whole frames (a small response is TAKEN, HEAD, BODY and END in one
-        # write): they are sliced from `data` itself. Only a frame split across reads is
+        # write): read_frames (C) takes that shape in one call. Other reads go through the loop
+        # below, which slices frames from `data` itself; only a frame split across reads is
         # gathered in `buf`, without a copy or a parse until it is complete.
         buf = self.buf
-        if buf:
+        if not buf:
+            response = read_frames(data)
+            if response is not None:
+                taken, taken_flags, status, block, body, end = response
+                if taken >= 0:
+                    self.pool.taken(self, taken, taken_flags)
+                if end < 0:
+                    if status >= 0 or body:
+                        self._deliver(status, block, body, False)
+                    return
+                if end & wire.END_FLAG_EXITING:
+                    self.exiting = True
+                self._deliver(status, block, body, True)
+                if end & wire.END_FLAG_QUOTA:
+                    self.pool.worker_quota(self)
+                return
+        else:
             buf += data
             if len(buf) < self.need:
                 return

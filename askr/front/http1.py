@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from askr.front._http1 import parse_head
+from askr._hotpath import compose_response, parse_head
 from askr.front.responses import (
     DATE,
     INVALID_FIELD_NAME,
@@ -57,9 +57,6 @@ _MANAGED_HEADER = re.compile(
 # front from adding its own, so a head with one (every Laravel/Symfony response has a Date) still
 # goes out whole, cheaper than the line-by-line path.
 _REWRITTEN = frozenset((b"content-length", b"connection", b"transfer-encoding", b"status"))
-# A complete keep-alive HTTP/1.1 response whose PHP headers pass through whole: status line, PHP's
-# header lines, date and server unless PHP set them, content-length, the body.
-_COMPLETE_RESPONSE = b"%s%s\r\n%s%scontent-length: %d\r\n\r\n%s"
 _VERSIONS = frozenset(("1.1", "1.0"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
 SENDFILE_CHUNK = 1024 * 1024  # per sendfile call: the loop gets a turn between chunks
@@ -546,6 +543,18 @@ class Http1Connection(Connection):
     def send_php_head(self, stream: Stream, status: int, header_block: bytes, body: list[bytes],
                       complete: bool) -> None:
         req: Request = stream  # type: ignore[assignment]
+        if (complete and req.keep_alive and req.version == "1.1" and not req.head_only and status >= 200
+                and status not in NO_BODY_STATUS and not self.ctx.draining):
+            # The usual answer: all of it here, PHP's header lines to pass through as they are.
+            data = compose_response(status_line(status), header_block, DATE.get(), SERVER_HEADER, body)
+            if data is not None:
+                req.response_started = True
+                req.status = status
+                req.sent = sum(map(len, body))
+                self.resp_close = False
+                self.transport.write(data)  # type: ignore[union-attr]
+                self._finish(req, False)
+                return
         managed = _MANAGED_HEADER.findall(header_block) if header_block else ()
         if managed:
             names = {name.lower() for name in managed}
@@ -563,18 +572,7 @@ class Http1Connection(Connection):
             if names.isdisjoint(_REWRITTEN):
                 managed = ()  # only Date/Server, which go out as PHP set them (Laravel's Date)
         if header_block and not managed:
-            # Common case: nothing in PHP's headers for us to rewrite; pass them through whole.
-            if (complete and not close and req.version == "1.1" and not head_only and status >= 200
-                    and status not in NO_BODY_STATUS):
-                # ... and the whole response is here: one formatting, no list to build
-                data = body[0] if len(body) == 1 else b"".join(body)
-                req.sent = len(data)
-                self.resp_close = False
-                self.transport.write(_COMPLETE_RESPONSE % (  # type: ignore[union-attr]
-                    status_line(status), header_block.replace(b"\n", b"\r\n"),
-                    b"" if has_date else DATE.get(), b"" if has_server else SERVER_HEADER, len(data), data))
-                self._finish(req, False)
-                return
+            # Nothing in PHP's headers for us to rewrite: they pass through whole.
             head = [status_line(status), header_block.replace(b"\n", b"\r\n"), b"\r\n"]
             header_lines: list[bytes] = []
         else:

@@ -1,4 +1,4 @@
-"""askr.front._http1.parse_head, the C reader of plain request heads, against httptools.
+"""askr._hotpath.parse_head, the C reader of plain request heads, against httptools.
 
 The fast reader may decline anything (httptools then reads it, with all of askr's answers), but
 what it accepts it must read exactly as httptools and Stream.add_header would: the same method,
@@ -9,12 +9,18 @@ seeded mutation corpus searches for a byte it accepts that httptools would not.
 from __future__ import annotations
 
 import random
+import struct
 
 import httptools
 import pytest
 from test_stream import docroot, make  # noqa: F401  (docroot is a fixture)
 
+from askr.bridge import pool as pool_module
+from askr.bridge import wire
+from askr.bridge.pool import Exchange, WorkerChannel
+from askr.front import http1
 from askr.front.http1 import Request, parse_head
+from askr.front.responses import DATE, SERVER_HEADER
 
 LIMITS = (8192, 100, 16384)  # max_request_line, max_headers, max_header_size: askr's defaults
 PLAIN = b"GET /index.php?a=1&b=%20 HTTP/1.1\r\nHost: example.test\r\nAccept: */*\r\n\r\n"
@@ -202,3 +208,131 @@ def test_a_connection_mixes_fast_and_httptools_reads_in_order(docroot, loop) -> 
     responses = s.client.response()
     assert s.client.responses and [r.headers[b"x-n"] for r in s.client.responses] == [b"1", b"2", b"3"]
     assert responses.complete
+
+
+# -- read_frames: a worker's answer ---------------------------------------------------------------
+class Recorder:
+    """Pool and sink in one: every call a WorkerChannel makes, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def taken(self, channel: WorkerChannel, request_id: int, flags: int = 0) -> None:
+        self.calls.append(("taken", request_id, flags))
+        channel.exchange = Exchange([], self, None)  # type: ignore[arg-type]
+
+    def finished(self, channel: WorkerChannel) -> None:
+        self.calls.append(("finished",))
+
+    def worker_quota(self, channel: WorkerChannel, *reason: object) -> None:
+        self.calls.append(("quota", *reason))
+
+    def on_event(self, event: object) -> None:
+        self.calls.append(("event", event))
+
+    def worker_hello(self, channel: WorkerChannel) -> None:
+        self.calls.append(("hello", channel.pid))
+
+    def php_response(self, status: int, block: bytes, body: list[bytes], complete: bool) -> None:
+        self.calls.append(("response", status, block, b"".join(body), complete))
+
+    def php_body(self, body: list[bytes], complete: bool) -> None:
+        self.calls.append(("body", b"".join(body), complete))
+
+    def php_informational(self, status: int, block: bytes) -> None:
+        self.calls.append(("hints", status, block))
+
+
+def channel_calls(reads: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    recorder = Recorder()
+    channel = WorkerChannel(recorder)  # type: ignore[arg-type]
+    channel.exchange = Exchange([], recorder, None)  # type: ignore[arg-type]
+    with monkeypatch.context() as patch:
+        if not fast:
+            patch.setattr(pool_module, "read_frames", lambda data: None)
+        for data in reads:
+            channel.data_received(data)
+    return recorder.calls, channel.exiting, bytes(channel.buf)
+
+
+def random_answer(rng: random.Random) -> bytes:
+    frames = []
+    if rng.random() < 0.8:
+        flags = bytes([rng.randrange(4)]) if rng.random() < 0.5 else b""
+        payload = struct.pack("!Q", rng.randrange(1 << 40)) + flags
+        frames.append(wire.frame(wire.TAKEN, payload))
+    if rng.random() < 0.1:
+        frames.append(wire.frame(wire.EARLY_HINTS, struct.pack("!H", 103) + b"Link: </a.css>"))
+    if rng.random() < 0.8:
+        block = b"\n".join(b"X-%d: %d" % (i, i) for i in range(rng.randrange(4)))
+        frames.append(wire.frame(wire.HEAD, struct.pack("!H", rng.choice((200, 404, 302))) + block))
+    for _ in range(rng.randrange(11)):
+        frames.append(wire.frame(wire.RESP_BODY, bytes(rng.randrange(40))))
+    if rng.random() < 0.7:
+        frames.append(wire.frame(wire.END, bytes([rng.randrange(4)]) if rng.random() < 0.7 else b""))
+    if rng.random() < 0.1:
+        frames.append(wire.frame(wire.RECYCLE, struct.pack("!BQ", 1, 123)))
+    if rng.random() < 0.1:
+        frames.append(wire.frame(wire.TAKEN, struct.pack("!Q", 7)) + wire.frame(wire.END))
+    return b"".join(frames)
+
+
+def test_worker_answers_are_read_as_the_general_frame_loop_reads_them(monkeypatch) -> None:
+    """Seeded random answers, whole or cut at a random point: the same calls either way."""
+    rng = random.Random(1208)
+    shortcut = 0
+    for _ in range(3000):
+        data = random_answer(rng)
+        reads = [data]
+        if data and rng.random() < 0.3:
+            cut = rng.randrange(len(data))
+            reads = [data[:cut], data[cut:]]
+        shortcut += all(pool_module.read_frames(r) is not None for r in reads)
+        assert channel_calls(reads, True, monkeypatch) == channel_calls(reads, False, monkeypatch), data
+    assert shortcut > 1000  # most answers took the C path
+
+
+def test_an_answer_of_the_usual_shape_is_read_in_one_call() -> None:
+    data = (wire.frame(wire.TAKEN, struct.pack("!QB", 41, 1)) + wire.frame(wire.HEAD, b"\x00\xc8X-A: b")
+            + wire.frame(wire.RESP_BODY, b"he") + wire.frame(wire.RESP_BODY, b"llo")
+            + wire.frame(wire.END, b"\x02"))
+    assert pool_module.read_frames(data) == (41, 1, 200, b"X-A: b", [b"he", b"llo"], 2)
+    assert pool_module.read_frames(wire.frame(wire.RESP_BODY, b"x")) == (-1, 0, -1, b"", [b"x"], -1)
+    assert pool_module.read_frames(data[:-1]) is None  # the END frame is cut
+    assert pool_module.read_frames(data + wire.frame(wire.END)) is None  # two answers
+    assert pool_module.read_frames(wire.frame(wire.HELLO, struct.pack("!III", 0, 1, 1))) is None
+
+
+# -- compose_response: a whole HTTP/1.1 response ------------------------------------------------
+@pytest.mark.parametrize(("block", "body"), [
+    (b"Content-type: text/html; charset=UTF-8", [b"Hello, world!\n"]),
+    (b"Cache-Control: no-cache, private\nDate: Mon, 07 Dec 2026 19:19:13 GMT\nContent-Type: application/json",
+     [b'{"a":1}']),
+    (b"Server: app\nX-Empty: \nSet-Cookie: a=b\nSet-Cookie: c=d", [b"a", b"", b"bc"]),
+    (b"", [b"no headers"]),
+    (b"X-A: b", []),
+])
+def test_whole_responses_are_written_as_the_line_by_line_path_writes_them(block, body, docroot, loop) -> None:  # noqa: F811
+    s = make("1.1", docroot, loop)
+    written = []
+    for compose in (http1.compose_response, lambda *args: None):
+        http1.compose_response, saved = compose, http1.compose_response
+        try:
+            s.client.send("GET", "/index.php")
+            s.pool.take(s.pool.submitted[-1])
+            stream = s.pool.submitted[-1].sink
+            stream.php_response(200, block, list(body), True)
+        finally:
+            http1.compose_response = saved
+        written.append((s.client.transport.take(), stream.status, stream.sent, stream.responded))
+    assert written[0] == written[1]
+    assert written[0][1:] == (200, len(b"".join(body)), True)  # what the access log and stats get
+    assert written[0][0].endswith(b"\r\n\r\n" + b"".join(body)) and s.client.transport.closed is False
+
+
+@pytest.mark.parametrize("block", [
+    b"Content-Length: 5", b"connection: close", b"Transfer-Encoding: chunked", b"Status: 200 Fine",
+    b"X-A : b", b" : x", b"X(A): b", b"NoColon", b"X-A: b\n", b"X-A: b\n\nX-B: c",
+])
+def test_heads_that_need_the_fronts_care_are_declined(block) -> None:
+    assert http1.compose_response(b"HTTP/1.1 200 OK\r\n", block, DATE.get(), SERVER_HEADER, [b"x"]) is None

@@ -1,4 +1,6 @@
-/* askr.front._http1: the front's per-request HTTP/1.1 hot path in C (CPython API).
+/* askr._hotpath: the front's per-request hot path in C (CPython API): the request head in
+ * (parse_head), the worker's answer (read_frames) and the HTTP/1.1 response out (compose_response).
+ * Each takes the common case and declines the rest, which the Python code around it handles.
  *
  * parse_head() reads the common request in one call: a keep-alive GET or HEAD, no body, its head
  * complete in the buffer, every byte of it plainly valid. It returns what httptools' callbacks
@@ -8,12 +10,14 @@
  * So it only has to be right about what it accepts, never about what it refuses: anything
  * unusual (a body, Expect, Upgrade, Connection other than keep-alive, a repeated field, obs-text,
  * bare LF, trailing blanks, a limit reached, an absolute-form target) is declined, and a
- * differential test (tests/unit/front/test_http1_fastpath.py) checks that on every request it
+ * differential test (tests/unit/front/test_hotpath.py) checks that on every request it
  * accepts, it agrees with httptools field for field. Why it exists: a request through httptools
  * costs five Python callbacks and a dict and list built an item at a time (bench/front_path.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 /* RFC 9110 5.6.2 tchar */
@@ -239,19 +243,177 @@ fail:
     return NULL;
 }
 
+/* The worker channel's frames (askr/bridge/wire.py, docs/internals.md): u8 kind, u32 length. */
+enum { FRAME_HEADER = 5, F_HEAD = 0x11, F_RESP_BODY = 0x12, F_END = 0x13, F_TAKEN = 0x14 };
+
+/* read_frames(data) -> (taken id, taken flags, status, header block, [body], end flags) | None
+ *
+ * One read from a worker channel that is the usual shape of a response, whole frames only:
+ * [TAKEN] [HEAD] RESP_BODY* [END], in that order. A missing TAKEN or END is -1, a missing HEAD
+ * status -1 with b"" for its block. Anything else (a split frame, HELLO, EARLY_HINTS, RECYCLE,
+ * two responses in one read) is None: WorkerChannel.data_received's general loop reads it. */
+static PyObject *read_frames(PyObject *self, PyObject *data)
+{
+    if (!PyBytes_Check(data))
+        Py_RETURN_NONE;  /* a bytearray from a test's fake transport: the general loop */
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data), pos = 0;
+    long long taken = -1;
+    int taken_flags = 0, status = -1, end_flags = -1, stage = 0;  /* 0 TAKEN, 1 HEAD, 2 BODY, 3 END */
+    Py_ssize_t block_at = 0, block_len = 0, bodies = 0;
+    Py_ssize_t body_at[8], body_len[8];
+    while (pos < size) {
+        if (size - pos < FRAME_HEADER || end_flags >= 0)
+            Py_RETURN_NONE;
+        unsigned kind = buf[pos];
+        Py_ssize_t len = ((Py_ssize_t)buf[pos + 1] << 24) | (buf[pos + 2] << 16) | (buf[pos + 3] << 8) | buf[pos + 4];
+        Py_ssize_t at = pos + FRAME_HEADER;
+        if (len > size - at)
+            Py_RETURN_NONE;
+        if (kind == F_TAKEN && stage == 0 && (len == 8 || len == 9)) {
+            unsigned long long id = 0;
+            for (int i = 0; i < 8; i++)
+                id = (id << 8) | buf[at + i];
+            if (id > (unsigned long long)LLONG_MAX)
+                Py_RETURN_NONE;
+            taken = (long long)id;
+            taken_flags = len == 9 ? buf[at + 8] : 0;
+            stage = 1;
+        } else if (kind == F_HEAD && stage <= 1 && len >= 2) {
+            status = (buf[at] << 8) | buf[at + 1];
+            block_at = at + 2;
+            block_len = len - 2;
+            stage = 2;
+        } else if (kind == F_RESP_BODY && bodies < 8) {
+            body_at[bodies] = at;
+            body_len[bodies++] = len;
+            stage = 2;
+        } else if (kind == F_END && len <= 1) {
+            end_flags = len ? buf[at] : 0;
+        } else {
+            Py_RETURN_NONE;
+        }
+        pos = at + len;
+    }
+    PyObject *block = PyBytes_FromStringAndSize((const char *)buf + block_at, block_len);
+    PyObject *body = PyList_New(bodies);
+    if (block == NULL || body == NULL) {
+        Py_XDECREF(block);
+        Py_XDECREF(body);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < bodies; i++) {
+        PyObject *part = PyBytes_FromStringAndSize((const char *)buf + body_at[i], body_len[i]);
+        if (part == NULL) {
+            Py_DECREF(block);
+            Py_DECREF(body);
+            return NULL;
+        }
+        PyList_SET_ITEM(body, i, part);
+    }
+    return Py_BuildValue("(LiiNNi)", taken, taken_flags, status, block, body, end_flags);
+}
+
+/* compose_response(status_line, header_block, date, server, body) -> bytes | None
+ *
+ * A whole keep-alive HTTP/1.1 response whose PHP header lines go out as PHP wrote them: the
+ * status line, the lines ('\n' becomes CRLF), `date` and `server` unless PHP set its own, the
+ * content-length of the joined `body`, the body. None when a line needs the front's care (a
+ * Content-Length, Connection, Transfer-Encoding or Status field, a name that is not a token):
+ * Http1Connection.send_php_head's line-by-line path handles those as before. */
+static PyObject *compose_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])
+        || !PyBytes_Check(args[3]) || !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "compose_response(status_line, header_block, date, server, body: list)");
+        return NULL;
+    }
+    const char *block = PyBytes_AS_STRING(args[1]);
+    Py_ssize_t block_len = PyBytes_GET_SIZE(args[1]), lines = 0;
+    int has_date = 0, has_server = 0;
+    for (Py_ssize_t pos = 0; block_len && pos <= block_len; lines++) {
+        const char *line = block + pos;
+        const char *nl = memchr(line, '\n', (size_t)(block_len - pos));
+        Py_ssize_t line_len = nl ? nl - line : block_len - pos;
+        Py_ssize_t n = 0;
+        while (n < line_len && is_tchar[(unsigned char)line[n]])
+            n++;
+        if (n == 0 || n == line_len || line[n] != ':')
+            Py_RETURN_NONE;
+        if (name_is(line, n, "content-length") || name_is(line, n, "connection")
+            || name_is(line, n, "transfer-encoding") || name_is(line, n, "status"))
+            Py_RETURN_NONE;
+        has_date |= name_is(line, n, "date");
+        has_server |= name_is(line, n, "server");
+        pos += line_len + 1;
+    }
+    PyObject *body = args[4];
+    Py_ssize_t parts = PyList_GET_SIZE(body), body_len = 0;
+    for (Py_ssize_t i = 0; i < parts; i++) {
+        PyObject *part = PyList_GET_ITEM(body, i);
+        if (!PyBytes_Check(part)) {
+            PyErr_SetString(PyExc_TypeError, "compose_response: body parts must be bytes");
+            return NULL;
+        }
+        body_len += PyBytes_GET_SIZE(part);
+    }
+    char length[48];
+    int length_len = snprintf(length, sizeof length, "content-length: %zd\r\n\r\n", body_len);
+    Py_ssize_t date_len = has_date ? 0 : PyBytes_GET_SIZE(args[2]);
+    Py_ssize_t server_len = has_server ? 0 : PyBytes_GET_SIZE(args[3]);
+    Py_ssize_t total = PyBytes_GET_SIZE(args[0]) + (block_len ? block_len + (lines - 1) + 2 : 0) + date_len
+                       + server_len + length_len + body_len;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL)
+        return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    memcpy(o, PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]));
+    o += PyBytes_GET_SIZE(args[0]);
+    for (Py_ssize_t i = 0; i < block_len; i++) {
+        if (block[i] == '\n')
+            *o++ = '\r';
+        *o++ = block[i];
+    }
+    if (block_len) {
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    memcpy(o, PyBytes_AS_STRING(args[2]), (size_t)date_len);
+    o += date_len;
+    memcpy(o, PyBytes_AS_STRING(args[3]), (size_t)server_len);
+    o += server_len;
+    memcpy(o, length, (size_t)length_len);
+    o += length_len;
+    for (Py_ssize_t i = 0; i < parts; i++) {
+        PyObject *part = PyList_GET_ITEM(body, i);
+        memcpy(o, PyBytes_AS_STRING(part), (size_t)PyBytes_GET_SIZE(part));
+        o += PyBytes_GET_SIZE(part);
+    }
+    if (o != PyBytes_AS_STRING(out) + total) {  /* the sizes above and the copies disagree */
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_SystemError, "compose_response: length mismatch");
+        return NULL;
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL,
      "parse_head(data, start, max_request_line, max_headers, max_header_size) -> "
      "(end, method, url, version, headers, flat) or None: one plain keep-alive GET/HEAD head."},
+    {"read_frames", read_frames, METH_O,
+     "read_frames(data) -> (taken id, taken flags, status, header block, body parts, end flags) or None."},
+    {"compose_response", (PyCFunction)(void (*)(void))compose_response, METH_FASTCALL,
+     "compose_response(status_line, header_block, date, server, body) -> bytes or None."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_http1", "The front's HTTP/1.1 hot path in C.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_hotpath", "The front's HTTP/1.1 hot path in C.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__http1(void)
+PyMODINIT_FUNC PyInit__hotpath(void)
 {
     init_tables();
     s_get = PyBytes_FromString("GET");
