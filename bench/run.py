@@ -366,7 +366,11 @@ def run_wrk(url: str, threads: int, connections: int, duration: int,
         raise BenchError(f"wrk did not finish within {duration + 30} s: {' '.join(argv)}") from e
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {' '.join(argv)}\n{done.stderr}{done.stdout}")
-    return parse_wrk(done.stdout)
+    result = parse_wrk(done.stdout)
+    # every round on stderr: the table keeps the median round, this shows how much rounds differ
+    print(f"  {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms",
+          file=sys.stderr)
+    return result
 
 
 # --------------------------------------------------------------------------- h2load
