@@ -57,6 +57,10 @@ _MANAGED_HEADER = re.compile(
 # front from adding its own, so a head with one (every Laravel/Symfony response has a Date) still
 # goes out whole, cheaper than the line-by-line path.
 _REWRITTEN = frozenset((b"content-length", b"connection", b"transfer-encoding", b"status"))
+# A PHP header line that is a bare name, header("Foo"): PHP keeps it, and passed on as it is it
+# would not be an HTTP field. nginx sends php-fpm's as "Foo: ", an empty value; so does askr (over
+# HTTP/2 such a line is a name and an empty value anyway). compose_response declines such heads.
+_BARE_NAME = re.compile(rb"^[^:\n]+$", re.M)
 _VERSIONS = frozenset(("1.1", "1.0"))
 LINGER_SECONDS = 5.0  # how long to drain a client's unread input after an error response
 SENDFILE_CHUNK = 1024 * 1024  # per sendfile call: the loop gets a turn between chunks
@@ -555,6 +559,8 @@ class Http1Connection(Connection):
                 self.transport.write(data)  # type: ignore[union-attr]
                 self._finish(req, False)
                 return
+        if header_block and _BARE_NAME.search(header_block) is not None:
+            header_block = _BARE_NAME.sub(rb"\g<0>: ", header_block)  # header("Foo"): as nginx, "Foo: "
         managed = _MANAGED_HEADER.findall(header_block) if header_block else ()
         if managed:
             names = {name.lower() for name in managed}

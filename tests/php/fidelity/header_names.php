@@ -12,6 +12,7 @@ $cases = [
     // what nginx passes on: odd names without blanks, blanks in values
     'paren' => ['X(A): b'],
     'value-blanks' => ["X-V: a : b\tc"],
+    'bare-name' => ['X-Before: 1', 'Foo', 'X-Mid: 2'],  // no colon: nginx sends "Foo: "
 ];
 foreach ($cases[$_GET['case'] ?? ''] ?? [] as $line) {
     header($line);
