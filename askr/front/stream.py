@@ -368,6 +368,9 @@ class Stream:
             return
         offload = self.conn.ctx.offload
         if offload is not None and offload.wanted(header_block):
+            if INVALID_FIELD_LINE.search(header_block) is not None:
+                self.refuse_php_head(header_block)  # nginx reads the whole head before the file
+                return
             self.send_offloaded(offload, status, header_block)
             return
         compression = self.conn.ctx.compression

@@ -291,6 +291,19 @@ def test_x_accel_redirect_range_and_head_over_the_stream(version, tree, loop) ->
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_a_head_with_an_invalid_name_is_502_even_naming_a_file(version, tree, loop) -> None:
+    """nginx parses php-fpm's whole head before it looks at X-Accel-Redirect: "X-A : b" in it is
+    its 502 ("upstream sent invalid header"), never the file."""
+    s = make(version, tree, loop)
+    sid, channel = s.send_and_take("GET", "/index.php")
+    target = str(tree / "private" / "docs" / "report.pdf").encode()
+    deliver(s, "php_response", 200, b"X-Sendfile: " + target + b"\nX-A : b", [b"body"], False)
+    resp = s.client.response(sid)
+    assert resp.status == 502 and PDF not in resp.body
+    assert channel.closed  # the worker, still sending, is let go as for any refused head
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_a_path_outside_the_roots_is_500_never_the_file(version, tree, loop) -> None:
     s = make(version, tree, loop)
     sid, _ = s.send_and_take("GET", "/index.php")
