@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+from askr._hotpath import encode_request as _encode_request
+
 # front -> worker
 REQUEST = 0x01
 BODY = 0x02
@@ -50,12 +52,11 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
 def encode_request(params: list[bytes], headers: list[bytes], prefix: bytes = b"") -> bytes:
     """One REQUEST frame from flat lists [name, value, name, value, ...] (no NUL in any item).
 
-    The payload is NUL-separated: params, an empty name, headers; a few joins, no per-field
-    packing. `prefix` is params already encoded by `encode_params` (those fixed per connection).
+    The payload is NUL-separated: params, an empty name, headers, each item NUL-terminated.
+    `prefix` is params already encoded by `encode_params` (those fixed per connection). Built in
+    C, in one allocation (askr._hotpath; tests/unit/bridge/test_wire.py holds the rule in Python).
     """
-    tail = b"\0".join(headers) + b"\0" if headers else b""
-    payload = b"".join((prefix, b"\0".join(params), b"\0\0", tail))
-    return HEADER.pack(REQUEST, len(payload)) + payload
+    return _encode_request(params, headers, prefix)
 
 
 def encode_params(params: list[bytes]) -> bytes:

@@ -1,6 +1,7 @@
 /* askr._hotpath: the front's per-request hot path in C (CPython API): the request head in
- * (parse_head), the worker's answer (read_frames) and the HTTP/1.1 response out (compose_response).
- * Each takes the common case and declines the rest, which the Python code around it handles.
+ * (parse_head), the request to PHP (encode_request), the worker's answer (read_frames) and the
+ * HTTP/1.1 response out (compose_response). Each takes the common case and declines the rest,
+ * which the Python code around it handles.
  *
  * parse_head() reads the common request in one call: a keep-alive GET or HEAD, no body, its head
  * complete in the buffer, every byte of it plainly valid. It returns what httptools' callbacks
@@ -397,12 +398,71 @@ static PyObject *compose_response(PyObject *self, PyObject *const *args, Py_ssiz
     return out;
 }
 
+/* Join the bytes items of `list` into `o`, each followed by a NUL; -1 (TypeError set) if an item
+ * is not bytes. With o NULL, only the size is computed. */
+static Py_ssize_t join_nul(PyObject *list, char *o)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list), size = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "encode_request: fields must be bytes");
+            return -1;
+        }
+        Py_ssize_t len = PyBytes_GET_SIZE(item);
+        if (o != NULL) {
+            memcpy(o + size, PyBytes_AS_STRING(item), (size_t)len);
+            o[size + len] = '\0';
+        }
+        size += len + 1;
+    }
+    return size;
+}
+
+/* encode_request(params, headers, prefix) -> bytes: one REQUEST frame, as wire.encode_request
+ * documents it, built in one allocation: the frame header, `prefix` (params already encoded,
+ * each NUL-terminated), the params, an empty name, the headers, each item NUL-terminated. */
+static PyObject *encode_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "encode_request(params: list, headers: list, prefix: bytes)");
+        return NULL;
+    }
+    Py_ssize_t params = join_nul(args[0], NULL), headers = join_nul(args[1], NULL);
+    if (params < 0 || headers < 0)
+        return NULL;
+    Py_ssize_t prefix = PyBytes_GET_SIZE(args[2]);
+    Py_ssize_t payload = prefix + params + 1 + headers;  /* + the empty name's NUL */
+    if (payload > 0xffffffffLL) {
+        PyErr_SetString(PyExc_ValueError, "encode_request: the request does not fit a frame");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, FRAME_HEADER + payload);
+    if (out == NULL)
+        return NULL;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    o[0] = 0x01;  /* REQUEST */
+    o[1] = (unsigned char)(payload >> 24);
+    o[2] = (unsigned char)(payload >> 16);
+    o[3] = (unsigned char)(payload >> 8);
+    o[4] = (unsigned char)payload;
+    char *p = (char *)o + FRAME_HEADER;
+    memcpy(p, PyBytes_AS_STRING(args[2]), (size_t)prefix);
+    p += prefix;
+    p += join_nul(args[0], p);
+    *p++ = '\0';
+    join_nul(args[1], p);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL,
      "parse_head(data, start, max_request_line, max_headers, max_header_size) -> "
      "(end, method, url, version, headers, flat) or None: one plain keep-alive GET/HEAD head."},
     {"read_frames", read_frames, METH_O,
      "read_frames(data) -> (taken id, taken flags, status, header block, body parts, end flags) or None."},
+    {"encode_request", (PyCFunction)(void (*)(void))encode_request, METH_FASTCALL,
+     "encode_request(params, headers, prefix) -> bytes: one REQUEST frame (askr.bridge.wire)."},
     {"compose_response", (PyCFunction)(void (*)(void))compose_response, METH_FASTCALL,
      "compose_response(status_line, header_block, date, server, body) -> bytes or None."},
     {NULL, NULL, 0, NULL},

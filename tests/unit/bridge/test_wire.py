@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from askr.bridge import wire
@@ -29,6 +31,27 @@ def test_request_without_headers() -> None:
     params, headers = wire.decode_request(frame[wire.HEADER_SIZE :])
     assert params == [(b"REQUEST_METHOD", b"GET")]
     assert headers == []
+
+
+def reference_request(params: list[bytes], headers: list[bytes], prefix: bytes) -> bytes:
+    """The REQUEST layout, spelled out in Python (encode_request builds it in C)."""
+    nul_terminated = b"".join(item + b"\0" for item in params)
+    payload = prefix + nul_terminated + b"\0" + b"".join(item + b"\0" for item in headers)
+    return wire.HEADER.pack(wire.REQUEST, len(payload)) + payload
+
+
+def test_requests_are_encoded_as_the_layout_says() -> None:
+    rng = random.Random(1208)
+    for _ in range(500):
+        def fields() -> list[bytes]:
+            return [bytes(rng.choice(b"ab:/ =\xff") for _ in range(rng.randrange(12)))
+                    for _ in range(2 * rng.randrange(12))]
+        params, headers, prefix = fields(), fields(), wire.encode_params(fields())
+        assert wire.encode_request(params, headers, prefix) == reference_request(params, headers, prefix)
+    with pytest.raises(TypeError):
+        wire.encode_request([b"A", "str"], [])
+    with pytest.raises(TypeError):
+        wire.encode_request((b"A", b"B"), [])  # type: ignore[arg-type]
 
 
 MAX = wire.MAX_BODY_FRAME
