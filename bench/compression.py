@@ -36,7 +36,7 @@ from pathlib import Path
 import brotli
 import cpu
 import zstandard
-from run import REPO_ROOT, SESSIONS, WRK, BenchError, http_get, parse_wrk, run_bench, start_askr
+from run import GROUPS, REPO_ROOT, WRK, BenchError, http_get, parse_wrk, run_bench, start_askr
 
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
@@ -143,7 +143,7 @@ def throughput_table(tmp: Path, stack: ExitStack, duration: int, connections: in
     cfg.write_text("[compression]\nenabled = true\n")
     base = start_askr(stack, tmp, 2, root=root, ready_path="/page.php", name="askr-compression",
                       extra=("--config", str(cfg)))
-    meter = cpu.Meter({SESSIONS[-1]})
+    meter = cpu.Meter({GROUPS[-1]})
     lines = [f"| response ({len(page):,} B of HTML) | Accept-Encoding | req/s | bytes/response "
              "| front CPU µs/req | PHP CPU µs/req |", "|---|---|---:|---:|---:|---:|"]
     for target, label in (("/page.php", "PHP (readfile)"), ("/page.html", "static (hot-file cache)")):

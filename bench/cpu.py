@@ -1,7 +1,7 @@
 """Where the CPU goes: per-process-kind CPU time from /proc, and what it projects for big machines.
 
-Each server the bench starts is its own session (start_new_session), so the processes of a
-target are those whose session id is that server's pid. Each process is classed by its command
+Each server the bench starts leads a process group of its own (run.start), so the processes of a
+target are those whose process group id is that server's pid. Each process is classed by its command
 line (a front, a PHP worker, nginx's worker, a php-fpm child, ...), and its user + system time is
 read from /proc/<pid>/stat before and after a load. Divided by the requests served, that is CPU
 µs per request for each kind of process, the cost model the projection table uses.
@@ -28,13 +28,13 @@ KINDS = (
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
-    """(session id, utime + stime ticks) of `pid`, or None if it is gone."""
+    """(process group id, utime + stime ticks) of `pid`, or None if it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state is fields[0]
-    return int(fields[3]), int(fields[11]) + int(fields[12])
+    return int(fields[2]), int(fields[11]) + int(fields[12])
 
 
 def kind_of(pid: int) -> str | None:
@@ -45,36 +45,36 @@ def kind_of(pid: int) -> str | None:
     return next((kind for kind, needle in KINDS if needle in cmdline), None)
 
 
-def processes(sessions: set[int]) -> dict[int, str]:
-    """pid -> kind, for every classed process of those sessions."""
+def processes(groups: set[int]) -> dict[int, str]:
+    """pid -> kind, for every classed process of those groups."""
     out = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             pid = int(entry)
             stat = _stat(pid)
-            if stat and stat[0] in sessions and (kind := kind_of(pid)):
+            if stat and stat[0] in groups and (kind := kind_of(pid)):
                 out[pid] = kind
     return out
 
 
-def pin(sessions: set[int], kind: str, cpus: set[int]) -> list[int]:
-    """Pin every process of `kind` in `sessions` to `cpus` (taskset); the pids pinned."""
-    pids = [pid for pid, k in processes(sessions).items() if k == kind]
+def pin(groups: set[int], kind: str, cpus: set[int]) -> list[int]:
+    """Pin every process of `kind` in `groups` to `cpus` (taskset); the pids pinned."""
+    pids = [pid for pid, k in processes(groups).items() if k == kind]
     for pid in pids:
         os.sched_setaffinity(pid, cpus)
     return pids
 
 
 class Meter:
-    """CPU seconds per kind spent by the processes of `sessions` between start() and stop()."""
+    """CPU seconds per kind spent by the processes of `groups` between start() and stop()."""
 
-    def __init__(self, sessions: set[int]):
-        self.sessions = sessions
+    def __init__(self, groups: set[int]):
+        self.groups = groups
         self.before: dict[int, tuple[str, int]] = {}
 
     def start(self) -> None:
         self.before = {}
-        for pid, kind in processes(self.sessions).items():
+        for pid, kind in processes(self.groups).items():
             stat = _stat(pid)
             if stat:
                 self.before[pid] = (kind, stat[1])

@@ -29,9 +29,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from run import (
+    GROUPS,
     NGINX_LABEL,
     REPO_ROOT,
-    SESSIONS,
     BenchError,
     WrkResult,
     _version,
@@ -68,13 +68,13 @@ def check(label: str, base: str) -> None:
 
 def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_worker: bool = False,
                   jit: bool = False) -> tuple[dict[str, str], dict[str, set[int]]]:
-    """Base URL and process sessions (for cpu.Meter) of each target."""
+    """Base URL and process groups (for cpu.Meter) of each target."""
     public = app / "public"
-    bases, sessions = {}, {}
+    bases, groups = {}, {}
 
     def started(label: str, base: str) -> None:
         bases[label] = base
-        sessions[label] = set(SESSIONS) - set().union(*sessions.values())
+        groups[label] = set(GROUPS) - set().union(*groups.values())
 
     # askr runs the app with the app's own askr.toml, as production would: its sandbox's
     # writable directories and PHP's temporary directory inside storage/
@@ -99,17 +99,17 @@ def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_wor
                                              name="askr-worker-jit"))
     for label, base in bases.items():
         check(label, base)
-    return bases, sessions
+    return bases, groups
 
 
 def throughput(args: argparse.Namespace, tmp: Path, app: Path) -> str:
     load = os.getloadavg()[0]
     with ExitStack() as stack:
-        bases, sessions = start_targets(stack, tmp, app, args.workers, jit=args.jit)
+        bases, groups = start_targets(stack, tmp, app, args.workers, jit=args.jit)
         label_of = {base: label for label, base in bases.items()}
 
         def measure(base: str, seconds: int) -> WrkResult:
-            return metered_wrk(base + URL, sessions[label_of[base]], args.threads, args.connections, seconds)
+            return metered_wrk(base + URL, groups[label_of[base]], args.threads, args.connections, seconds)
 
         samples = alternate(bases, measure, args.rounds, args.duration)
     results = {label: median_result(runs) for label, runs in samples.items()}

@@ -88,21 +88,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-SESSIONS: list[int] = []  # every server started: its session id (= its pid), for cpu.Meter
+GROUPS: list[int] = []  # every server started: its process group id (= its pid), for cpu.Meter
+# Each server in a session of its own, as systemd starts each service (the default), or in the
+# bench's session (--one-autogroup). It matters for the scheduler: with kernel.sched_autogroup_enabled
+# (Debian's default) each session is a scheduling group, weighed against the others as a whole,
+# whatever its processes' nice values. wrk runs in the bench's session.
+OWN_SESSIONS = True
 
 
 def start(name: str, argv: list[str], log: Path, cwd: Path | None = None) -> Server:
-    """Start argv in its own session (so its whole process group can be stopped)."""
+    """Start argv leading its own process group (so the whole group can be stopped)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    SESSIONS.append(proc.pid)
+                                stderr=subprocess.STDOUT, start_new_session=OWN_SESSIONS,
+                                process_group=None if OWN_SESSIONS else 0)
+    GROUPS.append(proc.pid)
     return Server(name, proc, log)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)  # start_new_session: the group id is the child's pid
+        os.killpg(proc.pid, sig)  # the group id is the child's pid
 
 
 def stop(server: Server) -> None:
@@ -448,9 +454,9 @@ class Params:
     rounds: int = 1
 
 
-def metered_wrk(url: str, sessions: set[int], threads: int, connections: int, seconds: int) -> WrkResult:
-    """wrk on `url`, with the CPU µs per request the target's processes (its `sessions`) spent."""
-    meter = cpu.Meter(sessions)
+def metered_wrk(url: str, groups: set[int], threads: int, connections: int, seconds: int) -> WrkResult:
+    """wrk on `url`, with the CPU µs per request the target's processes (its `groups`) spent."""
+    meter = cpu.Meter(groups)
     meter.start()
     result = run_wrk(url, threads, connections, seconds)
     result.cost = cpu.Cost.of(meter.stop(), result.requests)
@@ -466,6 +472,18 @@ def load_arguments(ap: argparse.ArgumentParser, workers_help: str, connections: 
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating measurements per target; the median is reported (default 3)")
+    ap.add_argument("--one-autogroup", action=_OneAutogroup, nargs=0,
+                    help="start the servers in the bench's session instead of one session each: "
+                         "the kernel's autogroup scheduling then weighs every server process and wrk "
+                         "in one group, by their nice values, as under one cgroup (bench/README.md)")
+
+
+class _OneAutogroup(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        global OWN_SESSIONS
+        OWN_SESSIONS = False
+        setattr(namespace, self.dest, True)
 
 
 def _version(argv: list[str]) -> str:
@@ -672,12 +690,12 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                     args.rounds)
     with ExitStack() as stack:
         bases: dict[str, str] = {}
-        sessions: dict[str, set[int]] = {}
+        groups: dict[str, set[int]] = {}
         fronts: dict[str, int] = {}
 
         def started(label: str, base: str) -> None:
             bases[label] = base
-            sessions[label] = set(SESSIONS) - set().union(*sessions.values())
+            groups[label] = set(GROUPS) - set().union(*groups.values())
             check_target(label, base)
             print(f"  {label} ready at {base}", file=sys.stderr)
 
@@ -690,11 +708,11 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                 print(f"starting {spec.label} ...", file=sys.stderr)
                 started(spec.label, start_askr(stack, tmp, args.workers, root, extra=spec.extra(tmp),
                                                name=f"askr{n}"))
-                front_pids = [pid for pid, k in cpu.processes(sessions[spec.label]).items()
+                front_pids = [pid for pid, k in cpu.processes(groups[spec.label]).items()
                               if k == "askr front"]
                 fronts[spec.label] = len(front_pids)
                 if spec.pin is not None:
-                    cpu.pin(sessions[spec.label], "askr front", spec.pin)
+                    cpu.pin(groups[spec.label], "askr front", spec.pin)
         for url in args.url:
             for label, base in bases.items():
                 print(f"warm-up {label} {url} ({WARMUP_SECONDS} s)", file=sys.stderr)
@@ -705,7 +723,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> str:
                 for label, base in bases.items():  # alternate, so all see the same machine state
                     print(f"measuring {label} {url} round {n + 1}/{args.rounds} ({args.duration} s)",
                           file=sys.stderr)
-                    result = metered_wrk(base + url, sessions[label], args.threads, args.connections,
+                    result = metered_wrk(base + url, groups[label], args.threads, args.connections,
                                          args.duration)
                     samples.setdefault((label, url), []).append(result)
         results = {key: median_result(runs) for key, runs in samples.items()}

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from run import (
     DOCROOT,
+    GROUPS,
     REPO_ROOT,
-    SESSIONS,
     BenchError,
     WrkResult,
     alternate,
@@ -62,21 +62,21 @@ def start_pair(stack: ExitStack, tmp: Path, name: str, workers: int, root: Path,
                extra: tuple[str, ...] = (), base_config: str = ""
                ) -> tuple[dict[str, str], dict[str, set[int]]]:
     """Start the sandboxed and the unsandboxed askr for one URL (each once `url` answers 200:
-    start_askr waits for it); their base URLs and sessions."""
-    bases, sessions = {}, {}
+    start_askr waits for it); their base URLs and groups."""
+    bases, groups = {}, {}
     for label, config in configs(tmp, name, base_config).items():
         bases[label] = start_askr(stack, tmp, workers, root=root, ready_path=url,
                                   extra=("--config", str(config), *extra), name=f"{name}-{config.stem}")
-        sessions[label] = set(SESSIONS) - set().union(*sessions.values())
-    return bases, sessions
+        groups[label] = set(GROUPS) - set().union(*groups.values())
+    return bases, groups
 
 
-def measure_pair(args: argparse.Namespace, bases: dict[str, str], sessions: dict[str, set[int]],
+def measure_pair(args: argparse.Namespace, bases: dict[str, str], groups: dict[str, set[int]],
                  url: str) -> dict[str, WrkResult]:
     label_of = {base: label for label, base in bases.items()}
 
     def measure(base: str, seconds: int) -> WrkResult:
-        return metered_wrk(base + url, sessions[label_of[base]], args.threads, args.connections, seconds)
+        return metered_wrk(base + url, groups[label_of[base]], args.threads, args.connections, seconds)
 
     samples = alternate(bases, measure, args.rounds, args.duration)
     return {label: median_result(runs) for label, runs in samples.items()}
@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         # One URL at a time: only the pair being measured is running. The Laravel app runs with
         # its own askr.toml (what it may write: storage/, bootstrap/cache/, database/).
         with ExitStack() as stack:
-            bases, sessions = start_pair(stack, tmp, "hello", args.workers, DOCROOT, "/hello.php")
-            results["/hello.php"] = measure_pair(args, bases, sessions, "/hello.php")
+            bases, groups = start_pair(stack, tmp, "hello", args.workers, DOCROOT, "/hello.php")
+            results["/hello.php"] = measure_pair(args, bases, groups, "/hello.php")
         with ExitStack() as stack:
-            bases, sessions = start_pair(stack, tmp, "laravel", args.workers, app / "public", "/api/json",
+            bases, groups = start_pair(stack, tmp, "laravel", args.workers, app / "public", "/api/json",
                                          extra=("--worker", str(WORKER_SCRIPT)),
                                          base_config=(app / "askr.toml").read_text())
-            results["/api/json (Laravel, worker mode)"] = measure_pair(args, bases, sessions, "/api/json")
+            results["/api/json (Laravel, worker mode)"] = measure_pair(args, bases, groups, "/api/json")
         return render(results, args, load)
 
     return run_bench("askr-bench-sandbox-", RESULTS, measure)
