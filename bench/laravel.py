@@ -67,7 +67,8 @@ def check(label: str, base: str) -> None:
 
 
 def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_worker: bool = False,
-                  jit: bool = False) -> tuple[dict[str, str], dict[str, set[int]]]:
+                  jit: bool = False, front_scheduling: tuple[str, ...] = ()) -> tuple[dict[str, str],
+                                                                                    dict[str, set[int]]]:
     """Base URL and process groups (for cpu.Meter) of each target."""
     public = app / "public"
     bases, groups = {}, {}
@@ -85,6 +86,12 @@ def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_wor
                                           extra=app_config, name="askr-classic"))
     started(WORKER_LABEL, start_askr(stack, tmp, workers, root=public, ready_path=URL,
                                      extra=("--worker", str(WORKER_SCRIPT), *app_config), name="askr-worker"))
+    for policy in front_scheduling:  # the app's askr.toml has no [server] table: add one
+        config = tmp / f"askr-sched-{policy}.toml"
+        config.write_text((app / "askr.toml").read_text() + f'[server]\nfront_scheduling = "{policy}"\n')
+        started(f"{WORKER_LABEL} sched={policy}",
+                start_askr(stack, tmp, workers, root=public, ready_path=URL, name=f"askr-worker-{policy}",
+                           extra=("--worker", str(WORKER_SCRIPT), "--config", str(config))))
     if jit:
         fpm_tmp = tmp / "fpm-jit"  # its own php-fpm.conf, socket and logs
         fpm_tmp.mkdir()
@@ -105,7 +112,8 @@ def start_targets(stack: ExitStack, tmp: Path, app: Path, workers: int, only_wor
 def throughput(args: argparse.Namespace, tmp: Path, app: Path) -> str:
     load = os.getloadavg()[0]
     with ExitStack() as stack:
-        bases, groups = start_targets(stack, tmp, app, args.workers, jit=args.jit)
+        bases, groups = start_targets(stack, tmp, app, args.workers, jit=args.jit,
+                                      front_scheduling=tuple(args.front_scheduling))
         label_of = {base: label for label, base in bases.items()}
 
         def measure(base: str, seconds: int) -> WrkResult:
@@ -233,6 +241,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     load_arguments(ap, "PHP workers / fpm children", connections=32)
     ap.add_argument("--jit", action="store_true",
                     help="also measure nginx+fpm and askr worker mode with OPcache's tracing JIT on")
+    ap.add_argument("--front-scheduling", action="append", default=[], choices=("normal", "batch"),
+                    help="also measure worker mode with this [server] front_scheduling (repeatable)")
     ap.add_argument("--memory", action="store_true", help="report worker RSS over --requests instead")
     ap.add_argument("--requests", type=int, default=10_000, help="requests for --memory (default 10000)")
     ap.add_argument("--url", default=URL, help=f"path for --memory (default {URL}; /whoami uses the session)")
