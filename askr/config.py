@@ -447,17 +447,18 @@ SETTINGS: tuple[Setting, ...] = (
             "run: a front woken by a client's bytes or a worker's answer does not preempt the process "
             "on its core at once, and takes what arrived meanwhile in the same turn, so it wakes fewer "
             "times per request (its CPU share is unchanged; with an idle core it runs at once). "
-            '"normal": SCHED_OTHER, a woken front preempts at once: fewer microseconds of wait on a '
-            "saturated machine, more CPU per request. Measurements: deployment.md, "
-            '"How many fronts".'),
+            '"normal": SCHED_OTHER, a woken front preempts at once: a shorter p99 on a saturated '
+            "machine, more CPU per request (Laravel worker mode: about 30% fewer req/s). "
+            'Measurements: deployment.md, "How the fronts are scheduled".'),
     Setting("server", "front_priority", -5, _int(-20, 19),
             "The fronts' nice value, -20 (most CPU) to 19, as nginx's worker_priority; the PHP workers "
             "keep the master's. A front only runs when a client or a worker has something for it, "
             "so a higher weight costs PHP nothing while the machine has CPU to spare; on a saturated "
             "machine the fronts accept, dispatch and answer without waiting behind busy PHP "
             "processes. Measured on 2 cores: hello.php p99 halved, req/s +18% (deployment.md, \"How "
-            "many fronts\"). A negative value needs root (askr starting as root, with [server] user) or "
-            "CAP_SYS_NICE; without it the fronts run at the master's nice, and say so at info level."),
+            "the fronts are scheduled\"). A negative value needs root (askr starting as root, with "
+            "[server] user) or CAP_SYS_NICE; without it the fronts run at the master's nice, and say "
+            "so at info level."),
     Setting("server", "max_requests", 0, _int(0),
             "Recycle a PHP worker after about this many requests (0 = never): quotas are spread "
             "±15% across workers, and a replacement boots before the old worker retires."),

@@ -151,15 +151,10 @@ class WorkerChannel(asyncio.Protocol):
                 taken, taken_flags, status, block, body, end = response
                 if taken >= 0:
                     self.pool.taken(self, taken, taken_flags)
-                if end < 0:
-                    if status >= 0 or body:
-                        self._deliver(status, block, body, False)
-                    return
-                if end & wire.END_FLAG_EXITING:
-                    self.exiting = True
-                self._deliver(status, block, body, True)
-                if end & wire.END_FLAG_QUOTA:
-                    self.pool.worker_quota(self)
+                if end >= 0:
+                    self._ended(status, block, body, end)
+                elif status >= 0 or body:
+                    self._deliver(status, block, body, False)
                 return
         else:
             buf += data
@@ -183,13 +178,8 @@ class WorkerChannel(asyncio.Protocol):
             elif kind == _TAKEN:
                 self.pool.taken(self, *wire.decode_taken(data[start:pos]))
             elif kind == _END:
-                flags = data[start] if pos > start else 0
-                if flags & wire.END_FLAG_EXITING:
-                    self.exiting = True
-                self._deliver(status, block, body, True)
+                self._ended(status, block, body, data[start] if pos > start else 0)
                 status, block, body = -1, b"", []
-                if flags & wire.END_FLAG_QUOTA:
-                    self.pool.worker_quota(self)
             elif kind == wire.EARLY_HINTS:
                 exchange = self.exchange
                 if exchange is not None and not exchange.cancelled:
@@ -213,6 +203,14 @@ class WorkerChannel(asyncio.Protocol):
                 return
         if status >= 0 or body:
             self._deliver(status, block, body, False)
+
+    def _ended(self, status: int, block: bytes, body: list[bytes], flags: int) -> None:
+        """An END frame: the response's last part, and what the worker says of itself."""
+        if flags & wire.END_FLAG_EXITING:
+            self.exiting = True
+        self._deliver(status, block, body, True)
+        if flags & wire.END_FLAG_QUOTA:
+            self.pool.worker_quota(self)
 
     def _deliver(self, status: int, block: bytes, body: list[bytes], complete: bool) -> None:
         exchange = self.exchange

@@ -49,14 +49,12 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
 
-def encode_request(params: list[bytes], headers: list[bytes], prefix: bytes = b"") -> bytes:
-    """One REQUEST frame from flat lists [name, value, name, value, ...] (no NUL in any item).
-
-    The payload is NUL-separated: params, an empty name, headers, each item NUL-terminated.
-    `prefix` is params already encoded by `encode_params` (those fixed per connection). Built in
-    C, in one allocation (askr._hotpath; tests/unit/bridge/test_wire.py holds the rule in Python).
-    """
-    return _encode_request(params, headers, prefix)
+# encode_request(params, headers, prefix=b"") -> bytes: one REQUEST frame from flat lists
+# [name, value, name, value, ...] (no NUL in any item). The payload is NUL-separated: params, an
+# empty name, headers, each item NUL-terminated; `prefix` is params already encoded by
+# `encode_params` (those fixed per connection). Built in C in one allocation, called directly (no
+# Python wrapper on the per-request path); tests/unit/bridge/test_wire.py states the layout in Python.
+encode_request = _encode_request
 
 
 def encode_params(params: list[bytes]) -> bytes:

@@ -217,8 +217,6 @@ class Http1Connection(Connection):
                 req.headers = headers
                 req.flat_headers = flat
                 req.set_target(url)
-                if not queue:
-                    self.deadline = 0.0
                 self._queue_request(req)
                 if self.closing:
                     return
@@ -305,12 +303,12 @@ class Http1Connection(Connection):
             if expect[1].lower() != b"100-continue":
                 raise _Reject(417)
             req.expect_continue = req.expects_body
-        if not self.queue:
-            self.deadline = 0.0
         self._queue_request(req)
 
     def _queue_request(self, req: Request) -> None:
         """A request's head is in and valid: it waits its turn, and its body (if any) is read."""
+        if not self.queue:
+            self.deadline = 0.0  # the header timeout (or keep-alive wait) is over
         req.started = self.loop.time()
         self.queue.append(req)
         if req.expects_body:
@@ -547,8 +545,8 @@ class Http1Connection(Connection):
     def send_php_head(self, stream: Stream, status: int, header_block: bytes, body: list[bytes],
                       complete: bool) -> None:
         req: Request = stream  # type: ignore[assignment]
-        if (complete and req.keep_alive and req.version == "1.1" and not req.head_only and status >= 200
-                and status not in NO_BODY_STATUS and not self.ctx.draining):
+        if (complete and req.version == "1.1" and not req.head_only and status >= 200
+                and status not in NO_BODY_STATUS and not self._closes_after(req)):
             # The usual answer: all of it here, PHP's header lines to pass through as they are.
             data = compose_response(status_line(status), header_block, DATE.get(), SERVER_HEADER, body)
             if data is not None:
@@ -570,7 +568,7 @@ class Http1Connection(Connection):
         req.response_started = True
         req.status = status
         has_length = has_date = has_server = False
-        close = not req.keep_alive or self.ctx.draining
+        close = self._closes_after(req)
         head_only = req.head_only
         if managed:
             has_date = b"date" in names

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* RFC 9110 5.6.2 tchar */
 static unsigned char is_tchar[256];
@@ -28,7 +29,7 @@ static unsigned char is_target[256];
 /* Field-value bytes accepted: visible ASCII, SP, HTAB (no obs-text) */
 static unsigned char is_value[256];
 
-static PyObject *s_get, *s_head, *s_v11, *s_v10;
+static PyObject *s_get, *s_head, *s_v11, *s_v10, *s_empty;
 
 static void init_tables(void)
 {
@@ -137,11 +138,7 @@ static PyObject *parse_head(PyObject *self, PyObject *const *args, Py_ssize_t na
             Py_RETURN_NONE;
         switch (name_len) {  /* the fields that change how the message is read */
         case 4:
-            if (name_is(name, name_len, "host")) {
-                if (has_host)
-                    Py_RETURN_NONE;
-                has_host = 1;
-            }
+            has_host |= name_is(name, name_len, "host");
             break;
         case 6:
             if (name_is(name, name_len, "expect"))
@@ -171,6 +168,9 @@ static PyObject *parse_head(PyObject *self, PyObject *const *args, Py_ssize_t na
                 Py_RETURN_NONE;
             break;
         }
+        for (int i = 0; i < count; i++)  /* a repeated field is joined by add_header's rules: declined */
+            if (fields[i].name_len == name_len && strncasecmp(fields[i].name, name, (size_t)name_len) == 0)
+                Py_RETURN_NONE;
         fields[count].name = name;
         fields[count].name_len = name_len;
         fields[count].value = value;
@@ -185,52 +185,33 @@ static PyObject *parse_head(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *url_obj = PyBytes_FromStringAndSize(url, url_len);
     if (headers == NULL || flat == NULL || url_obj == NULL)
         goto fail;
-    for (int i = 0; i < count; i++) {
+    for (int i = 0; i < count; i++) {  /* the names are distinct (checked above) */
         PyObject *name = PyBytes_FromStringAndSize(fields[i].name, fields[i].name_len);
         PyObject *value = PyBytes_FromStringAndSize(fields[i].value, fields[i].value_len);
+        PyList_SET_ITEM(flat, 2 * i, name);  /* flat owns them from here, also on failure */
+        PyList_SET_ITEM(flat, 2 * i + 1, value);
         PyObject *lower = PyBytes_FromStringAndSize(NULL, fields[i].name_len);
         PyObject *index = PyLong_FromLong(2 * i);
-        PyObject *entry = NULL;
-        if (name && value && lower && index) {
-            char *l = PyBytes_AS_STRING(lower);
-            for (Py_ssize_t j = 0; j < fields[i].name_len; j++) {
-                unsigned char c = (unsigned char)fields[i].name[j];
-                l[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-            }
-            entry = PyList_New(3);
-        }
+        PyObject *entry = name && value && lower && index ? PyList_New(3) : NULL;
         if (entry == NULL) {
-            Py_XDECREF(name);
-            Py_XDECREF(value);
-            Py_XDECREF(lower);
             Py_XDECREF(index);
-            goto fail;
-        }
-        int repeated = PyDict_Contains(headers, lower);
-        if (repeated == 0) {
+        } else {  /* [name as sent, value, index in flat] */
             Py_INCREF(name);
             Py_INCREF(value);
             PyList_SET_ITEM(entry, 0, name);
             PyList_SET_ITEM(entry, 1, value);
             PyList_SET_ITEM(entry, 2, index);
-            PyList_SET_ITEM(flat, 2 * i, name);
-            PyList_SET_ITEM(flat, 2 * i + 1, value);
-            repeated = PyDict_SetItem(headers, lower, entry);
-        } else {
-            Py_DECREF(name);
-            Py_DECREF(value);
-            Py_DECREF(index);
+            char *l = PyBytes_AS_STRING(lower);
+            for (Py_ssize_t j = 0; j < fields[i].name_len; j++) {
+                unsigned char c = (unsigned char)fields[i].name[j];
+                l[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            }
         }
-        Py_DECREF(entry);
-        Py_DECREF(lower);
-        if (repeated != 0) {  /* a repeated field is joined by add_header's rules: declined */
-            Py_DECREF(headers);
-            Py_DECREF(flat);
-            Py_DECREF(url_obj);
-            if (repeated < 0)
-                return NULL;
-            Py_RETURN_NONE;
-        }
+        int failed = entry == NULL || PyDict_SetItem(headers, lower, entry) < 0;
+        Py_XDECREF(entry);
+        Py_XDECREF(lower);
+        if (failed)
+            goto fail;
     }
     Py_INCREF(method);
     PyObject *version = minor ? s_v11 : s_v10;
@@ -424,14 +405,16 @@ static Py_ssize_t join_nul(PyObject *list, char *o)
  * each NUL-terminated), the params, an empty name, the headers, each item NUL-terminated. */
 static PyObject *encode_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyList_Check(args[0]) || !PyList_Check(args[1]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "encode_request(params: list, headers: list, prefix: bytes)");
+    if (nargs < 2 || nargs > 3 || !PyList_Check(args[0]) || !PyList_Check(args[1])
+        || (nargs == 3 && !PyBytes_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError, "encode_request(params: list, headers: list, prefix: bytes = b'')");
         return NULL;
     }
+    PyObject *prefix_obj = nargs == 3 ? args[2] : s_empty;
     Py_ssize_t params = join_nul(args[0], NULL), headers = join_nul(args[1], NULL);
     if (params < 0 || headers < 0)
         return NULL;
-    Py_ssize_t prefix = PyBytes_GET_SIZE(args[2]);
+    Py_ssize_t prefix = PyBytes_GET_SIZE(prefix_obj);
     Py_ssize_t payload = prefix + params + 1 + headers;  /* + the empty name's NUL */
     if (payload > 0xffffffffLL) {
         PyErr_SetString(PyExc_ValueError, "encode_request: the request does not fit a frame");
@@ -447,7 +430,7 @@ static PyObject *encode_request(PyObject *self, PyObject *const *args, Py_ssize_
     o[3] = (unsigned char)(payload >> 8);
     o[4] = (unsigned char)payload;
     char *p = (char *)o + FRAME_HEADER;
-    memcpy(p, PyBytes_AS_STRING(args[2]), (size_t)prefix);
+    memcpy(p, PyBytes_AS_STRING(prefix_obj), (size_t)prefix);
     p += prefix;
     p += join_nul(args[0], p);
     *p++ = '\0';
@@ -462,7 +445,7 @@ static PyMethodDef methods[] = {
     {"read_frames", read_frames, METH_O,
      "read_frames(data) -> (taken id, taken flags, status, header block, body parts, end flags) or None."},
     {"encode_request", (PyCFunction)(void (*)(void))encode_request, METH_FASTCALL,
-     "encode_request(params, headers, prefix) -> bytes: one REQUEST frame (askr.bridge.wire)."},
+     "encode_request(params, headers, prefix=b'') -> bytes: one REQUEST frame (askr.bridge.wire)."},
     {"compose_response", (PyCFunction)(void (*)(void))compose_response, METH_FASTCALL,
      "compose_response(status_line, header_block, date, server, body) -> bytes or None."},
     {NULL, NULL, 0, NULL},
@@ -480,7 +463,8 @@ PyMODINIT_FUNC PyInit__hotpath(void)
     s_head = PyBytes_FromString("HEAD");
     s_v11 = PyUnicode_InternFromString("1.1");
     s_v10 = PyUnicode_InternFromString("1.0");
-    if (!s_get || !s_head || !s_v11 || !s_v10)
+    s_empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (!s_get || !s_head || !s_v11 || !s_v10 || !s_empty)
         return NULL;
     return PyModule_Create(&module);
 }
