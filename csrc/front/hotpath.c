@@ -43,6 +43,11 @@ static void init_tables(void)
     }
 }
 
+/* Request fields that give the message a body or change how it is read: httptools' path. */
+static const char *const DECLINED[] = {
+    "content-length", "transfer-encoding", "expect", "upgrade", "proxy-connection",
+};
+
 /* Case-insensitive compare of a field name (already a token) with a lower-case literal. */
 static int name_is(const char *name, Py_ssize_t len, const char *lower)
 {
@@ -136,38 +141,16 @@ static PyObject *parse_head(PyObject *self, PyObject *const *args, Py_ssize_t na
         header_bytes += name_len + value_len + 4;
         if (header_bytes > max_header_size)
             Py_RETURN_NONE;
-        switch (name_len) {  /* the fields that change how the message is read */
-        case 4:
-            has_host |= name_is(name, name_len, "host");
-            break;
-        case 6:
-            if (name_is(name, name_len, "expect"))
+        /* the fields that change how the message is read */
+        for (size_t k = 0; k < sizeof DECLINED / sizeof *DECLINED; k++)
+            if (name_is(name, name_len, DECLINED[k]))
                 Py_RETURN_NONE;
-            break;
-        case 7:
-            if (name_is(name, name_len, "upgrade"))
+        if (name_is(name, name_len, "connection")) {
+            if (!name_is(value, value_len, "keep-alive"))
                 Py_RETURN_NONE;
-            break;
-        case 10:
-            if (name_is(name, name_len, "connection")) {
-                if (!name_is(value, value_len, "keep-alive"))
-                    Py_RETURN_NONE;
-                keep_alive = 1;
-            }
-            break;
-        case 14:
-            if (name_is(name, name_len, "content-length"))
-                Py_RETURN_NONE;
-            break;
-        case 16:
-            if (name_is(name, name_len, "proxy-connection"))
-                Py_RETURN_NONE;
-            break;
-        case 17:
-            if (name_is(name, name_len, "transfer-encoding"))
-                Py_RETURN_NONE;
-            break;
+            keep_alive = 1;
         }
+        has_host |= name_is(name, name_len, "host");
         for (int i = 0; i < count; i++)  /* a repeated field is joined by add_header's rules: declined */
             if (fields[i].name_len == name_len && strncasecmp(fields[i].name, name, (size_t)name_len) == 0)
                 Py_RETURN_NONE;
